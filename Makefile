@@ -1,0 +1,29 @@
+# The two Quick-start commands of the README are `make demo` and `make test`.
+# Both create the virtual environment on first use (CPU torch from the local wheel first, so that pip
+# never resolves torch to a multi-GB CUDA build), then run.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.daflow-installed
+TORCH_SPEC ?= torch==2.13.0
+DEMO_OUT ?= demo_out
+
+.PHONY: demo test install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/daflow demo -o $(DEMO_OUT)
+
+test: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) build src/*.egg-info

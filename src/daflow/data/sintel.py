@@ -1,0 +1,81 @@
+"""MPI-Sintel (Butler et al. 2012), training set with ground truth, clean or final pass.
+
+Layout (``shared/research/data_dpt_mgld.md`` §1)::
+
+    ROOT/training/{clean,final}/<scene>/frame_%04d.png
+    ROOT/training/flow/<scene>/frame_%04d.flo          # forward flow of frame i -> i+1
+    ROOT/training/occlusions/<scene>/frame_%04d.png    # optional, 1 or 255 = occluded
+
+``ROOT`` may also be a degraded mirror written by ``daflow degrade sintel`` (same layout, LQ frames).
+Every pixel is valid (RAFT / SEA-RAFT protocol); the ``invalid/`` masks are not used.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from daflow.data.base import ClipDataset, ClipItem, DatasetLayoutError, natural_key, require_dir, window_starts
+
+SINTEL_PASSES = ("clean", "final")
+
+
+class Sintel(ClipDataset):
+    name = "sintel"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        dstype: str = "final",
+        split: str = "training",
+        num_frames: int = 2,
+        stride: int = 1,
+        scenes: list[str] | None = None,
+        transform=None,
+    ):
+        if dstype not in SINTEL_PASSES:
+            raise ValueError(f"Sintel pass must be one of {SINTEL_PASSES}, got {dstype!r}")
+        if split not in ("training", "test"):
+            raise ValueError(f"Sintel split must be 'training' or 'test', got {split!r}")
+        self.root = Path(root)
+        frames_root = require_dir(self.root / split / dstype, f"Sintel ({dstype} pass) frames as <scene>/frame_0001.png")
+        flow_root = self.root / split / "flow"
+        occ_root = self.root / split / "occlusions"
+        has_gt = split == "training"
+        if has_gt:
+            require_dir(flow_root, "Sintel ground truth as <scene>/frame_0001.flo")
+        scene_dirs = sorted(p for p in frames_root.iterdir() if p.is_dir())
+        if scenes is not None:
+            unknown = set(scenes) - {p.name for p in scene_dirs}
+            if unknown:
+                raise DatasetLayoutError(f"Sintel: scenes {sorted(unknown)} not found under {frames_root}")
+            scene_dirs = [p for p in scene_dirs if p.name in scenes]
+        if not scene_dirs:
+            raise DatasetLayoutError(f"Sintel: no scene folders under {frames_root}")
+        items = []
+        for scene_dir in scene_dirs:
+            frames = sorted(scene_dir.glob("frame_*.png"), key=natural_key)
+            if not frames:
+                raise DatasetLayoutError(f"Sintel: no frame_*.png in {scene_dir}")
+            flows = [flow_root / scene_dir.name / f"{f.stem}.flo" for f in frames[:-1]] if has_gt else None
+            if flows:
+                missing = [p for p in flows if not p.is_file()]
+                if missing:
+                    raise DatasetLayoutError(f"Sintel: expected ground truth {missing[0]} not found ({len(missing)} missing in {scene_dir.name})")
+            occs = None
+            if has_gt and (occ_root / scene_dir.name).is_dir():
+                occs = [occ_root / scene_dir.name / f"{f.stem}.png" for f in frames[:-1]]
+                if not all(p.is_file() for p in occs):
+                    occs = None
+            for s in window_starts(len(frames), num_frames, stride):
+                e = s + num_frames - 1
+                items.append(
+                    ClipItem(
+                        frames=tuple(frames[s : e + 1]),
+                        flows=tuple(flows[s:e]) if flows is not None else None,
+                        occlusions=tuple(occs[s:e]) if occs is not None else None,
+                        meta={"scene": scene_dir.name, "pass": dstype, "frames": [f.stem for f in frames[s : e + 1]]},
+                    )
+                )
+        super().__init__(items, transform=transform)

@@ -1,0 +1,86 @@
+"""Spring (Mehl et al. 2023), train split with ground truth.
+
+Layout (``shared/research/data_dpt_mgld.md`` §2)::
+
+    ROOT/train/<scene>/frame_left/frame_left_%04d.png          # 1920x1080, 1-based index
+    ROOT/train/<scene>/flow_FW_left/flow_FW_left_%04d.flo5     # frame i -> i+1 at 3840x2160
+
+The ground truth is at twice the image resolution in image-pixel units; by default it is subsampled
+``[::2, ::2]`` (spring_utils / SEA-RAFT / FlowSeek). ``full_resolution_gt=True`` keeps all four candidates
+per pixel for the benchmark's minimum-over-candidates metric (``flow_metrics(..., spring_min=True)``).
+NaN ground truth is invalid. SEA-RAFT's validation scenes are ``SPRING_VAL_SCENES``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from daflow.data.base import ClipDataset, ClipItem, DatasetLayoutError, natural_key, require_dir, window_starts
+from daflow.flow.io import read_flow
+
+SPRING_VAL_SCENES = ("0045", "0047")
+
+
+class Spring(ClipDataset):
+    name = "spring"
+
+    def __init__(
+        self,
+        root: str | os.PathLike[str],
+        *,
+        split: str = "train",
+        camera: str = "left",
+        num_frames: int = 2,
+        stride: int = 1,
+        scenes: list[str] | tuple[str, ...] | None = None,
+        full_resolution_gt: bool = False,
+        transform=None,
+    ):
+        if camera not in ("left", "right"):
+            raise ValueError(f"Spring camera must be 'left' or 'right', got {camera!r}")
+        if split not in ("train", "test"):
+            raise ValueError(f"Spring split must be 'train' or 'test', got {split!r}")
+        self.root = Path(root)
+        self.full_resolution_gt = full_resolution_gt
+        split_root = require_dir(self.root / split, "Spring split folder with <scene>/frame_left/frame_left_0001.png")
+        scene_dirs = sorted(p for p in split_root.iterdir() if p.is_dir())
+        if scenes is not None:
+            unknown = set(scenes) - {p.name for p in scene_dirs}
+            if unknown:
+                raise DatasetLayoutError(f"Spring: scenes {sorted(unknown)} not found under {split_root}")
+            scene_dirs = [p for p in scene_dirs if p.name in scenes]
+        if not scene_dirs:
+            raise DatasetLayoutError(f"Spring: no scene folders under {split_root}")
+        has_gt = split == "train"
+        items = []
+        for scene in scene_dirs:
+            frame_dir = require_dir(scene / f"frame_{camera}", f"Spring scene {scene.name} frames")
+            frames = sorted(frame_dir.glob(f"frame_{camera}_*.png"), key=natural_key)
+            if not frames:
+                raise DatasetLayoutError(f"Spring: no frame_{camera}_*.png in {frame_dir}")
+            flows = None
+            if has_gt:
+                flow_dir = require_dir(scene / f"flow_FW_{camera}", f"Spring scene {scene.name} forward flow")
+                flows = [flow_dir / f"flow_FW_{camera}_{f.stem.rsplit('_', 1)[1]}.flo5" for f in frames[:-1]]
+                missing = [p for p in flows if not p.is_file()]
+                if missing:
+                    raise DatasetLayoutError(f"Spring: expected ground truth {missing[0]} not found ({len(missing)} missing)")
+            for s in window_starts(len(frames), num_frames, stride):
+                e = s + num_frames - 1
+                items.append(
+                    ClipItem(
+                        frames=tuple(frames[s : e + 1]),
+                        flows=tuple(flows[s:e]) if flows is not None else None,
+                        meta={"scene": scene.name, "camera": camera, "frames": [f.stem for f in frames[s : e + 1]]},
+                    )
+                )
+        super().__init__(items, transform=transform)
+
+    def read_gt(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        flow, valid = read_flow(path)
+        if self.full_resolution_gt:
+            return flow, valid
+        return np.ascontiguousarray(flow[::2, ::2]), np.ascontiguousarray(valid[::2, ::2])

@@ -1,0 +1,86 @@
+"""Atomic file writing and image reading shared by every module that touches the disk.
+
+Every output of daflow is written to a temporary file in the destination folder and renamed into place,
+so an interrupted run never leaves a half-written file behind (DESIGN §1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
+
+    The temporary name keeps the final suffix so that libraries choosing a format by extension
+    (OpenCV, h5py, numpy) behave as for the real name.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp_path.unlink()
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an 8-bit RGB image as ``[H, W, 3]`` uint8.
+
+    Grey images are expanded to three channels; an alpha channel is dropped. 16-bit images are refused,
+    because every frame reader in daflow works on 8-bit video frames.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if img is None:
+        raise ValueError(f"cannot decode image {path}: not a readable image file")
+    if img.dtype != np.uint8:
+        raise ValueError(f"image {path} has dtype {img.dtype}; expected 8-bit frames")
+    if img.ndim == 2:
+        return np.repeat(img[:, :, None], 3, axis=2)
+    if img.shape[2] == 4:
+        img = img[:, :, :3]
+    return np.ascontiguousarray(img[:, :, ::-1])
+
+
+def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
+    """Write an RGB (``[H, W, 3]``) or grey (``[H, W]``) uint8 image atomically; format by extension."""
+    path = Path(path)
+    image = np.asarray(image)
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(
+            f"write_image({path}): expected uint8 [H, W, 3] RGB or [H, W] grey, got {image.dtype} {image.shape}"
+        )
+    bgr = image if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1])
+    ok, buf = cv2.imencode(path.suffix or ".png", bgr)
+    if not ok:
+        raise ValueError(f"write_image({path}): OpenCV cannot encode the extension {path.suffix!r}")
+    atomic_write_bytes(path, buf.tobytes())

@@ -1,0 +1,200 @@
+"""Flow accuracy metrics (paper §5.1: EPE and the percentage of pixels with error above 1, 3, 5 px) and
+the warping error used for temporal consistency (paper Appendix C.4, Table 6).
+
+Layouts accepted by :func:`flow_metrics`:
+
+- torch tensors are channels-first as models output them: ``pred``/``gt`` ``[B, 2, H, W]`` or ``[2, H, W]``,
+  ``valid`` ``[B, H, W]`` or ``[H, W]``;
+- numpy arrays are channels-last as files hold them: ``[B, H, W, 2]`` or ``[H, W, 2]``, ``valid`` likewise
+  without the last axis.
+
+Definitions (``shared/research/data_dpt_mgld.md`` §1): ``epe = ‖f_pred − f_gt‖₂`` per pixel; ``EPE`` is its
+mean over valid pixels; ``Npx = 100 · #{valid pixels with epe > N} / #valid``. Ground truth that is NaN or
+infinite is invalid. By default each image's numbers are computed on its own valid pixels and then averaged
+over images (SEA-RAFT / FlowSeek / ptlflow); ``reduce="pixel"`` pools all pixels of all images (official RAFT).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from daflow.flow.warp import backward_warp
+
+DEFAULT_THRESHOLDS = (1.0, 3.0, 5.0)
+
+
+def _threshold_key(t: float) -> str:
+    return f"{t:g}px"
+
+
+def _as_bhw2(x, name: str) -> torch.Tensor:
+    """Convert a flow in either accepted layout to a float64 torch tensor ``[B, H, W, 2]``."""
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to(torch.float64)
+        if t.ndim == 3:
+            t = t.unsqueeze(0)
+        if t.ndim != 4 or t.shape[1] != 2:
+            raise ValueError(f"{name}: torch flow must be channels-first [B, 2, H, W] or [2, H, W], got {tuple(x.shape)}")
+        return t.permute(0, 2, 3, 1).cpu()
+    a = np.asarray(x, dtype=np.float64)
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4 or a.shape[-1] != 2:
+        raise ValueError(f"{name}: numpy flow must be channels-last [B, H, W, 2] or [H, W, 2], got {a.shape}")
+    return torch.from_numpy(a)
+
+
+def _as_bhw(x, batch: int, name: str) -> torch.Tensor:
+    t = x.detach().cpu() if isinstance(x, torch.Tensor) else torch.from_numpy(np.asarray(x))
+    if t.ndim == 2:
+        t = t.unsqueeze(0)
+    if t.ndim != 3 or t.shape[0] != batch:
+        raise ValueError(f"{name}: valid mask must be [B, H, W] or [H, W] with B = {batch}, got {tuple(t.shape)}")
+    return t.to(torch.bool)
+
+
+def end_point_error(pred, gt, valid=None, *, spring_min: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-pixel end-point error and validity, both ``[B, H, W]`` on the prediction's grid.
+
+    With ``spring_min=True`` the ground truth (and ``valid``, if given) is at twice the prediction's
+    resolution, and each pixel's error is the minimum over its 2×2 ground-truth candidates that are valid
+    (the Spring benchmark's rule; a pixel is valid if any candidate is).
+    """
+    p = _as_bhw2(pred, "pred")
+    g = _as_bhw2(gt, "gt")
+    b, h, w, _ = p.shape
+    gh, gw = (2 * h, 2 * w) if spring_min else (h, w)
+    if g.shape != (b, gh, gw, 2):
+        what = "twice the prediction's size (spring_min)" if spring_min else "the prediction's shape"
+        raise ValueError(f"gt of shape {tuple(g.shape)} (as [B, H, W, 2]) must have {what}: expected {(b, gh, gw, 2)}")
+    ok = torch.isfinite(g).all(-1)
+    if valid is not None:
+        v = _as_bhw(valid, b, "valid")
+        if v.shape[-2:] != (gh, gw):
+            raise ValueError(f"valid of shape {tuple(v.shape)} does not match the ground truth grid {(gh, gw)}")
+        ok &= v
+    g = torch.where(ok[..., None], g, torch.zeros((), dtype=g.dtype))
+    if not spring_min:
+        return (p - g).norm(dim=-1), ok
+    # [B, 2H, 2W, 2] -> [B, H, W, 4 candidates, 2]
+    g4 = g.reshape(b, h, 2, w, 2, 2).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, 4, 2)
+    ok4 = ok.reshape(b, h, 2, w, 2).permute(0, 1, 3, 2, 4).reshape(b, h, w, 4)
+    epe4 = (p[:, :, :, None] - g4).norm(dim=-1).masked_fill(~ok4, float("inf"))
+    epe = epe4.min(dim=-1).values
+    valid_any = ok4.any(-1)
+    return torch.where(valid_any, epe, torch.zeros((), dtype=epe.dtype)), valid_any
+
+
+@dataclass
+class FlowMetrics:
+    """Accumulates per-image EPE / N-px statistics over many batches.
+
+    ``update`` takes the same arguments as :func:`flow_metrics`; ``compute`` returns the dict. Images with
+    no valid pixel are counted in ``n_skipped`` and ignored.
+    """
+
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS
+    spring_min: bool = False
+    n_valid: list[int] = field(default_factory=list)
+    epe_sum: list[float] = field(default_factory=list)
+    outliers: list[list[int]] = field(default_factory=list)
+    n_skipped: int = 0
+
+    def update(self, pred, gt, valid=None) -> None:
+        epe, ok = end_point_error(pred, gt, valid, spring_min=self.spring_min)
+        n = ok.sum(dim=(1, 2))
+        sums = torch.where(ok, epe, torch.zeros((), dtype=epe.dtype)).sum(dim=(1, 2))
+        outl = [((epe > t) & ok).sum(dim=(1, 2)) for t in self.thresholds]
+        for i in range(epe.shape[0]):
+            if int(n[i]) == 0:
+                self.n_skipped += 1
+                continue
+            self.n_valid.append(int(n[i]))
+            self.epe_sum.append(float(sums[i]))
+            self.outliers.append([int(o[i]) for o in outl])
+
+    def compute(self, *, reduce: str = "image", percent: bool = True) -> dict[str, float]:
+        if reduce not in ("image", "pixel"):
+            raise ValueError(f"reduce must be 'image' or 'pixel', got {reduce!r}")
+        if not self.n_valid:
+            raise ValueError("no image with a valid ground-truth pixel was seen")
+        n = np.asarray(self.n_valid, np.float64)
+        s = np.asarray(self.epe_sum, np.float64)
+        o = np.asarray(self.outliers, np.float64)  # [N, T]
+        scale = 100.0 if percent else 1.0
+        if reduce == "image":
+            epe = float(np.mean(s / n))
+            rates = (o / n[:, None]).mean(0)
+        else:
+            epe = float(s.sum() / n.sum())
+            rates = o.sum(0) / n.sum()
+        out = {"epe": epe}
+        out.update({_threshold_key(t): float(r * scale) for t, r in zip(self.thresholds, rates)})
+        return out
+
+    @property
+    def count(self) -> int:
+        """Number of images that contributed."""
+        return len(self.n_valid)
+
+
+def flow_metrics(
+    pred,
+    gt,
+    valid=None,
+    *,
+    reduce: str = "image",
+    percent: bool = True,
+    spring_min: bool = False,
+    thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+) -> dict[str, float]:
+    """EPE and outlier rates of ``pred`` against ``gt``.
+
+    Returns ``{"epe": …, "1px": …, "3px": …, "5px": …}``; the outlier rates are percentages
+    (``percent=False`` gives fractions). ``reduce="image"`` averages per image then over images;
+    ``"pixel"`` pools every valid pixel. ``spring_min``: see :func:`end_point_error`.
+    """
+    acc = FlowMetrics(thresholds=tuple(thresholds), spring_min=spring_min)
+    acc.update(pred, gt, valid)
+    return acc.compute(reduce=reduce, percent=percent)
+
+
+def _as_bchw_image(x, name: str) -> torch.Tensor:
+    if isinstance(x, torch.Tensor):
+        t = x.detach().to(torch.float64)
+        return t.unsqueeze(0) if t.ndim == 3 else t
+    a = np.asarray(x, dtype=np.float64)  # numpy images are [H, W, C] or [B, H, W, C]
+    if a.ndim == 3:
+        a = a[None]
+    if a.ndim != 4:
+        raise ValueError(f"{name}: numpy image must be [H, W, C] or [B, H, W, C], got {a.shape}")
+    return torch.from_numpy(a).permute(0, 3, 1, 2)
+
+
+def warping_error(frame, next_frame, flow_fw, occlusion=None) -> float:
+    """Masked warping error between frame k and frame k+1 warped back with the forward flow.
+
+    ``E = mean over pairs of Σ_x M(x)·‖V_k(x) − W(V_{k+1})(x)‖² / Σ_x M(x)`` with ``M`` the non-occluded,
+    in-bounds pixels (Lai et al. 2018; the squared error is summed over channels and averaged over pixels).
+    Frames: torch ``[B, C, H, W]``/``[C, H, W]`` or numpy ``[B, H, W, C]``/``[H, W, C]``, in whatever range
+    the caller uses (the diffusion-VSR protocol uses [0, 1] and reports ×1000). ``flow_fw`` in the
+    :func:`flow_metrics` layouts; ``occlusion`` ``[B, H, W]`` bool (True = occluded), e.g. from
+    :func:`daflow.flow.warp.forward_backward_occlusion`.
+    """
+    a = _as_bchw_image(frame, "frame")
+    b = _as_bchw_image(next_frame, "next_frame")
+    f = _as_bhw2(flow_fw, "flow_fw").permute(0, 3, 1, 2)
+    if a.shape != b.shape or a.shape[0] != f.shape[0] or a.shape[-2:] != f.shape[-2:]:
+        raise ValueError(f"frames {tuple(a.shape)}, {tuple(b.shape)} and flow {tuple(f.shape)} must agree (as [B, C, H, W])")
+    warped, inside = backward_warp(b, f, return_mask=True)
+    mask = inside
+    if occlusion is not None:
+        mask = mask & ~_as_bhw(occlusion, a.shape[0], "occlusion")
+    sq = ((a - warped) ** 2).sum(1)
+    n = mask.sum(dim=(1, 2)).clamp_min(1)
+    per_pair = (sq * mask).sum(dim=(1, 2)) / n
+    return float(per_pair.mean())

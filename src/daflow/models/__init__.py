@@ -1,0 +1,1 @@
+"""Flow models. ``classical``: OpenCV DIS and Farnebäck references."""

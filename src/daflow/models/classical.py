@@ -1,0 +1,42 @@
+"""Classical optical-flow references from OpenCV: DIS (Kroeger et al. 2016) and Farnebäck (2003).
+
+They need no weights, so they are the honest baselines of the demo and of the small-scale reproduction.
+Frames are uint8 RGB ``[H, W, 3]``; flows come back as float32 ``[H, W, 2]``.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+CLASSICAL_METHODS = ("dis", "farneback")
+
+_DIS_PRESETS = {
+    "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
+    "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
+    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
+}
+
+
+def _grey(frame: np.ndarray) -> np.ndarray:
+    frame = np.asarray(frame)
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected a uint8 RGB frame [H, W, 3], got {frame.dtype} {frame.shape}")
+    return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
+
+
+def classical_flow(frame1: np.ndarray, frame2: np.ndarray, method: str = "dis", *, preset: str = "medium") -> np.ndarray:
+    """Forward flow frame1 → frame2 by a classical method (``"dis"`` or ``"farneback"``)."""
+    if method not in CLASSICAL_METHODS:
+        raise ValueError(f"classical method must be one of {CLASSICAL_METHODS}, got {method!r}")
+    a, b = _grey(frame1), _grey(frame2)
+    if a.shape != b.shape:
+        raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
+    if method == "dis":
+        if preset not in _DIS_PRESETS:
+            raise ValueError(f"DIS preset must be one of {tuple(_DIS_PRESETS)}, got {preset!r}")
+        dis = cv2.DISOpticalFlow_create(_DIS_PRESETS[preset])
+        flow = dis.calc(a, b, None)
+    else:
+        flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 5, 15, 5, 7, 1.5, 0)
+    return flow.astype(np.float32)
