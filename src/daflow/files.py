@@ -50,11 +50,12 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
-def read_image(path: str | os.PathLike[str]) -> np.ndarray:
+def read_image(path: str | os.PathLike[str], *, strict: bool = False) -> np.ndarray:
     """Read an 8-bit RGB image as ``[H, W, 3]`` uint8.
 
-    Grey images are expanded to three channels; an alpha channel is dropped. 16-bit images are refused,
-    because every frame reader in daflow works on 8-bit video frames.
+    Grey images are expanded to three channels and an alpha channel is dropped, unless ``strict`` (then
+    both are errors, as the degradation pipeline wants). 16-bit images are refused, because every frame
+    reader in daflow works on 8-bit video frames.
     """
     path = Path(path)
     if not path.is_file():
@@ -64,6 +65,10 @@ def read_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise ValueError(f"cannot decode image {path}: not a readable image file")
     if img.dtype != np.uint8:
         raise ValueError(f"image {path} has dtype {img.dtype}; expected 8-bit frames")
+    channels = 1 if img.ndim == 2 else img.shape[2]
+    if strict and channels != 3:
+        kind = {1: "grayscale", 2: "grayscale+alpha", 4: "RGBA"}.get(channels, f"{channels}-channel")
+        raise ValueError(f"image {path} is {kind}; expected an RGB frame")
     if img.ndim == 2:
         return np.repeat(img[:, :, None], 3, axis=2)
     if img.shape[2] == 4:

@@ -1,0 +1,196 @@
+"""Ranges and probabilities of the degradation pipeline, as frozen dataclasses with named presets.
+
+``realbasicvsr`` (the paper's pipeline, default) follows the RealBasicVSR column of
+``shared/research/degradations.md`` §2; the other presets are documented in the README's degradation table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+
+# Real-ESRGAN's kernel mix (RealBasicVSR lists the same marginals in one list).
+RBVSR_FAMILIES = (
+    ("iso", 0.405),
+    ("aniso", 0.225),
+    ("generalized_iso", 0.108),
+    ("generalized_aniso", 0.027),
+    ("plateau_iso", 0.108),
+    ("plateau_aniso", 0.027),
+    ("sinc", 0.1),
+)
+KERNEL_SIZES = (7, 9, 11, 13, 15, 17, 19, 21)
+INTERPOLATIONS = ("area", "bilinear", "bicubic")
+CODECS = ("libx264", "h264", "mpeg4")
+
+
+@dataclass(frozen=True)
+class BlurConfig:
+    """One blur step. σ in pixels, θ in radians; β ranges are split at 1 with probability ½ (Real-ESRGAN)."""
+
+    prob: float = 1.0
+    sizes: tuple[int, ...] = KERNEL_SIZES
+    families: tuple[tuple[str, float], ...] = RBVSR_FAMILIES
+    sigma: tuple[float, float] = (0.2, 3.0)
+    beta_generalized: tuple[float, float] = (0.5, 4.0)
+    beta_plateau: tuple[float, float] = (1.0, 2.0)
+    # per-frame random-walk steps (RealBasicVSR)
+    sigma_step: float = 0.02
+    theta_step: float = math.pi / 10
+    beta_generalized_step: float = 0.05
+    beta_plateau_step: float = 0.1
+    omega_step: float = 0.0628
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    gaussian_prob: float = 0.5  # else Poisson
+    gaussian_sigma: tuple[float, float] = (1.0, 30.0)  # on the 0..255 scale
+    poisson_scale: tuple[float, float] = (0.05, 3.0)
+    gray_prob: float = 0.4
+    gaussian_step: float = 0.1
+    poisson_step: float = 0.005
+
+
+@dataclass(frozen=True)
+class ResizeConfig:
+    probs: tuple[float, float, float] = (0.2, 0.7, 0.1)  # up, down, keep
+    up: tuple[float, float] = (1.0, 1.5)
+    down: tuple[float, float] = (0.15, 1.0)
+    interpolations: tuple[str, ...] = INTERPOLATIONS
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    blur: BlurConfig = field(default_factory=BlurConfig)
+    resize: ResizeConfig = field(default_factory=ResizeConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    jpeg: tuple[int, int] | None = (30, 95)  # None: no JPEG in this stage
+    jpeg_step: int = 3
+    video: bool = False  # whole-clip video compression at the end of the stage
+
+
+@dataclass(frozen=True)
+class DegradationConfig:
+    """The whole pipeline (§1 of the research note).
+
+    Attributes:
+        scale: the LQ target is ``round(H / scale) × round(W / scale)``.
+        upsample_back: bicubic back to exactly ``H × W`` at the end (alignment: the GT flow stays valid).
+        usm: unsharp-mask the HQ first (the LQ is made from the sharpened HQ).
+        temporal: ``"clip"`` draws discrete choices once per clip and lets continuous parameters drift per
+            frame (RealBasicVSR); ``"frame"`` draws everything independently per frame (STAR).
+        stage2_reference: stage-2 resize relative to the ``"lq"`` target (Real-ESRGAN) or the ``"current"``
+            stage-1 size (RealBasicVSR).
+        final_compression: ``"jpeg"`` (Real-ESRGAN) or ``"video"`` (RealBasicVSR / STAR) in the final group.
+        final_sinc_prob: probability of the final sinc filter.
+        codecs, bitrate: video codec choices and bits per frame (streams run at 1 fps).
+    """
+
+    name: str = "realbasicvsr"
+    scale: float = 4.0
+    upsample_back: bool = True
+    usm: bool = True
+    temporal: str = "clip"
+    stage1: StageConfig = field(default_factory=lambda: StageConfig(video=True))
+    stage2: StageConfig = field(
+        default_factory=lambda: StageConfig(
+            blur=BlurConfig(prob=0.8, sigma=(0.2, 1.5)),
+            resize=ResizeConfig(probs=(0.3, 0.4, 0.3), up=(1.0, 1.2), down=(0.3, 1.0)),
+            noise=NoiseConfig(gaussian_sigma=(1.0, 25.0), poisson_scale=(0.05, 2.5)),
+        )
+    )
+    stage2_reference: str = "current"
+    final_compression: str = "video"
+    final_sinc_prob: float = 0.8
+    final_interpolations: tuple[str, ...] = INTERPOLATIONS
+    codecs: tuple[str, ...] = CODECS
+    bitrate: tuple[int, int] = (10_000, 100_000)
+
+    def __post_init__(self) -> None:
+        if self.scale < 1:
+            raise ValueError(f"scale must be >= 1, got {self.scale}")
+        if self.temporal not in ("clip", "frame"):
+            raise ValueError(f"temporal must be 'clip' or 'frame', got {self.temporal!r}")
+        if self.stage2_reference not in ("lq", "current"):
+            raise ValueError(f"stage2_reference must be 'lq' or 'current', got {self.stage2_reference!r}")
+        if self.final_compression not in ("jpeg", "video"):
+            raise ValueError(f"final_compression must be 'jpeg' or 'video', got {self.final_compression!r}")
+
+
+def _realesrgan() -> DegradationConfig:
+    base = DegradationConfig()
+    return replace(
+        base,
+        name="realesrgan",
+        stage1=replace(base.stage1, video=False),
+        stage2=replace(base.stage2, jpeg=(30, 95)),
+        stage2_reference="lq",
+        final_compression="jpeg",
+    )
+
+
+def _star() -> DegradationConfig:
+    return replace(DegradationConfig(), name="star", temporal="frame", stage2_reference="lq")
+
+
+def _mild() -> DegradationConfig:
+    base = DegradationConfig()
+    return replace(
+        base,
+        name="mild",
+        scale=2.0,
+        stage1=StageConfig(
+            blur=BlurConfig(sigma=(0.2, 1.5)),
+            resize=ResizeConfig(probs=(0.2, 0.5, 0.3), down=(0.5, 1.0)),
+            noise=NoiseConfig(gaussian_sigma=(1.0, 10.0), poisson_scale=(0.05, 1.0)),
+            jpeg=(60, 95),
+            video=True,
+        ),
+        stage2=StageConfig(
+            blur=BlurConfig(prob=0.5, sigma=(0.2, 1.0)),
+            resize=ResizeConfig(probs=(0.3, 0.4, 0.3), up=(1.0, 1.2), down=(0.6, 1.0)),
+            noise=NoiseConfig(gaussian_sigma=(1.0, 5.0), poisson_scale=(0.05, 0.5)),
+            jpeg=(70, 95),
+        ),
+        final_sinc_prob=0.5,
+        bitrate=(100_000, 1_000_000),
+    )
+
+
+def _severe() -> DegradationConfig:
+    base = DegradationConfig()
+    return replace(
+        base,
+        name="severe",
+        stage1=StageConfig(
+            blur=BlurConfig(sigma=(1.0, 4.0)),
+            resize=ResizeConfig(probs=(0.0, 0.9, 0.1), down=(0.15, 0.6)),
+            noise=NoiseConfig(gaussian_sigma=(10.0, 40.0), poisson_scale=(1.0, 4.0)),
+            jpeg=(20, 60),
+            video=True,
+        ),
+        stage2=StageConfig(
+            blur=BlurConfig(prob=1.0, sigma=(0.5, 2.0)),
+            resize=ResizeConfig(probs=(0.1, 0.6, 0.3), up=(1.0, 1.2), down=(0.3, 0.8)),
+            noise=NoiseConfig(gaussian_sigma=(5.0, 30.0), poisson_scale=(0.5, 3.0)),
+            jpeg=(20, 60),
+        ),
+        final_sinc_prob=1.0,
+        bitrate=(10_000, 30_000),
+    )
+
+
+DEGRADATION_PRESETS: dict[str, DegradationConfig] = {
+    "realbasicvsr": DegradationConfig(),
+    "realesrgan": _realesrgan(),
+    "star": _star(),
+    "mild": _mild(),
+    "severe": _severe(),
+}
+
+
+def get_preset(name: str) -> DegradationConfig:
+    if name not in DEGRADATION_PRESETS:
+        raise ValueError(f"unknown degradation preset {name!r}; expected one of {sorted(DEGRADATION_PRESETS)}")
+    return DEGRADATION_PRESETS[name]
