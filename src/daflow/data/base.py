@@ -82,6 +82,52 @@ def require_file(path: Path, what: str) -> Path:
     return path
 
 
+def select_scenes(parent: Path, scenes, dataset: str) -> list[Path]:
+    """Sub-folders of ``parent`` (all, or those named in ``scenes``), sorted; clear errors otherwise."""
+    scene_dirs = sorted(p for p in parent.iterdir() if p.is_dir())
+    if scenes is not None:
+        unknown = set(scenes) - {p.name for p in scene_dirs}
+        if unknown:
+            raise DatasetLayoutError(f"{dataset}: scenes {sorted(unknown)} not found under {parent}")
+        scene_dirs = [p for p in scene_dirs if p.name in scenes]
+    if not scene_dirs:
+        raise DatasetLayoutError(f"{dataset}: no scene folders under {parent}")
+    return scene_dirs
+
+
+def require_all(paths: list[Path], dataset: str) -> None:
+    """Every ground-truth file must exist; the error names the first missing one."""
+    missing = [p for p in paths if not p.is_file()]
+    if missing:
+        raise DatasetLayoutError(f"{dataset}: expected ground truth {missing[0]} not found ({len(missing)} missing)")
+
+
+def sequence_items(
+    frames: list[Path],
+    flows: list[Path] | None,
+    meta: dict[str, Any],
+    num_frames: int,
+    stride: int,
+    *,
+    occlusions: list[Path] | None = None,
+    names: list[str] | None = None,
+) -> list[ClipItem]:
+    """The F-frame windows of one sequence (flows[i] belongs to the pair (i, i+1))."""
+    names = names if names is not None else [f.stem for f in frames]
+    items = []
+    for s in window_starts(len(frames), num_frames, stride):
+        e = s + num_frames - 1
+        items.append(
+            ClipItem(
+                frames=tuple(frames[s : e + 1]),
+                flows=tuple(flows[s:e]) if flows is not None else None,
+                occlusions=tuple(occlusions[s:e]) if occlusions is not None else None,
+                meta={**meta, "frames": names[s : e + 1]},
+            )
+        )
+    return items
+
+
 class ClipDataset(Sequence):
     """A list of :class:`ClipItem` read on demand.
 

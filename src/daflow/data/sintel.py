@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daflow.data.base import ClipDataset, ClipItem, DatasetLayoutError, natural_key, require_dir, window_starts
+from daflow.data.base import ClipDataset, DatasetLayoutError, natural_key, require_all, require_dir, select_scenes, sequence_items
 
 SINTEL_PASSES = ("clean", "final")
 
@@ -45,37 +45,19 @@ class Sintel(ClipDataset):
         has_gt = split == "training"
         if has_gt:
             require_dir(flow_root, "Sintel ground truth as <scene>/frame_0001.flo")
-        scene_dirs = sorted(p for p in frames_root.iterdir() if p.is_dir())
-        if scenes is not None:
-            unknown = set(scenes) - {p.name for p in scene_dirs}
-            if unknown:
-                raise DatasetLayoutError(f"Sintel: scenes {sorted(unknown)} not found under {frames_root}")
-            scene_dirs = [p for p in scene_dirs if p.name in scenes]
-        if not scene_dirs:
-            raise DatasetLayoutError(f"Sintel: no scene folders under {frames_root}")
         items = []
-        for scene_dir in scene_dirs:
+        for scene_dir in select_scenes(frames_root, scenes, "Sintel"):
             frames = sorted(scene_dir.glob("frame_*.png"), key=natural_key)
             if not frames:
                 raise DatasetLayoutError(f"Sintel: no frame_*.png in {scene_dir}")
             flows = [flow_root / scene_dir.name / f"{f.stem}.flo" for f in frames[:-1]] if has_gt else None
             if flows:
-                missing = [p for p in flows if not p.is_file()]
-                if missing:
-                    raise DatasetLayoutError(f"Sintel: expected ground truth {missing[0]} not found ({len(missing)} missing in {scene_dir.name})")
+                require_all(flows, "Sintel")
             occs = None
             if has_gt and (occ_root / scene_dir.name).is_dir():
                 occs = [occ_root / scene_dir.name / f"{f.stem}.png" for f in frames[:-1]]
                 if not all(p.is_file() for p in occs):
                     occs = None
-            for s in window_starts(len(frames), num_frames, stride):
-                e = s + num_frames - 1
-                items.append(
-                    ClipItem(
-                        frames=tuple(frames[s : e + 1]),
-                        flows=tuple(flows[s:e]) if flows is not None else None,
-                        occlusions=tuple(occs[s:e]) if occs is not None else None,
-                        meta={"scene": scene_dir.name, "pass": dstype, "frames": [f.stem for f in frames[s : e + 1]]},
-                    )
-                )
+            meta = {"scene": scene_dir.name, "pass": dstype}
+            items += sequence_items(frames, flows, meta, num_frames, stride, occlusions=occs)
         super().__init__(items, transform=transform)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daflow.data.base import ClipDataset, ClipItem, DatasetLayoutError, natural_key, require_dir, window_starts
+from daflow.data.base import ClipDataset, DatasetLayoutError, natural_key, require_all, require_dir, select_scenes, sequence_items
 from daflow.flow.io import read_flow
 
 SPRING_VAL_SCENES = ("0045", "0047")
@@ -46,17 +46,9 @@ class Spring(ClipDataset):
         self.root = Path(root)
         self.full_resolution_gt = full_resolution_gt
         split_root = require_dir(self.root / split, "Spring split folder with <scene>/frame_left/frame_left_0001.png")
-        scene_dirs = sorted(p for p in split_root.iterdir() if p.is_dir())
-        if scenes is not None:
-            unknown = set(scenes) - {p.name for p in scene_dirs}
-            if unknown:
-                raise DatasetLayoutError(f"Spring: scenes {sorted(unknown)} not found under {split_root}")
-            scene_dirs = [p for p in scene_dirs if p.name in scenes]
-        if not scene_dirs:
-            raise DatasetLayoutError(f"Spring: no scene folders under {split_root}")
         has_gt = split == "train"
         items = []
-        for scene in scene_dirs:
+        for scene in select_scenes(split_root, scenes, "Spring"):
             frame_dir = require_dir(scene / f"frame_{camera}", f"Spring scene {scene.name} frames")
             frames = sorted(frame_dir.glob(f"frame_{camera}_*.png"), key=natural_key)
             if not frames:
@@ -65,18 +57,8 @@ class Spring(ClipDataset):
             if has_gt:
                 flow_dir = require_dir(scene / f"flow_FW_{camera}", f"Spring scene {scene.name} forward flow")
                 flows = [flow_dir / f"flow_FW_{camera}_{f.stem.rsplit('_', 1)[1]}.flo5" for f in frames[:-1]]
-                missing = [p for p in flows if not p.is_file()]
-                if missing:
-                    raise DatasetLayoutError(f"Spring: expected ground truth {missing[0]} not found ({len(missing)} missing)")
-            for s in window_starts(len(frames), num_frames, stride):
-                e = s + num_frames - 1
-                items.append(
-                    ClipItem(
-                        frames=tuple(frames[s : e + 1]),
-                        flows=tuple(flows[s:e]) if flows is not None else None,
-                        meta={"scene": scene.name, "camera": camera, "frames": [f.stem for f in frames[s : e + 1]]},
-                    )
-                )
+                require_all(flows, "Spring")
+            items += sequence_items(frames, flows, {"scene": scene.name, "camera": camera}, num_frames, stride)
         super().__init__(items, transform=transform)
 
     def read_gt(self, path: Path) -> tuple[np.ndarray, np.ndarray]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daflow.data.base import ClipDataset, ClipItem, DatasetLayoutError, natural_key, window_starts
+from daflow.data.base import ClipDataset, DatasetLayoutError, natural_key, require_all, sequence_items
 
 TARTANAIR_VAL_ENVS = ("westerndesert", "soulcity")
 
@@ -72,17 +72,6 @@ class TartanAir(ClipDataset):
             frames = sorted((traj / "image_left").glob("*_left.png"), key=natural_key)
             ids = [f.name.split("_")[0] for f in frames]
             flows = [traj / "flow" / f"{a}_{b}_flow.npy" for a, b in zip(ids[:-1], ids[1:])]
-            missing = [p for p in flows if not p.is_file()]
-            if missing:
-                raise DatasetLayoutError(f"TartanAir: expected ground truth {missing[0]} not found ({len(missing)} missing)")
-            rel = str(traj.relative_to(self.root))
-            for s in window_starts(len(frames), num_frames, stride):
-                e = s + num_frames - 1
-                items.append(
-                    ClipItem(
-                        frames=tuple(frames[s : e + 1]),
-                        flows=tuple(flows[s:e]),
-                        meta={"scene": rel, "frames": ids[s : e + 1]},
-                    )
-                )
+            require_all(flows, "TartanAir")
+            items += sequence_items(frames, flows, {"scene": str(traj.relative_to(self.root))}, num_frames, stride, names=ids)
         super().__init__(items[::every], transform=transform)
