@@ -1,0 +1,106 @@
+"""RAFT's correlation volume and its windowed lookup (Teed & Deng 2020, §3.2; paper Eq. 15–16).
+
+``corr(x, y) = ⟨f1(x), f2(y)⟩ · scale`` (scale = 1/sqrt(C) by default). Level ``l`` of the pyramid averages the
+volume over 2^l × 2^l target pixels; the lookup samples a (2r+1)² window around ``coords / 2^l`` bilinearly
+(zero outside). Channel order follows the official code: ``channel = l·(2r+1)² + i·(2r+1) + j`` with **x-offset
+lin[i] and y-offset lin[j]** (the pretrained ``convc1`` depends on it).
+
+Two implementations with the same numbers (to float tolerance):
+
+- :class:`AllPairsCorr`: the full 4D volume ``[B·H·W, 1, H, W]`` and its pooled pyramid (official RAFT); memory
+  O((HW)²).
+- :class:`WindowedCorr`: correlations computed on the fly inside the windows only, against average-pooled
+  ``f2`` (pooling the volume over targets equals correlating with the pooled features, by linearity, and
+  bilinear sampling commutes with the dot product likewise); memory O(HW·C).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from daflow.flow.warp import sample_at
+
+# All-pairs volumes above this many entries (B·(HW)²) switch to the windowed lookup in "auto" mode
+# (~2 GB of float32: e.g. 436x1024 at 1/8 is 55·128 = 7,040 pixels -> 49.6 M entries, all-pairs).
+AUTO_ALL_PAIRS_MAX_ENTRIES = 500_000_000
+
+
+def _full(x: torch.Tensor) -> torch.Tensor:
+    """Correlations in at least float32 (official RAFT casts half-precision features up); float64 stays."""
+    return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+
+
+def window_offsets(radius: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``[(2r+1)², 2]`` (dx, dy) offsets in the official channel order (x varies slowest)."""
+    lin = torch.linspace(-radius, radius, 2 * radius + 1, device=device, dtype=dtype)
+    dx, dy = torch.meshgrid(lin, lin, indexing="ij")
+    return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
+
+
+class AllPairsCorr:
+    """The official all-pairs correlation pyramid."""
+
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4, scale: float | None = None):
+        b, c, h, w = fmap1.shape
+        self.num_levels, self.radius = num_levels, radius
+        scale = 1.0 / math.sqrt(c) if scale is None else scale
+        corr = torch.matmul(_full(fmap1).reshape(b, c, h * w).transpose(1, 2), _full(fmap2).reshape(b, c, h * w)) * scale
+        corr = corr.reshape(b * h * w, 1, h, w)
+        self.pyramid = [corr]
+        for _ in range(num_levels - 1):
+            corr = F.avg_pool2d(corr, 2, stride=2)
+            self.pyramid.append(corr)
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        """Look up windows around ``coords`` ``[B, 2, H, W]``; returns ``[B, L·(2r+1)², H, W]``."""
+        b, _, h, w = coords.shape
+        offsets = window_offsets(self.radius, device=coords.device, dtype=coords.dtype)  # [K, 2]
+        k = offsets.shape[0]
+        centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
+        out = []
+        for level, corr in enumerate(self.pyramid):
+            pts = centre / 2**level + offsets.view(1, 1, k, 2)  # [BHW, 1, K, 2]
+            sampled = sample_at(corr, pts.permute(0, 3, 1, 2))  # [BHW, 1, 1, K]
+            out.append(sampled.view(b, h, w, k))
+        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+
+
+class WindowedCorr:
+    """Correlations computed inside the lookup windows only (memory linear in the number of pixels)."""
+
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4, scale: float | None = None):
+        self.num_levels, self.radius = num_levels, radius
+        self.scale = 1.0 / math.sqrt(fmap1.shape[1]) if scale is None else scale
+        self.fmap1 = _full(fmap1)
+        self.pyramid = [_full(fmap2)]
+        for _ in range(num_levels - 1):
+            self.pyramid.append(F.avg_pool2d(self.pyramid[-1], 2, stride=2))
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        b, _, h, w = coords.shape
+        n = 2 * self.radius + 1
+        lin = torch.linspace(-self.radius, self.radius, n, device=coords.device, dtype=coords.dtype)
+        out = []
+        for level, f2 in enumerate(self.pyramid):
+            base = coords / 2**level  # [B, 2, H, W]
+            for dx in lin:  # one window row (fixed x-offset) at a time bounds the memory
+                pts = base.unsqueeze(-1) + torch.stack([dx.expand(n), lin]).view(1, 2, 1, 1, n)  # [B, 2, H, W, n]
+                feat = sample_at(f2, pts.reshape(b, 2, h, w * n))  # [B, C, H, W·n]
+                feat = feat.view(b, -1, h, w, n)
+                out.append((feat * self.fmap1.unsqueeze(-1)).sum(1) * self.scale)  # [B, H, W, n]
+        # out is ordered level, i (x-offset), j (y-offset) -> official channel order
+        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+
+
+def build_corr(fmap1: torch.Tensor, fmap2: torch.Tensor, *, mode: str = "auto", num_levels: int = 4, radius: int = 4, scale: float | None = None):
+    """``mode``: ``"all-pairs"``, ``"windowed"`` or ``"auto"`` (all-pairs unless the volume would be too large)."""
+    if mode not in ("auto", "all-pairs", "windowed"):
+        raise ValueError(f"corr mode must be 'auto', 'all-pairs' or 'windowed', got {mode!r}")
+    if mode == "auto":
+        b, _, h, w = fmap1.shape
+        mode = "all-pairs" if b * (h * w) ** 2 <= AUTO_ALL_PAIRS_MAX_ENTRIES else "windowed"
+    cls = AllPairsCorr if mode == "all-pairs" else WindowedCorr
+    return cls(fmap1, fmap2, num_levels=num_levels, radius=radius, scale=scale)

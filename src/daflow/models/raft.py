@@ -1,0 +1,454 @@
+"""RAFT (Teed & Deng, ECCV 2020) with the official module names, and its hybrid extension for DA-Flow.
+
+Attribute names equal the official ``princeton-vl/RAFT`` so that ``raft-things.pth`` loads by name after
+stripping ``module.`` (``shared/research/raft_family.md`` §1). The residual blocks register their stride-2
+normalisation twice (``norm3`` and ``downsample.1``), as the official code does, so the official file loads
+strictly with its 179 entries.
+
+DA-Flow (paper §4.4, Eq. 13–17) appends diffusion features to RAFT's: ``extra_feature_dim`` channels to the
+feature-encoder output of both frames before the correlation (Eq. 15) and ``extra_context_dim`` channels to the
+context after RAFT's ReLU (Eq. 16), which widens the input of the six GRU convolutions from 384 to
+384 + c′ channels laid out as ``[h (128), inp (128), extra context (c′), motion (128)]``. See
+:func:`hybrid_state_dict_from_raft` for the zero-initialisation that makes the hybrid model equal RAFT.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from daflow.flow.warp import coords_grid
+from daflow.models.corr import build_corr
+
+
+def _norm(norm_fn: str, channels: int, groups: int = 8) -> nn.Module:
+    if norm_fn == "instance":
+        return nn.InstanceNorm2d(channels)
+    if norm_fn == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm_fn == "group":
+        return nn.GroupNorm(groups, channels)
+    if norm_fn == "none":
+        return nn.Identity()
+    raise ValueError(f"unknown norm_fn {norm_fn!r}")
+
+
+class ResidualBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, norm_fn: str, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, padding=1, stride=stride)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+        self.norm1, self.norm2 = _norm(norm_fn, planes, planes // 8), _norm(norm_fn, planes, planes // 8)
+        self.downsample = None
+        if stride != 1:
+            self.norm3 = _norm(norm_fn, planes, planes // 8)
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride), self.norm3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.norm1(self.conv1(x)))
+        y = self.relu(self.norm2(self.conv2(y)))
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return self.relu(x + y)
+
+
+class BottleneckBlock(nn.Module):
+    def __init__(self, in_planes: int, planes: int, norm_fn: str, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_planes, planes // 4, 1)
+        self.conv2 = nn.Conv2d(planes // 4, planes // 4, 3, padding=1, stride=stride)
+        self.conv3 = nn.Conv2d(planes // 4, planes, 1)
+        self.relu = nn.ReLU(inplace=True)
+        self.norm1 = _norm(norm_fn, planes // 4, planes // 8)
+        self.norm2 = _norm(norm_fn, planes // 4, planes // 8)
+        self.norm3 = _norm(norm_fn, planes, planes // 8)
+        self.downsample = None
+        if stride != 1:
+            self.norm4 = _norm(norm_fn, planes, planes // 8)
+            self.downsample = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride=stride), self.norm4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.relu(self.norm1(self.conv1(x)))
+        y = self.relu(self.norm2(self.conv2(y)))
+        y = self.relu(self.norm3(self.conv3(y)))
+        if self.downsample is not None:
+            x = self.downsample(x)
+        return self.relu(x + y)
+
+
+class BasicEncoder(nn.Module):
+    """Feature / context encoder: 1/8 resolution, ``output_dim`` channels. ``widths`` = stem, layer1..3."""
+
+    def __init__(self, output_dim: int, norm_fn: str, *, block: type[nn.Module] = ResidualBlock, widths=(64, 64, 96, 128)):
+        super().__init__()
+        stem, w1, w2, w3 = widths
+        self.norm1 = _norm(norm_fn, stem, 8)
+        self.conv1 = nn.Conv2d(3, stem, 7, stride=2, padding=3)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.layer1 = nn.Sequential(block(stem, w1, norm_fn, 1), block(w1, w1, norm_fn, 1))
+        self.layer2 = nn.Sequential(block(w1, w2, norm_fn, 2), block(w2, w2, norm_fn, 1))
+        self.layer3 = nn.Sequential(block(w2, w3, norm_fn, 2), block(w3, w3, norm_fn, 1))
+        self.conv2 = nn.Conv2d(w3, output_dim, 1)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.relu1(self.norm1(self.conv1(x)))
+        return self.conv2(self.layer3(self.layer2(self.layer1(x))))
+
+
+class FlowHead(nn.Module):
+    def __init__(self, input_dim: int = 128, hidden_dim: int = 256):
+        super().__init__()
+        self.conv1 = nn.Conv2d(input_dim, hidden_dim, 3, padding=1)
+        self.conv2 = nn.Conv2d(hidden_dim, 2, 3, padding=1)
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.relu(self.conv1(x)))
+
+
+class SepConvGRU(nn.Module):
+    """Separable (1×5 then 5×1) convolutional GRU of RAFT-large."""
+
+    def __init__(self, hidden_dim: int = 128, input_dim: int = 256):
+        super().__init__()
+        cin = hidden_dim + input_dim
+        for g in "zrq":
+            setattr(self, f"conv{g}1", nn.Conv2d(cin, hidden_dim, (1, 5), padding=(0, 2)))
+            setattr(self, f"conv{g}2", nn.Conv2d(cin, hidden_dim, (5, 1), padding=(2, 0)))
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        for k in "12":
+            hx = torch.cat([h, x], dim=1)
+            z = torch.sigmoid(getattr(self, f"convz{k}")(hx))
+            r = torch.sigmoid(getattr(self, f"convr{k}")(hx))
+            q = torch.tanh(getattr(self, f"convq{k}")(torch.cat([r * h, x], dim=1)))
+            h = (1 - z) * h + z * q
+        return h
+
+
+class ConvGRU(nn.Module):
+    """3×3 convolutional GRU of RAFT-small."""
+
+    def __init__(self, hidden_dim: int = 96, input_dim: int = 146):
+        super().__init__()
+        cin = hidden_dim + input_dim
+        self.convz, self.convr, self.convq = (nn.Conv2d(cin, hidden_dim, 3, padding=1) for _ in range(3))
+
+    def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        hx = torch.cat([h, x], dim=1)
+        z, r = torch.sigmoid(self.convz(hx)), torch.sigmoid(self.convr(hx))
+        q = torch.tanh(self.convq(torch.cat([r * h, x], dim=1)))
+        return (1 - z) * h + z * q
+
+
+class BasicMotionEncoder(nn.Module):
+    def __init__(self, cor_planes: int):
+        super().__init__()
+        self.convc1 = nn.Conv2d(cor_planes, 256, 1)
+        self.convc2 = nn.Conv2d(256, 192, 3, padding=1)
+        self.convf1 = nn.Conv2d(2, 128, 7, padding=3)
+        self.convf2 = nn.Conv2d(128, 64, 3, padding=1)
+        self.conv = nn.Conv2d(64 + 192, 128 - 2, 3, padding=1)
+
+    def forward(self, flow: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
+        cor = F.relu(self.convc2(F.relu(self.convc1(corr))))
+        flo = F.relu(self.convf2(F.relu(self.convf1(flow))))
+        return torch.cat([F.relu(self.conv(torch.cat([cor, flo], dim=1))), flow], dim=1)
+
+
+class SmallMotionEncoder(nn.Module):
+    def __init__(self, cor_planes: int):
+        super().__init__()
+        self.convc1 = nn.Conv2d(cor_planes, 96, 1)
+        self.convf1 = nn.Conv2d(2, 64, 7, padding=3)
+        self.convf2 = nn.Conv2d(64, 32, 3, padding=1)
+        self.conv = nn.Conv2d(128, 80, 3, padding=1)
+
+    def forward(self, flow: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
+        cor = F.relu(self.convc1(corr))
+        flo = F.relu(self.convf2(F.relu(self.convf1(flow))))
+        return torch.cat([F.relu(self.conv(torch.cat([cor, flo], dim=1))), flow], dim=1)
+
+
+class BasicUpdateBlock(nn.Module):
+    """Motion encoder → SepConvGRU → flow head and convex-upsampling mask (×0.25 as officially)."""
+
+    def __init__(self, cor_planes: int, hidden_dim: int = 128, context_dim: int = 128):
+        super().__init__()
+        self.encoder = BasicMotionEncoder(cor_planes)
+        self.gru = SepConvGRU(hidden_dim, input_dim=context_dim + 128)
+        self.flow_head = FlowHead(hidden_dim, 256)
+        self.mask = nn.Sequential(nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1))
+
+    def forward(self, net, inp, corr, flow):
+        net = self.gru(net, torch.cat([inp, self.encoder(flow, corr)], dim=1))
+        return net, 0.25 * self.mask(net), self.flow_head(net)
+
+
+class SmallUpdateBlock(nn.Module):
+    def __init__(self, cor_planes: int, hidden_dim: int = 96, context_dim: int = 64):
+        super().__init__()
+        self.encoder = SmallMotionEncoder(cor_planes)
+        self.gru = ConvGRU(hidden_dim, input_dim=82 + context_dim)
+        self.flow_head = FlowHead(hidden_dim, 128)
+
+    def forward(self, net, inp, corr, flow):
+        net = self.gru(net, torch.cat([inp, self.encoder(flow, corr)], dim=1))
+        return net, None, self.flow_head(net)
+
+
+def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int = 8) -> torch.Tensor:
+    """Convex upsampling (RAFT §3.3): each fine pixel is a softmax-weighted mix of its 3×3 coarse neighbours.
+
+    ``flow`` ``[B, 2, H, W]``, ``mask`` ``[B, 9·f², H, W]`` → ``[B, 2, f·H, f·W]`` (values scaled by f).
+    """
+    b, _, h, w = flow.shape
+    mask = torch.softmax(mask.view(b, 1, 9, factor, factor, h, w), dim=2)
+    up = F.unfold(factor * flow, 3, padding=1).view(b, 2, 9, 1, 1, h, w)
+    up = (mask * up).sum(dim=2)  # [B, 2, f, f, H, W]
+    return up.permute(0, 1, 4, 2, 5, 3).reshape(b, 2, factor * h, factor * w)
+
+
+def upflow(flow: torch.Tensor, factor: int = 8) -> torch.Tensor:
+    """Bilinear ×factor upsampling of a flow (RAFT-small), values scaled by factor."""
+    h, w = flow.shape[-2:]
+    return factor * F.interpolate(flow, size=(factor * h, factor * w), mode="bilinear", align_corners=True)
+
+
+@dataclass
+class RAFTOutput:
+    """``flow`` ``[B, 2, H, W]`` (final, full resolution), ``flow_low`` ``[B, 2, H/8, W/8]``, and
+    ``flow_predictions``: every iteration's full-resolution flow (for the sequence loss, Eq. 18)."""
+
+    flow: torch.Tensor
+    flow_low: torch.Tensor
+    flow_predictions: list[torch.Tensor]
+
+
+class RAFT(nn.Module):
+    """RAFT-large (``small=False``) or RAFT-small, optionally hybrid (DA-Flow).
+
+    Args:
+        small: RAFT-small (bottleneck encoders, 3×3 GRU, radius 3, bilinear upsampling).
+        extra_feature_dim: channels of extra per-frame features appended to the feature-encoder output.
+        extra_context_dim: channels of extra context appended to ``inp`` after RAFT's ReLU.
+        corr_scale: ``"raft"`` divides correlations by sqrt(C_raft) (default; what keeps hybrid = RAFT at
+            initialisation) or ``"hybrid"`` by sqrt(C_raft + extra_feature_dim).
+        corr_mode: ``"auto"``, ``"all-pairs"`` or ``"windowed"`` (:mod:`daflow.models.corr`).
+        mixed_precision: run the encoders and the update block under autocast (bf16 on CPU, fp16 on CUDA);
+            correlations and the flow stay in float32, as in official RAFT's ``--mixed_precision``.
+    """
+
+    def __init__(self, *, small: bool = False, extra_feature_dim: int = 0, extra_context_dim: int = 0,
+                 corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False):
+        super().__init__()
+        self.mixed_precision = mixed_precision
+        if corr_scale not in ("raft", "hybrid"):
+            raise ValueError(f"corr_scale must be 'raft' or 'hybrid', got {corr_scale!r}")
+        self.small = small
+        self.extra_feature_dim, self.extra_context_dim = extra_feature_dim, extra_context_dim
+        self.corr_scale, self.corr_mode = corr_scale, corr_mode
+        self.hidden_dim, self.context_dim = (96, 64) if small else (128, 128)
+        self.corr_levels, self.corr_radius = 4, (3 if small else 4)
+        self.feature_dim = 128 if small else 256
+        cor_planes = self.corr_levels * (2 * self.corr_radius + 1) ** 2
+        if small:
+            widths = (32, 32, 64, 96)
+            self.fnet = BasicEncoder(self.feature_dim, "instance", block=BottleneckBlock, widths=widths)
+            self.cnet = BasicEncoder(self.hidden_dim + self.context_dim, "none", block=BottleneckBlock, widths=widths)
+            self.update_block = SmallUpdateBlock(cor_planes, self.hidden_dim, self.context_dim + extra_context_dim)
+        else:
+            self.fnet = BasicEncoder(self.feature_dim, "instance")
+            self.cnet = BasicEncoder(self.hidden_dim + self.context_dim, "batch")
+            self.update_block = BasicUpdateBlock(cor_planes, self.hidden_dim, self.context_dim + extra_context_dim)
+
+    def freeze_bn(self) -> None:
+        """Context-encoder BatchNorm in eval mode (official RAFT after the Chairs stage)."""
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eval()
+
+    def forward(self, image1: torch.Tensor, image2: torch.Tensor, iters: int = 12, flow_init: torch.Tensor | None = None,
+                *, extra_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+                extra_context: torch.Tensor | None = None) -> RAFTOutput:
+        """Images ``[B, 3, H, W]`` in 0..255 with H, W multiples of 8 (see :class:`InputPadder`).
+
+        ``flow_init`` ``[B, 2, H/8, W/8]`` warm-starts; ``extra_features`` = (f1, f2) each
+        ``[B, extra_feature_dim, H/8, W/8]``; ``extra_context`` ``[B, extra_context_dim, H/8, W/8]``.
+        """
+        if image1.shape != image2.shape or image1.ndim != 4 or image1.shape[1] != 3:
+            raise ValueError(f"images must both be [B, 3, H, W], got {tuple(image1.shape)} and {tuple(image2.shape)}")
+        h, w = image1.shape[-2:]
+        if h % 8 or w % 8:
+            raise ValueError(f"image sides must be multiples of 8, got {w}x{h}; pad with daflow.models.raft.InputPadder")
+        min_side = 8 * 2 ** (self.corr_levels - 1)
+        if h < min_side or w < min_side:
+            raise ValueError(f"images must be at least {min_side}x{min_side} (a {self.corr_levels}-level correlation pyramid at 1/8), got {w}x{h}")
+        b, h8, w8 = image1.shape[0], h // 8, w // 8
+        image1, image2 = 2 * (image1 / 255.0) - 1, 2 * (image2 / 255.0) - 1
+        with self._autocast(image1):
+            fmaps = self.fnet(torch.cat([image1, image2], dim=0))
+        fmaps = fmaps.to(image1.dtype)
+        fmap1, fmap2 = fmaps[:b], fmaps[b:]
+        if self.extra_feature_dim:
+            if extra_features is None:
+                raise ValueError(f"this hybrid RAFT needs extra_features=(f1, f2) of {self.extra_feature_dim} channels")
+            f1, f2 = extra_features
+            for name, f in (("f1", f1), ("f2", f2)):
+                if tuple(f.shape) != (b, self.extra_feature_dim, h8, w8):
+                    raise ValueError(f"extra feature {name} must be {(b, self.extra_feature_dim, h8, w8)}, got {tuple(f.shape)}")
+            fmap1, fmap2 = torch.cat([fmap1, f1.to(fmap1.dtype)], 1), torch.cat([fmap2, f2.to(fmap2.dtype)], 1)
+        elif extra_features is not None:
+            raise ValueError("extra_features given to a RAFT built with extra_feature_dim=0")
+        scale = 1.0 / math.sqrt(self.feature_dim if self.corr_scale == "raft" else fmap1.shape[1])
+        corr_fn = build_corr(fmap1, fmap2, mode=self.corr_mode, num_levels=self.corr_levels, radius=self.corr_radius, scale=scale)
+        with self._autocast(image1):
+            net, inp = torch.split(self.cnet(image1), [self.hidden_dim, self.context_dim], dim=1)
+            net, inp = torch.tanh(net), torch.relu(inp)
+        if self.extra_context_dim:
+            if extra_context is None or tuple(extra_context.shape) != (b, self.extra_context_dim, h8, w8):
+                got = None if extra_context is None else tuple(extra_context.shape)
+                raise ValueError(f"extra_context must be {(b, self.extra_context_dim, h8, w8)}, got {got}")
+            inp = torch.cat([inp, extra_context.to(inp.dtype)], dim=1)
+        elif extra_context is not None:
+            raise ValueError("extra_context given to a RAFT built with extra_context_dim=0")
+        coords0 = coords_grid(b, h8, w8, device=image1.device, dtype=image1.dtype)
+        coords1 = coords0.clone()
+        if flow_init is not None:
+            coords1 = coords1 + flow_init
+        predictions = []
+        for _ in range(iters):
+            coords1 = coords1.detach()
+            corr = corr_fn(coords1)
+            flow = coords1 - coords0
+            with self._autocast(image1):
+                net, mask, delta = self.update_block(net, inp, corr, flow)
+            coords1 = coords1 + delta.to(coords1.dtype)
+            mask = None if mask is None else mask.to(coords1.dtype)
+            flow_low = coords1 - coords0
+            predictions.append(upflow(flow_low) if mask is None else convex_upsample(flow_low, mask))
+        return RAFTOutput(flow=predictions[-1], flow_low=coords1 - coords0, flow_predictions=predictions)
+
+
+    def _autocast(self, ref: torch.Tensor):
+        dtype = torch.float16 if ref.device.type == "cuda" else torch.bfloat16
+        return torch.autocast(device_type=ref.device.type, dtype=dtype, enabled=self.mixed_precision)
+
+
+class InputPadder:
+    """Pads images to multiples of ``multiple`` (replicate; centred for ``mode="sintel"``, bottom/right for
+    ``"kitti"``, as official RAFT) and crops flows back."""
+
+    def __init__(self, shape, *, multiple: int = 8, mode: str = "sintel"):
+        h, w = shape[-2:]
+        ph, pw = (-h) % multiple, (-w) % multiple
+        if mode == "sintel":
+            self.pad = (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)
+        elif mode == "kitti":
+            self.pad = (0, pw, 0, ph)
+        else:
+            raise ValueError(f"padder mode must be 'sintel' or 'kitti', got {mode!r}")
+
+    def pad_images(self, *images: torch.Tensor) -> list[torch.Tensor]:
+        return [F.pad(x, self.pad, mode="replicate") for x in images]
+
+    def unpad(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        left, right, top, bottom = self.pad
+        return x[..., top : h - bottom, left : w - right]
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+GRU_CONVS = tuple(f"update_block.gru.conv{g}{k}" for g in "zrq" for k in "12")
+
+
+def read_state_dict(path_or_state_dict) -> dict[str, torch.Tensor]:
+    """A checkpoint file (official ``.pth``, keys with ``module.``) or a state dict, with the prefix stripped."""
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        path = Path(path_or_state_dict)
+        if not path.is_file():
+            raise FileNotFoundError(f"RAFT checkpoint not found: {path} (the official raft-things.pth is at "
+                                    "https://github.com/princeton-vl/RAFT, download_models.sh)")
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            sd = load_file(str(path))
+        else:
+            sd = torch.load(path, map_location="cpu", weights_only=True)
+    else:
+        sd = dict(path_or_state_dict)
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError("RAFT checkpoint must be a flat state dict of tensors")
+    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+    # The stride-2 residual blocks hold one norm under two names (norm3 / downsample.1 in RAFT-large,
+    # norm4 / downsample.1 in RAFT-small); a checkpoint saved without the aliases gets them back here.
+    for k in list(sd):
+        if ".downsample.1." in k:
+            for alias in (".norm3.", ".norm4."):
+                sd.setdefault(k.replace(".downsample.1.", alias), sd[k])
+    return sd
+
+
+def hybrid_state_dict_from_raft(sd: dict[str, torch.Tensor], extra_context_dim: int) -> dict[str, torch.Tensor]:
+    """Widen the six GRU convs of a RAFT state dict for ``extra_context_dim`` extra context channels.
+
+    Input columns are laid out ``[h (hidden), inp (context), extra (c′), motion (128)]``: old columns keep their
+    meaning and the inserted ones are zero, so at initialisation the hybrid model equals RAFT whatever extra
+    context it is given (and, with zero extra features and the RAFT correlation scale, exactly RAFT).
+    """
+    if extra_context_dim == 0:
+        return dict(sd)
+    out = dict(sd)
+    for name in GRU_CONVS:
+        key = f"{name}.weight"
+        if key not in sd:
+            raise ValueError(f"state dict has no {key}: not a RAFT-large checkpoint")
+        w = sd[key]
+        split = w.shape[1] - 128  # hidden + context columns come first, motion features (128) last
+        zeros = w.new_zeros(w.shape[0], extra_context_dim, *w.shape[2:])
+        out[key] = torch.cat([w[:, :split], zeros, w[:, split:]], dim=1)
+    return out
+
+
+def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int = 0, extra_context_dim: int = 0,
+              corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False) -> RAFT:
+    """Build RAFT and load weights strictly.
+
+    Accepts the official checkpoint (``module.`` prefix and the duplicated ``norm3`` / ``downsample.1`` entries)
+    or a plain state dict, of plain RAFT (widened for the hybrid model by :func:`hybrid_state_dict_from_raft`)
+    or of an already hybrid model.
+    """
+    sd = read_state_dict(path_or_state_dict)
+    model = RAFT(small=small, extra_feature_dim=extra_feature_dim, extra_context_dim=extra_context_dim,
+                 corr_scale=corr_scale, corr_mode=corr_mode, mixed_precision=mixed_precision)
+    expected = model.state_dict()
+    probe = f"{GRU_CONVS[0]}.weight"
+    if extra_context_dim and not small and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:
+        sd = hybrid_state_dict_from_raft(sd, extra_context_dim)
+    sd = {k: v for k, v in sd.items() if k in expected or not (".norm3." in k or ".norm4." in k)}  # drop unused aliases
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = sorted(k for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        lines = []
+        if missing:
+            lines.append(f"missing {len(missing)} keys, e.g. {missing[:3]}")
+        if unexpected:
+            lines.append(f"unexpected {len(unexpected)} keys, e.g. {unexpected[:3]}")
+        for k in wrong[:3]:
+            lines.append(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}")
+        kind = "RAFT-small" if small else "RAFT-large"
+        raise ValueError(f"checkpoint does not fit {kind}: " + "; ".join(lines))
+    model.load_state_dict(sd, strict=True)
+    return model
