@@ -207,3 +207,4 @@ def test_mixed_precision_and_windowed_mode_agree():
         amp = load_raft(sd, mixed_precision=True).eval()(x1, x2, iters=3).flow
     torch.testing.assert_close(win, ref, atol=1e-3, rtol=0)
     assert amp.dtype == torch.float32 and (amp - ref).abs().mean() < 0.05 * ref.abs().mean() + 0.05
+

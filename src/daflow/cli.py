@@ -178,8 +178,7 @@ def _run_demo(args) -> int:
     results["zero flow"] = flow_metrics(np.zeros_like(gt), gt)
     print(_markdown_table(results))
     out = args.output
-    tiles = [("HQ frame k", clip.frames[0])] + flow_panel_tiles(lq[0], lq[1], flows, gt=gt)
-    tiles[1], tiles[2] = ("LQ frame k", tiles[1][1]), ("LQ frame k+1", tiles[2][1])
+    tiles = [("HQ frame k", clip.frames[0])] + flow_panel_tiles(lq[0], lq[1], flows, gt=gt, frame_titles=("LQ frame k", "LQ frame k+1"))
     write_panel(out / "demo.png", tiles, ncols=4)
     atomic_write_text(out / "metrics.json", json.dumps({"seed": args.seed, "size": list(args.size), "metrics": results}, indent=2))
     print(f"wrote {out / 'demo.png'} and {out / 'metrics.json'} in {time.perf_counter() - t0:.1f} s")

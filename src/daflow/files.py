@@ -76,8 +76,9 @@ def read_image(path: str | os.PathLike[str], *, strict: bool = False) -> np.ndar
     return np.ascontiguousarray(img[:, :, ::-1])
 
 
-def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
-    """Write an RGB (``[H, W, 3]``) or grey (``[H, W]``) uint8 image atomically; format by extension."""
+def write_image(path: str | os.PathLike[str], image: np.ndarray, *, jpeg_quality: int = 95) -> None:
+    """Write an RGB (``[H, W, 3]``) or grey (``[H, W]``) uint8 image atomically; format by extension
+    (``jpeg_quality`` applies to ``.jpg`` / ``.jpeg``)."""
     path = Path(path)
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
@@ -85,7 +86,8 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray) -> None:
             f"write_image({path}): expected uint8 [H, W, 3] RGB or [H, W] grey, got {image.dtype} {image.shape}"
         )
     bgr = image if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1])
-    ok, buf = cv2.imencode(path.suffix or ".png", bgr)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix.lower() in (".jpg", ".jpeg") else []
+    ok, buf = cv2.imencode(path.suffix or ".png", bgr, params)
     if not ok:
         raise ValueError(f"write_image({path}): OpenCV cannot encode the extension {path.suffix!r}")
     atomic_write_bytes(path, buf.tobytes())

@@ -162,13 +162,14 @@ def flow_panel_tiles(
     gt: np.ndarray | None = None,
     valid: np.ndarray | None = None,
     max_error: float = 10.0,
+    frame_titles: tuple[str, str] = ("frame k", "frame k+1"),
 ) -> list[tuple[str, np.ndarray]]:
     """The standard tiles shown by every command: both frames, ground truth, each estimate and its error map.
 
     Flows are numpy ``[H, W, 2]``; all flow tiles share one normaliser (the ground truth's largest
     magnitude, else the largest estimate's) so their colours are comparable.
     """
-    tiles: list[tuple[str, np.ndarray]] = [("frame k", frame1), ("frame k+1", frame2)]
+    tiles: list[tuple[str, np.ndarray]] = [(frame_titles[0], frame1), (frame_titles[1], frame2)]
     ref = gt if gt is not None else next(iter(flows.values()), None)
     norm = None
     if ref is not None:

@@ -390,14 +390,23 @@ def read_state_dict(path_or_state_dict) -> dict[str, torch.Tensor]:
         sd = dict(path_or_state_dict)
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise ValueError("RAFT checkpoint must be a flat state dict of tensors")
-    sd = {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-    # The stride-2 residual blocks hold one norm under two names (norm3 / downsample.1 in RAFT-large,
-    # norm4 / downsample.1 in RAFT-small); a checkpoint saved without the aliases gets them back here.
-    for k in list(sd):
-        if ".downsample.1." in k:
-            for alias in (".norm3.", ".norm4."):
-                sd.setdefault(k.replace(".downsample.1.", alias), sd[k])
-    return sd
+    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
+
+
+def _fill_norm_aliases(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Stride-2 blocks register one norm under two names (``norm3`` / ``downsample.1`` in RAFT-large,
+    ``norm4`` / ``downsample.1`` in RAFT-small); a checkpoint saved without one of the names gets it back."""
+    out = dict(sd)
+    for name, mod in model.named_modules():
+        if isinstance(mod, (ResidualBlock, BottleneckBlock)) and mod.downsample is not None:
+            alias = "norm3" if isinstance(mod, ResidualBlock) else "norm4"
+            for pname in mod.downsample[1].state_dict():
+                a, d = f"{name}.{alias}.{pname}", f"{name}.downsample.1.{pname}"
+                if a not in out and d in out:
+                    out[a] = out[d]
+                elif d not in out and a in out:
+                    out[d] = out[a]
+    return out
 
 
 def hybrid_state_dict_from_raft(sd: dict[str, torch.Tensor], extra_context_dim: int) -> dict[str, torch.Tensor]:
@@ -436,7 +445,7 @@ def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int
     probe = f"{GRU_CONVS[0]}.weight"
     if extra_context_dim and not small and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:
         sd = hybrid_state_dict_from_raft(sd, extra_context_dim)
-    sd = {k: v for k, v in sd.items() if k in expected or not (".norm3." in k or ".norm4." in k)}  # drop unused aliases
+    sd = _fill_norm_aliases(model, sd)
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     wrong = sorted(k for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)

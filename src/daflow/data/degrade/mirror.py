@@ -15,6 +15,7 @@ becomes a folder ``OUT/<relative path without suffix>/frame_%06d.png``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -33,7 +34,7 @@ from daflow.data.degrade.config import DegradationConfig, get_preset
 from daflow.data.degrade.params import DegradationParams, sample_params
 from daflow.data.degrade.pipeline import check_clip, degrade_clip
 from daflow.data.video import count_video_frames, list_frame_files, read_video
-from daflow.files import atomic_path, atomic_write_text, read_image
+from daflow.files import atomic_write_text, read_image, write_image
 
 KINDS = ("frames", "video", "sintel", "spring", "tartanair", "youhq")
 STATE_DIR = ".daflow-degrade"
@@ -173,17 +174,6 @@ def read_job_frames(job: ClipJob) -> np.ndarray:
     return check_clip(frames)
 
 
-def _write_frame(path: Path, frame: np.ndarray) -> None:
-    import cv2
-
-    params = [cv2.IMWRITE_JPEG_QUALITY, 100] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(path.suffix, np.ascontiguousarray(frame[:, :, ::-1]), params)
-    if not ok:
-        raise ValueError(f"cannot encode {path}")
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(buf.tobytes())
-
-
 def run_job(job: ClipJob, out: Path, config: DegradationConfig, run_seed: int, preview: bool) -> dict:
     """Degrade one clip, write its frames and its done-marker; returns the manifest entry (and a preview row)."""
     frames = read_job_frames(job)
@@ -191,7 +181,7 @@ def run_job(job: ClipJob, out: Path, config: DegradationConfig, run_seed: int, p
     lq = degrade_clip(frames, params)
     names = job.seq.out_names[job.start : job.start + job.count]
     for name, frame in zip(names, lq):
-        _write_frame(out / job.seq.out_dir / name, frame)
+        write_image(out / job.seq.out_dir / name, frame, jpeg_quality=100)  # same names; no extra JPEG loss
     entry = {"id": job.clip_id, "out_dir": str(job.seq.out_dir), "frames": list(names), "params": params.to_dict()}
     atomic_write_text(_marker(out, job.clip_id), json.dumps(entry))
     if preview:
@@ -272,18 +262,16 @@ def degrade_tree(
     jobs = [j for s in plan.sequences for j in split_jobs(s, max_clip_frames)]
     todo = [j for j in jobs if not _marker(out, j.clip_id).is_file()]
     bar = tqdm(total=sum(j.count for j in todo), unit="frame", desc=f"degrade {kind}", disable=not progress)
-    rows = []
     args = [(j, out, config, seed, preview) for j in todo]
-    if workers > 1 and len(todo) > 1:
-        # spawn, not fork: forking a process whose OpenCV / OpenMP thread pools are live can deadlock the children
-        with mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker) as pool:
-            for entry in pool.imap_unordered(_run_job_star, args):
-                bar.update(len(entry["frames"]))
-                if "preview" in entry:
-                    rows.append(entry)
-    else:
-        for a in args:
-            entry = run_job(*a)
+    rows = []
+    with contextlib.ExitStack() as stack:
+        if workers > 1 and len(todo) > 1:
+            # spawn, not fork: forking a process whose OpenCV / OpenMP thread pools are live can deadlock the children
+            pool = stack.enter_context(mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker))
+            results = pool.imap_unordered(_run_job_star, args)
+        else:
+            results = map(_run_job_star, args)
+        for entry in results:
             bar.update(len(entry["frames"]))
             if "preview" in entry:
                 rows.append(entry)
