@@ -5,6 +5,11 @@ volume over 2^l × 2^l target pixels; the lookup samples a (2r+1)² window aroun
 (zero outside). Channel order follows the official code: ``channel = l·(2r+1)² + i·(2r+1) + j`` with **x-offset
 lin[i] and y-offset lin[j]** (the pretrained ``convc1`` depends on it).
 
+SEA-RAFT (Wang et al. 2024) builds its pyramid differently: level ``l`` correlates ``f1`` with ``f2`` halved ``l`` times
+by bilinear interpolation (``pyramid="features"``). A bilinear ×0.5 resize (align_corners=False) averages each 2×2
+block, exactly like average pooling, so both pyramids are the same function; only the float rounding differs, and
+each model uses its own for bit-exact parity with its official code.
+
 Two implementations with the same numbers (to float tolerance):
 
 - :class:`AllPairsCorr`: the full 4D volume ``[B·H·W, 1, H, W]`` and its pooled pyramid (official RAFT); memory
@@ -33,6 +38,19 @@ def _full(x: torch.Tensor) -> torch.Tensor:
     return x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
 
 
+PYRAMIDS = ("volume", "features")
+
+
+def halve(fmap: torch.Tensor) -> torch.Tensor:
+    """SEA-RAFT's feature pyramid step: bilinear ×0.5, align_corners=False (= 2×2 average, floor size)."""
+    return F.interpolate(fmap, scale_factor=0.5, mode="bilinear", align_corners=False)
+
+
+def _check_pyramid(pyramid: str) -> None:
+    if pyramid not in PYRAMIDS:
+        raise ValueError(f"corr pyramid must be one of {PYRAMIDS}, got {pyramid!r}")
+
+
 def window_offsets(radius: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
     """``[(2r+1)², 2]`` (dx, dy) offsets in the official channel order (x varies slowest)."""
     lin = torch.linspace(-radius, radius, 2 * radius + 1, device=device, dtype=dtype)
@@ -40,18 +58,30 @@ def window_offsets(radius: int, *, device=None, dtype=torch.float32) -> torch.Te
     return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
 
 
-class AllPairsCorr:
-    """The official all-pairs correlation pyramid."""
+def _volume(fmap1: torch.Tensor, fmap2: torch.Tensor, scale: float) -> torch.Tensor:
+    """``[B·H1·W1, 1, H2, W2]`` all-pairs dot products of ``[B, C, H1, W1]`` and ``[B, C, H2, W2]``."""
+    b, c, h, w = fmap1.shape
+    h2, w2 = fmap2.shape[-2:]
+    corr = torch.matmul(_full(fmap1).reshape(b, c, h * w).transpose(1, 2), _full(fmap2).reshape(b, c, h2 * w2)) * scale
+    return corr.reshape(b * h * w, 1, h2, w2)
 
-    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4, scale: float | None = None):
-        b, c, h, w = fmap1.shape
+
+class AllPairsCorr:
+    """The official all-pairs correlation pyramid (``pyramid="volume"``: RAFT; ``"features"``: SEA-RAFT)."""
+
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4,
+                 scale: float | None = None, pyramid: str = "volume"):
+        _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
-        scale = 1.0 / math.sqrt(c) if scale is None else scale
-        corr = torch.matmul(_full(fmap1).reshape(b, c, h * w).transpose(1, 2), _full(fmap2).reshape(b, c, h * w)) * scale
-        corr = corr.reshape(b * h * w, 1, h, w)
+        scale = 1.0 / math.sqrt(fmap1.shape[1]) if scale is None else scale
+        corr = _volume(fmap1, fmap2, scale)
         self.pyramid = [corr]
         for _ in range(num_levels - 1):
-            corr = F.avg_pool2d(corr, 2, stride=2)
+            if pyramid == "volume":
+                corr = F.avg_pool2d(corr, 2, stride=2)
+            else:
+                fmap2 = halve(fmap2)
+                corr = _volume(fmap1, fmap2, scale)
             self.pyramid.append(corr)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
@@ -71,13 +101,16 @@ class AllPairsCorr:
 class WindowedCorr:
     """Correlations computed inside the lookup windows only (memory linear in the number of pixels)."""
 
-    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4, scale: float | None = None):
+    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4,
+                 scale: float | None = None, pyramid: str = "volume"):
+        _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
         self.scale = 1.0 / math.sqrt(fmap1.shape[1]) if scale is None else scale
         self.fmap1 = _full(fmap1)
         self.pyramid = [_full(fmap2)]
         for _ in range(num_levels - 1):
-            self.pyramid.append(F.avg_pool2d(self.pyramid[-1], 2, stride=2))
+            f2 = self.pyramid[-1]
+            self.pyramid.append(F.avg_pool2d(f2, 2, stride=2) if pyramid == "volume" else halve(f2))
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         b, _, h, w = coords.shape
@@ -95,12 +128,14 @@ class WindowedCorr:
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
-def build_corr(fmap1: torch.Tensor, fmap2: torch.Tensor, *, mode: str = "auto", num_levels: int = 4, radius: int = 4, scale: float | None = None):
-    """``mode``: ``"all-pairs"``, ``"windowed"`` or ``"auto"`` (all-pairs unless the volume would be too large)."""
+def build_corr(fmap1: torch.Tensor, fmap2: torch.Tensor, *, mode: str = "auto", num_levels: int = 4, radius: int = 4,
+               scale: float | None = None, pyramid: str = "volume"):
+    """``mode``: ``"all-pairs"``, ``"windowed"`` or ``"auto"`` (all-pairs unless the volume would be too large);
+    ``pyramid``: ``"volume"`` (RAFT) or ``"features"`` (SEA-RAFT)."""
     if mode not in ("auto", "all-pairs", "windowed"):
         raise ValueError(f"corr mode must be 'auto', 'all-pairs' or 'windowed', got {mode!r}")
     if mode == "auto":
         b, _, h, w = fmap1.shape
         mode = "all-pairs" if b * (h * w) ** 2 <= AUTO_ALL_PAIRS_MAX_ENTRIES else "windowed"
     cls = AllPairsCorr if mode == "all-pairs" else WindowedCorr
-    return cls(fmap1, fmap2, num_levels=num_levels, radius=radius, scale=scale)
+    return cls(fmap1, fmap2, num_levels=num_levels, radius=radius, scale=scale, pyramid=pyramid)

@@ -15,9 +15,7 @@ context after RAFT's ReLU (Eq. 16), which widens the input of the six GRU convol
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn as nn
@@ -25,6 +23,8 @@ import torch.nn.functional as F
 
 from daflow.flow.warp import coords_grid
 from daflow.models.corr import build_corr
+from daflow.models.weights import load_strict
+from daflow.models.weights import read_state_dict as read_checkpoint
 
 
 def _norm(norm_fn: str, channels: int, groups: int = 8) -> nn.Module:
@@ -152,13 +152,16 @@ class ConvGRU(nn.Module):
 
 
 class BasicMotionEncoder(nn.Module):
-    def __init__(self, cor_planes: int):
+    """Correlation + flow → ``dim`` motion features (the last 2 are the flow itself). RAFT-large uses dim=128;
+    SEA-RAFT parametrises it by its hidden size, with the same names and, at 128, the same shapes."""
+
+    def __init__(self, cor_planes: int, dim: int = 128):
         super().__init__()
-        self.convc1 = nn.Conv2d(cor_planes, 256, 1)
-        self.convc2 = nn.Conv2d(256, 192, 3, padding=1)
-        self.convf1 = nn.Conv2d(2, 128, 7, padding=3)
-        self.convf2 = nn.Conv2d(128, 64, 3, padding=1)
-        self.conv = nn.Conv2d(64 + 192, 128 - 2, 3, padding=1)
+        self.convc1 = nn.Conv2d(cor_planes, 2 * dim, 1)
+        self.convc2 = nn.Conv2d(2 * dim, dim + dim // 2, 3, padding=1)
+        self.convf1 = nn.Conv2d(2, dim, 7, padding=3)
+        self.convf2 = nn.Conv2d(dim, dim // 2, 3, padding=1)
+        self.conv = nn.Conv2d(2 * dim, dim - 2, 3, padding=1)
 
     def forward(self, flow: torch.Tensor, corr: torch.Tensor) -> torch.Tensor:
         cor = F.relu(self.convc2(F.relu(self.convc1(corr))))
@@ -373,40 +376,12 @@ class InputPadder:
 GRU_CONVS = tuple(f"update_block.gru.conv{g}{k}" for g in "zrq" for k in "12")
 
 
+RAFT_PUBLISHED = "the official raft-things.pth comes from https://github.com/princeton-vl/RAFT, download_models.sh"
+
+
 def read_state_dict(path_or_state_dict) -> dict[str, torch.Tensor]:
-    """A checkpoint file (official ``.pth``, keys with ``module.``) or a state dict, with the prefix stripped."""
-    if isinstance(path_or_state_dict, (str, os.PathLike)):
-        path = Path(path_or_state_dict)
-        if not path.is_file():
-            raise FileNotFoundError(f"RAFT checkpoint not found: {path} (the official raft-things.pth is at "
-                                    "https://github.com/princeton-vl/RAFT, download_models.sh)")
-        if path.suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            sd = load_file(str(path))
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    else:
-        sd = dict(path_or_state_dict)
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise ValueError("RAFT checkpoint must be a flat state dict of tensors")
-    return {k[len("module."):] if k.startswith("module.") else k: v for k, v in sd.items()}
-
-
-def _fill_norm_aliases(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Stride-2 blocks register one norm under two names (``norm3`` / ``downsample.1`` in RAFT-large,
-    ``norm4`` / ``downsample.1`` in RAFT-small); a checkpoint saved without one of the names gets it back."""
-    out = dict(sd)
-    for name, mod in model.named_modules():
-        if isinstance(mod, (ResidualBlock, BottleneckBlock)) and mod.downsample is not None:
-            alias = "norm3" if isinstance(mod, ResidualBlock) else "norm4"
-            for pname in mod.downsample[1].state_dict():
-                a, d = f"{name}.{alias}.{pname}", f"{name}.downsample.1.{pname}"
-                if a not in out and d in out:
-                    out[a] = out[d]
-                elif d not in out and a in out:
-                    out[d] = out[a]
-    return out
+    """A RAFT checkpoint file (official ``.pth`` with ``module.``, or safetensors) or a state dict, prefix stripped."""
+    return read_checkpoint(path_or_state_dict, what="RAFT", published=RAFT_PUBLISHED)
 
 
 def hybrid_state_dict_from_raft(sd: dict[str, torch.Tensor], extra_context_dim: int) -> dict[str, torch.Tensor]:
@@ -445,19 +420,4 @@ def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int
     probe = f"{GRU_CONVS[0]}.weight"
     if extra_context_dim and not small and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:
         sd = hybrid_state_dict_from_raft(sd, extra_context_dim)
-    sd = _fill_norm_aliases(model, sd)
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected))
-    wrong = sorted(k for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        lines = []
-        if missing:
-            lines.append(f"missing {len(missing)} keys, e.g. {missing[:3]}")
-        if unexpected:
-            lines.append(f"unexpected {len(unexpected)} keys, e.g. {unexpected[:3]}")
-        for k in wrong[:3]:
-            lines.append(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}")
-        kind = "RAFT-small" if small else "RAFT-large"
-        raise ValueError(f"checkpoint does not fit {kind}: " + "; ".join(lines))
-    model.load_state_dict(sd, strict=True)
-    return model
+    return load_strict(model, sd, what="RAFT-small" if small else "RAFT-large")

@@ -1,0 +1,91 @@
+"""Reading published checkpoints and loading them strictly, with one clear error for any mismatch.
+
+The official RAFT and SEA-RAFT residual blocks register their stride-2 normalisation under two names (RAFT:
+``norm3`` and ``downsample.1``; SEA-RAFT: ``bn3`` and ``downsample.1``), so their files carry both entries. A file
+saved with only one of the names (for example by a tool that deduplicates shared tensors, such as safetensors)
+gets the other back here: aliases are found from the model itself, as modules registered under two names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import defaultdict
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+
+def read_state_dict(path_or_state_dict, *, what: str, published: str = "") -> dict[str, torch.Tensor]:
+    """A checkpoint (``.pth``/``.pt`` pickle read with ``weights_only``, or ``.safetensors``) or a state dict.
+
+    The ``module.`` prefix of ``nn.DataParallel`` checkpoints is stripped; a Lightning-style ``{"state_dict": …}``
+    (ptlflow) is unwrapped. ``what`` names the model in errors and ``published`` says where the official file
+    is published.
+    """
+    if isinstance(path_or_state_dict, (str, os.PathLike)):
+        path = Path(path_or_state_dict)
+        if not path.is_file():
+            hint = f" ({published})" if published else ""
+            raise FileNotFoundError(f"{what} checkpoint not found: {path}{hint}")
+        try:
+            if path.suffix == ".safetensors":
+                from safetensors.torch import load_file
+
+                sd = load_file(str(path))
+            else:
+                sd = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any reader failure means the same thing to the user
+            raise ValueError(f"{path}: cannot read as a {what} checkpoint ({type(exc).__name__}: {exc})") from exc
+        source = str(path)
+    else:
+        sd, source = path_or_state_dict, "state dict"
+    if isinstance(sd, dict) and "state_dict" in sd and isinstance(sd["state_dict"], dict):
+        sd = sd["state_dict"]
+    if not isinstance(sd, dict) or not sd or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise ValueError(f"{source}: a {what} checkpoint must be a non-empty flat dict of tensors")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def fill_aliases(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Copy entries between names of modules that ``model`` registers more than once (see module docstring)."""
+    names: dict[int, list[str]] = defaultdict(list)
+    for name, mod in model.named_modules(remove_duplicate=False):
+        names[id(mod)].append(name)
+    out = dict(sd)
+    for mod_names in names.values():
+        if len(mod_names) < 2:
+            continue
+        mod = model.get_submodule(mod_names[0])
+        for pname in mod.state_dict():
+            keys = [f"{n}.{pname}" for n in mod_names]
+            present = [k for k in keys if k in out]
+            if present:
+                for k in keys:
+                    out.setdefault(k, out[present[0]])
+    return out
+
+
+def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str,
+                ignore_unexpected: tuple[str, ...] = ()) -> nn.Module:
+    """``load_state_dict(strict=True)`` after :func:`fill_aliases`, raising one ``ValueError`` that lists the
+    missing and unexpected keys and the wrong shapes. Keys starting with ``ignore_unexpected`` are dropped."""
+    sd = fill_aliases(model, sd)
+    sd = {k: v for k, v in sd.items() if not k.startswith(ignore_unexpected)} if ignore_unexpected else sd
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(sd))
+    unexpected = sorted(set(sd) - set(expected))
+    wrong = sorted(k for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
+    if missing or unexpected or wrong:
+        lines = []
+        if missing:
+            lines.append(f"missing {len(missing)} keys, e.g. {missing[:3]}")
+        if unexpected:
+            lines.append(f"unexpected {len(unexpected)} keys, e.g. {unexpected[:3]}")
+        for k in wrong[:3]:
+            lines.append(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}")
+        if len(wrong) > 3:
+            lines.append(f"{len(wrong) - 3} more wrong shapes")
+        raise ValueError(f"checkpoint does not fit {what}: " + "; ".join(lines))
+    model.load_state_dict(sd, strict=True)
+    return model
