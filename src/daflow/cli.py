@@ -158,6 +158,8 @@ def _run_demo(args) -> int:
 
     from daflow.data.degrade import degrade_clip, sample_params
     from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
+    from daflow.eval.benchmark import markdown_table
+    from daflow.eval.benchmark import markdown_table
     from daflow.files import atomic_write_text
     from daflow.flow.metrics import flow_metrics
     from daflow.flow.viz import flow_panel_tiles, write_panel
@@ -176,7 +178,7 @@ def _run_demo(args) -> int:
         flows[f"{method} (LQ)"] = classical_flow(lq[0], lq[1], method)
         results[f"{method} (LQ)"] = flow_metrics(flows[f"{method} (LQ)"], gt)
     results["zero flow"] = flow_metrics(np.zeros_like(gt), gt)
-    print(_markdown_table(results))
+    print(markdown_table(results))
     out = args.output
     tiles = [("HQ frame k", clip.frames[0])] + flow_panel_tiles(lq[0], lq[1], flows, gt=gt, frame_titles=("LQ frame k", "LQ frame k+1"))
     write_panel(out / "demo.png", tiles, ncols=4)
@@ -185,12 +187,118 @@ def _run_demo(args) -> int:
     return 0
 
 
-def _markdown_table(results: dict[str, dict[str, float]]) -> str:
-    cols = ["epe", "1px", "3px", "5px"]
-    lines = ["| model | EPE | 1px | 3px | 5px |", "|---|---|---|---|---|"]
-    for name, m in results.items():
-        lines.append(f"| {name} | " + " | ".join(f"{m[c]:.3f}" if c == "epe" else f"{m[c]:.2f}" for c in cols) + " |")
-    return "\n".join(lines)
+# ------------------------------------------------------------------------------------------- evaluate
+
+def _add_model_args(p, *, default_iters_help: str) -> None:
+    p.add_argument("--weights", type=Path, help="the published checkpoint of the model (never downloaded)")
+    p.add_argument("--iters", type=int, help=default_iters_help)
+    p.add_argument("--scale", type=int, choices=(0, -1), help="SEA-RAFT input resize exponent: -1 runs at half resolution "
+                   "and scales the flow back (SEA-RAFT's Spring protocol); default: the preset's")
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
+    p.add_argument("--corr", default="auto", choices=("auto", "all-pairs", "windowed"),
+                   help="correlation: all-pairs volume or on-the-fly windows (linear memory); auto picks by size")
+    p.add_argument("--random-init", action="store_true", help="random weights instead of --weights: smoke tests only, "
+                   "the flow is meaningless and every output says so")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _build_model(args, name: str):
+    from daflow.models.registry import build_flow_model
+
+    if args.device == "auto":
+        import torch
+
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    if args.iters is not None and args.iters < 1:
+        raise ValueError(f"--iters must be >= 1, got {args.iters}")
+    model = build_flow_model(name, args.weights, iters=args.iters, scale=args.scale, device=args.device,
+                             corr_mode=args.corr, random_init=args.random_init)
+    return model  # with --random-init the library has logged a warning and the description says so
+
+
+def _add_evaluate(sub) -> None:
+    from daflow.eval import datasets
+    from daflow.models.catalog import FLOW_MODELS
+
+    p = sub.add_parser("evaluate", help="evaluate a flow model on a benchmark (EPE, 1/3/5 px)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "Evaluate a flow model on one or more datasets, clean or degraded (a mirror written by `daflow degrade`),\n"
+        "and print the paper's metrics (EPE and % of pixels with error > 1, 3, 5 px) as Markdown; write JSON.\n\n"
+        "Models:\n" + "\n".join(f"  {k:11s} {v.description}" for k, v in FLOW_MODELS.items()) + "\n\n\nDATASET_SPEC is KIND:TARGET[?key=value&...]:\n" + datasets.__doc__.split("\n\n", 2)[2]))
+    p.add_argument("--model", required=True, help="model name (see above)")
+    p.add_argument("--data", required=True, action="append", metavar="DATASET_SPEC", help="dataset spec; repeatable")
+    _add_model_args(p, default_iters_help="refinement iterations (default: RAFT 12, the paper's M; SEA-RAFT its preset's)")
+    p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of each dataset (quick checks)")
+    p.add_argument("--reduce", default="image", choices=("image", "pixel"),
+                   help="image: mean over images of per-image means (paper); pixel: pooled over all pixels")
+    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
+    p.add_argument("-o", "--output", type=Path, help="JSON file for the results (default: print only)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from daflow.eval.benchmark import add_sintel_mean, evaluate_pairs, markdown_table, paper_row
+    from daflow.eval.datasets import build_eval_sets, parse_dataset_spec
+    from daflow.files import atomic_write_text
+
+    specs = [parse_dataset_spec(s) for s in args.data]  # all specs checked before any model is built
+    sets = [e for s in specs for e in build_eval_sets(s)]
+    model = _build_model(args, args.model)
+    print(f"daflow evaluate: {model.description} on {model.device}")
+    results = []
+    for eval_set in sets:
+        r = evaluate_pairs(model, eval_set, max_samples=args.max_pairs, reduce=args.reduce, workers=args.workers,
+                           progress=not args.no_progress)
+        results.append(r)
+        print(f"{r['label']}: {r['pairs']} pairs, {r['seconds_per_pair']:.3f} s/pair")
+    results = add_sintel_mean(results)
+    print(markdown_table({r["label"]: r["metrics"] for r in results}, first_column=f"{args.model} on"))
+    print()
+    print(paper_row(args.model, [r for r in results if not r["label"].startswith("sintel (")]))
+    if args.output:
+        record = {"model": args.model, "description": model.description, "weights": str(args.weights) if args.weights else None,
+                  "random_init": model.random_init, "iters": args.iters, "scale": args.scale, "reduce": args.reduce,
+                  "max_pairs": args.max_pairs, "daflow": daflow.__version__, "results": results}
+        atomic_write_text(args.output, json.dumps(record, indent=2))
+        print(f"wrote {args.output}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------ pseudo-gt
+
+
+def _add_pseudo_gt(sub) -> None:
+    from daflow.train.pseudo_gt import LABEL_FORMATS
+
+    p = sub.add_parser("pseudo-gt", help="teacher flow labels for every consecutive pair of every clip (paper §4.4)",
+                       description=(
+        "Run the teacher on the HQ frames of every clip below CLIPS (video files or frame folders, e.g. YouHQ) and "
+        "write the flow of every consecutive pair to OUT/<clip>/<frame stem>.<fmt>. The paper's teacher is SEA-RAFT "
+        "in its spring-M configuration (half resolution) with Tartan-C-T-TSKH-spring540x960-M.pth, 20 iterations "
+        "for training labels (4 for the analysis). Resumable: existing labels are kept."))
+    p.add_argument("clips", type=Path, help="a folder of clips, one video file, or one frame folder")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder for the labels")
+    p.add_argument("--teacher", default="sea-raft-m", help="teacher model (default sea-raft-m; any `evaluate` model)")
+    p.add_argument("--format", default="flo", choices=LABEL_FORMATS, help="label file format (default flo)")
+    p.add_argument("--batch-size", type=int, default=4, help="pairs per forward pass (default 4)")
+    _add_model_args(p, default_iters_help="teacher iterations (default 20, the paper's training labels)")
+    p.set_defaults(func=_run_pseudo_gt)
+
+
+def _run_pseudo_gt(args) -> int:
+    from daflow.train.pseudo_gt import write_pseudo_gt
+
+    if args.iters is None:
+        args.iters = 20
+    if args.scale is None and args.teacher.startswith("sea-raft"):
+        args.scale = -1  # the spring-M configuration the paper names (App. A)
+    model = _build_model(args, args.teacher)
+    print(f"daflow pseudo-gt: teacher {model.description} on {model.device}")
+    settings = {"iters": args.iters, "scale": args.scale, "weights": str(args.weights) if args.weights else None}
+    report = write_pseudo_gt(args.clips, args.output, model, fmt=args.format, batch_size=args.batch_size,
+                             progress=not args.no_progress, settings=settings)
+    print(f"{report.clips} clips, {report.pairs} pairs: wrote {report.written}, kept {report.skipped} existing -> {args.output}")
+    return 0
 
 
 # ----------------------------------------------------------------------------------------------- main
@@ -203,7 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"daflow {daflow.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_degrade, _add_synth, _add_viz):
+    for add in (_add_demo, _add_degrade, _add_evaluate, _add_pseudo_gt, _add_synth, _add_viz):
         add(sub)
     return parser
 

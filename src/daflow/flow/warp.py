@@ -31,8 +31,9 @@ def _check(image: torch.Tensor, flow: torch.Tensor) -> None:
 def sample_at(image: torch.Tensor, coords: torch.Tensor, *, padding_mode: str = "zeros") -> torch.Tensor:
     """Bilinearly sample ``image`` ``[B, C, H, W]`` at pixel positions ``coords`` ``[B, 2, h, w]`` (x, y)."""
     h, w = image.shape[-2:]
-    gx = coords[:, 0] * (2.0 / max(w - 1, 1)) - 1.0
-    gy = coords[:, 1] * (2.0 / max(h - 1, 1)) - 1.0
+    # 2·x/(W−1) − 1, in this order: the official RAFT/SEA-RAFT samplers round exactly like this (parity)
+    gx = 2 * coords[:, 0] / max(w - 1, 1) - 1.0
+    gy = 2 * coords[:, 1] / max(h - 1, 1) - 1.0
     grid = torch.stack([gx, gy], dim=-1)
     return F.grid_sample(image, grid.to(image.dtype), mode="bilinear", padding_mode=padding_mode, align_corners=True)
 

@@ -1,0 +1,32 @@
+"""The flow models daflow can run by name, and where their published weights come from (no torch import, so
+that the command line starts fast). :mod:`daflow.models.registry` builds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    description: str
+    published: str = ""  # where the official weights are published ("" = no weights needed)
+
+
+_RAFT = "the official {} comes from https://github.com/princeton-vl/RAFT (download_models.sh)"
+_SEA = ("the official checkpoints (e.g. Tartan-C-T-TSKH-spring540x960-M.pth) are linked from "
+        "https://github.com/princeton-vl/SEA-RAFT and on Hugging Face (MemorySlices/Tartan-C-T-TSKH-spring540x960-M)")
+
+FLOW_MODELS: dict[str, ModelEntry] = {
+    "raft": ModelEntry("RAFT-large (Teed & Deng 2020)", _RAFT.format("raft-things.pth")),
+    "raft-small": ModelEntry("RAFT-small", _RAFT.format("raft-small.pth")),
+    "sea-raft-s": ModelEntry("SEA-RAFT-S (Wang et al. 2024)", _SEA),
+    "sea-raft-m": ModelEntry("SEA-RAFT-M (the paper's teacher with --scale -1: spring-M)", _SEA),
+    "sea-raft-l": ModelEntry("SEA-RAFT-L (the M weights at 12 iterations)", _SEA),
+    "flowseek-t": ModelEntry("FlowSeek-T (Poggi & Tosi 2025) via ptlflow, extra [baselines]",
+                             "flowseek_T_*.pth from https://github.com/mattpoggi/flowseek"),
+    "flowseek-m": ModelEntry("FlowSeek-M via ptlflow, extra [baselines]",
+                             "flowseek_M_*.pth from https://github.com/mattpoggi/flowseek"),
+    "dis": ModelEntry("OpenCV DIS optical flow (classical, no weights)"),
+    "farneback": ModelEntry("OpenCV Farneback (classical, no weights)"),
+}
+CLASSICAL = ("dis", "farneback")

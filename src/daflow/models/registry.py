@@ -1,0 +1,115 @@
+"""Flow models by name, behind one calling convention (what ``daflow evaluate`` and ``daflow pseudo-gt`` use).
+
+Every estimator maps two frames ``[B, 3, H, W]`` (RGB, 0..255, any size) to the forward flow ``[B, 2, H, W]``;
+padding, resizing protocols and iteration counts are handled here. Published weights are never downloaded:
+each network model needs ``weights`` (the published file) unless ``random_init=True`` is asked for explicitly,
+which is for smoke tests and says so.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import torch
+
+from daflow.models.catalog import CLASSICAL, FLOW_MODELS
+from daflow.models.raft import RAFT, InputPadder, load_raft
+from daflow.models.sea_raft import SEARAFT, get_sea_raft_config, load_sea_raft
+
+log = logging.getLogger(__name__)
+
+#: RAFT's default here is the paper's M = 12 refinement iterations (Eq. 18)
+DEFAULT_RAFT_ITERS = 12
+
+
+class MissingWeightsError(FileNotFoundError):
+    """A network model was asked for without its weights."""
+
+
+@dataclass
+class FlowEstimator:
+    """``estimator(image1, image2) -> flow``: ``[B, 3, H, W]`` RGB 0..255 → ``[B, 2, H, W]`` (no gradients)."""
+
+    name: str
+    description: str
+    fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+    device: torch.device
+    random_init: bool = False
+    module: torch.nn.Module | None = None
+
+    @torch.no_grad()
+    def __call__(self, image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+        return self.fn(image1.to(self.device, torch.float32), image2.to(self.device, torch.float32))
+
+
+def _raft_fn(model: RAFT, iters: int):
+    def run(a, b):
+        padder = InputPadder(a.shape)
+        a, b = padder.pad_images(a, b)
+        return padder.unpad(model(a, b, iters=iters).flow)
+
+    return run
+
+
+def _classical_fn(method: str):
+    from daflow.models.classical import classical_flow
+
+    def run(a, b):
+        out = []
+        for x, y in zip(a, b):
+            f1 = x.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
+            f2 = y.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
+            out.append(torch.from_numpy(np.ascontiguousarray(classical_flow(f1, f2, method))).permute(2, 0, 1))
+        return torch.stack(out).to(a.device)
+
+    return run
+
+
+def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale: int | None = None,
+                     device: str | torch.device = "cpu", corr_mode: str = "auto", random_init: bool = False,
+                     seed: int = 0) -> FlowEstimator:
+    """Build ``name`` (see :data:`FLOW_MODELS`).
+
+    Args:
+        weights: the published checkpoint (path or state dict); required for network models unless
+            ``random_init``.
+        iters: refinement iterations (RAFT: 12 by default; SEA-RAFT: its preset's, 4 for S/M and 12 for L).
+        scale: SEA-RAFT's resize exponent (``-1`` = half resolution, its Spring protocol); default: the preset's.
+        random_init: seeded random weights, for smoke tests only (logged as a warning).
+    """
+    if name not in FLOW_MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(FLOW_MODELS)}")
+    description, published = FLOW_MODELS[name].description, FLOW_MODELS[name].published
+    device = torch.device(device)
+    if name in CLASSICAL:
+        return FlowEstimator(name, description, _classical_fn(name), torch.device("cpu"))
+    if weights is None and not random_init:
+        raise MissingWeightsError(f"{name} needs its weights (--weights PATH): {published}. "
+                                  "For a smoke test with random weights pass --random-init instead.")
+    if weights is not None and random_init:
+        raise ValueError("give either weights or random_init, not both")
+    if random_init:
+        log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
+        description += " [random weights]"
+    torch.manual_seed(seed)
+    if name in ("raft", "raft-small"):
+        small = name == "raft-small"
+        model = RAFT(small=small, corr_mode=corr_mode) if random_init else load_raft(weights, small=small, corr_mode=corr_mode)
+        model = model.eval().to(device)
+        n = DEFAULT_RAFT_ITERS if iters is None else iters
+        return FlowEstimator(name, f"{description}, {n} iterations", _raft_fn(model, n), device, random_init, model)
+    if name.startswith("sea-raft"):
+        config = get_sea_raft_config(name)
+        model = SEARAFT(config, corr_mode=corr_mode) if random_init else load_sea_raft(weights, config, corr_mode=corr_mode)
+        model = model.eval().to(device)
+        n = config.iters if iters is None else iters
+        s = config.scale if scale is None else scale
+        desc = f"{description}, {n} iterations" + (f", inputs resized by 2^{s}" if s else "")
+        return FlowEstimator(name, desc, lambda a, b: model.estimate(a, b, iters=n, scale=s)[0], device, random_init, model)
+    from daflow.models.baselines import load_ptlflow  # flowseek-*: optional extra
+
+    wrapped = load_ptlflow(name, None if random_init else weights, iters=12 if iters is None else iters).to(device)
+    return FlowEstimator(name, description, wrapped, device, random_init, wrapped)
