@@ -28,8 +28,9 @@ import torch.nn.functional as F
 
 from daflow.flow.warp import sample_at
 
-# All-pairs volumes above this many entries (B·(HW)²) switch to the windowed lookup in "auto" mode
-# (~2 GB of float32: e.g. 436x1024 at 1/8 is 55·128 = 7,040 pixels -> 49.6 M entries, all-pairs).
+# All-pairs volumes above this many entries (B·(HW)²) switch to the windowed lookup in "auto" mode on a CPU
+# (~2 GB of float32: e.g. 436x1024 at 1/8 is 55·128 = 7,040 pixels -> 49.6 M entries, all-pairs; a 1080p pair
+# has 1.05e9 and runs windowed). On a GPU the limit grows to what fits in a third of the free memory.
 AUTO_ALL_PAIRS_MAX_ENTRIES = 500_000_000
 
 
@@ -136,6 +137,11 @@ def build_corr(fmap1: torch.Tensor, fmap2: torch.Tensor, *, mode: str = "auto", 
         raise ValueError(f"corr mode must be 'auto', 'all-pairs' or 'windowed', got {mode!r}")
     if mode == "auto":
         b, _, h, w = fmap1.shape
-        mode = "all-pairs" if b * (h * w) ** 2 <= AUTO_ALL_PAIRS_MAX_ENTRIES else "windowed"
+        entries = b * (h * w) ** 2
+        limit = AUTO_ALL_PAIRS_MAX_ENTRIES
+        if fmap1.is_cuda:  # on a GPU the volume is 5-8x faster (BENCHMARKS.md): use it while it fits easily
+            free, _ = torch.cuda.mem_get_info(fmap1.device)
+            limit = max(limit, free // 16)  # 4 B per entry, ×4/3 for the pyramid: within a third of the free memory
+        mode = "all-pairs" if entries <= limit else "windowed"
     cls = AllPairsCorr if mode == "all-pairs" else WindowedCorr
     return cls(fmap1, fmap2, num_levels=num_levels, radius=radius, scale=scale, pyramid=pyramid)
