@@ -161,3 +161,11 @@ def test_cli_pseudo_gt_single_folder_and_missing_weights(tmp_path, capsys):
     assert "sea-raft-m needs its weights" in err and "Tartan-C-T-TSKH-spring540x960-M" in err
     assert main(["pseudo-gt", str(tmp_path / "missing"), "-o", str(tmp_path / "o"), "--teacher", "dis"]) == 1
     assert "clips not found" in capsys.readouterr().err
+
+
+def test_worker_processes_give_the_same_result():
+    (eval_set,) = build_eval_sets("synthetic:tiny?n=2&size=64x64&degrade=mild")
+    dis = build_flow_model("dis")
+    serial = evaluate_pairs(dis, eval_set, progress=False)
+    pooled = evaluate_pairs(dis, eval_set, progress=False, workers=1)
+    assert pooled["metrics"] == serial["metrics"] and pooled["pairs"] == 2

@@ -17,7 +17,7 @@ import importlib.util
 import torch
 import torch.nn as nn
 
-from daflow.models.weights import read_state_dict
+from daflow.models.weights import load_strict, read_state_dict
 
 #: daflow model name → ptlflow model name
 PTLFLOW_MODELS = {
@@ -70,9 +70,5 @@ def load_ptlflow(name: str, weights=None, *, iters: int | None = None, **model_a
         model_args.setdefault("block_dims", [64, 128, 256])  # its tuple default is mutated in place by the class
     model = ref(**model_args)
     if weights is not None:
-        sd = read_state_dict(weights, what=f"ptlflow {pt_name}")
-        missing, unexpected = model.load_state_dict(sd, strict=False)
-        if missing or unexpected:
-            raise ValueError(f"checkpoint does not fit ptlflow {pt_name}: missing {sorted(missing)[:3]}, "
-                             f"unexpected {sorted(unexpected)[:3]}")
+        load_strict(model, read_state_dict(weights, what=f"ptlflow {pt_name}"), what=f"ptlflow {pt_name}")
     return PtlflowFlow(model).eval()

@@ -37,6 +37,7 @@ from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZ
 
 from daflow.models.lifting import lifted_attention
 from daflow.models.taps import TapRecorder
+from daflow.models.weights import check_state_dict
 
 log = logging.getLogger(__name__)
 
@@ -343,18 +344,9 @@ def load_dit4sr(path: str | os.PathLike, *, config: DiT4SRConfig | None = None, 
         model = DiT4SRTransformer(config)
     expected = model.state_dict()
     unused = [k for k in sd if k not in expected and any(u in k for u in UNUSED_PUBLISHED)]
-    missing = sorted(set(expected) - set(sd))
-    unexpected = sorted(set(sd) - set(expected) - set(unused))
-    wrong = sorted(k for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
-    if missing or unexpected or wrong:
-        parts = []
-        if missing:
-            parts.append(f"missing {len(missing)} keys: {missing[:5]}")
-        if unexpected:
-            parts.append(f"unexpected {len(unexpected)} keys: {unexpected[:5]}")
-        parts += [f"{k}: file {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}" for k in wrong[:5]]
-        raise ValueError(f"{files[0]} does not fit DiT4SR {config}: " + "; ".join(parts))
-    sd = {k: v.to(dtype) for k, v in sd.items() if k in expected}
+    sd = {k: v for k, v in sd.items() if k not in unused}
+    check_state_dict(expected, sd, prefix=f"{files[0]} does not fit DiT4SR {config}", source="file")
+    sd = {k: v.to(dtype) for k, v in sd.items()}
     model.load_state_dict(sd, strict=True, assign=True)
     if unused:
         log.info("DiT4SR: ignored %d unused attn2 text-projection entries of the published file", len(unused))

@@ -210,16 +210,17 @@ class SmallUpdateBlock(nn.Module):
         return net, None, self.flow_head(net)
 
 
-def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int = 8) -> torch.Tensor:
+def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int = 8, *, scale_values: bool = True) -> torch.Tensor:
     """Convex upsampling (RAFT §3.3): each fine pixel is a softmax-weighted mix of its 3×3 coarse neighbours.
 
-    ``flow`` ``[B, 2, H, W]``, ``mask`` ``[B, 9·f², H, W]`` → ``[B, 2, f·H, f·W]`` (values scaled by f).
+    ``flow`` ``[B, C, H, W]`` (C = 2 for a flow; SEA-RAFT also upsamples its ``info`` with the same mask),
+    ``mask`` ``[B, 9·f², H, W]`` → ``[B, C, f·H, f·W]``, values scaled by f unless ``scale_values=False``.
     """
-    b, _, h, w = flow.shape
+    b, c, h, w = flow.shape
     mask = torch.softmax(mask.view(b, 1, 9, factor, factor, h, w), dim=2)
-    up = F.unfold(factor * flow, 3, padding=1).view(b, 2, 9, 1, 1, h, w)
-    up = (mask * up).sum(dim=2)  # [B, 2, f, f, H, W]
-    return up.permute(0, 1, 4, 2, 5, 3).reshape(b, 2, factor * h, factor * w)
+    up = F.unfold(factor * flow if scale_values else flow, 3, padding=1).view(b, c, 9, 1, 1, h, w)
+    up = (mask * up).sum(dim=2)  # [B, C, f, f, H, W]
+    return up.permute(0, 1, 4, 2, 5, 3).reshape(b, c, factor * h, factor * w)
 
 
 def upflow(flow: torch.Tensor, factor: int = 8) -> torch.Tensor:

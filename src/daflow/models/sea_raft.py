@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from daflow.flow.warp import coords_grid
 from daflow.models.corr import build_corr
-from daflow.models.raft import BasicMotionEncoder, InputPadder
+from daflow.models.raft import BasicMotionEncoder, InputPadder, convex_upsample
 from daflow.models.weights import load_strict, read_state_dict
 
 SEA_RAFT_PUBLISHED = ("the official checkpoints (e.g. Tartan-C-T-TSKH-spring540x960-M.pth) are linked from "
@@ -256,11 +256,7 @@ class SEARAFT(nn.Module):
     @staticmethod
     def _upsample(flow: torch.Tensor, info: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Convex ×8 upsampling of the flow (values ×8) and of ``info`` (values kept) with one mask."""
-        b, c, h, w = info.shape
-        mask = torch.softmax(mask.view(b, 1, 9, 8, 8, h, w), dim=2)
-        both = torch.cat([8 * flow, info], dim=1)
-        up = F.unfold(both, 3, padding=1).view(b, 2 + c, 9, 1, 1, h, w)
-        up = (mask * up).sum(dim=2).permute(0, 1, 4, 2, 5, 3).reshape(b, 2 + c, 8 * h, 8 * w)
+        up = convex_upsample(torch.cat([8 * flow, info], dim=1), mask, scale_values=False)
         return up[:, :2], up[:, 2:]
 
     def forward(self, image1: torch.Tensor, image2: torch.Tensor, iters: int | None = None) -> SEARAFTOutput:

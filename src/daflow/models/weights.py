@@ -66,13 +66,10 @@ def fill_aliases(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, tor
     return out
 
 
-def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str,
-                ignore_unexpected: tuple[str, ...] = ()) -> nn.Module:
-    """``load_state_dict(strict=True)`` after :func:`fill_aliases`, raising one ``ValueError`` that lists the
-    missing and unexpected keys and the wrong shapes. Keys starting with ``ignore_unexpected`` are dropped."""
-    sd = fill_aliases(model, sd)
-    sd = {k: v for k, v in sd.items() if not k.startswith(ignore_unexpected)} if ignore_unexpected else sd
-    expected = model.state_dict()
+def check_state_dict(expected: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], *, prefix: str,
+                     source: str = "checkpoint") -> None:
+    """Raise one ``ValueError`` (``"{prefix}: missing …; unexpected …; key: {source} shape vs model shape"``) unless
+    ``sd`` has exactly the keys and shapes of ``expected``."""
     missing = sorted(set(expected) - set(sd))
     unexpected = sorted(set(sd) - set(expected))
     wrong = sorted(k for k in set(sd) & set(expected) if sd[k].shape != expected[k].shape)
@@ -83,9 +80,15 @@ def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str,
         if unexpected:
             lines.append(f"unexpected {len(unexpected)} keys, e.g. {unexpected[:3]}")
         for k in wrong[:3]:
-            lines.append(f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}")
+            lines.append(f"{k}: {source} {tuple(sd[k].shape)} vs model {tuple(expected[k].shape)}")
         if len(wrong) > 3:
             lines.append(f"{len(wrong) - 3} more wrong shapes")
-        raise ValueError(f"checkpoint does not fit {what}: " + "; ".join(lines))
+        raise ValueError(f"{prefix}: " + "; ".join(lines))
+
+
+def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str) -> nn.Module:
+    """``load_state_dict(strict=True)`` after :func:`fill_aliases`, with :func:`check_state_dict`'s one clear error."""
+    sd = fill_aliases(model, sd)
+    check_state_dict(model.state_dict(), sd, prefix=f"checkpoint does not fit {what}")
     model.load_state_dict(sd, strict=True)
     return model
