@@ -37,7 +37,7 @@ from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZ
 
 from daflow.models.lifting import lifted_attention
 from daflow.models.taps import TapRecorder
-from daflow.models.weights import check_state_dict
+from daflow.models.weights import check_state_dict, read_diffusers_model
 
 log = logging.getLogger(__name__)
 
@@ -315,31 +315,14 @@ def load_dit4sr(path: str | os.PathLike, *, config: DiT4SRConfig | None = None, 
     """Load the published transformer: a ``diffusion_pytorch_model.safetensors`` file (its ``config.json`` read
     from the same folder unless ``config`` is given) or a diffusers-style folder holding both. Mixed fp16/fp32
     tensors are cast to ``dtype``. ``overrides`` set config fields (e.g. ``ff_control_scale=1.0``)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if path.is_dir():
-        folder = path / "transformer" if (path / "transformer").is_dir() and not (path / "config.json").is_file() else path
-        files = sorted(folder.glob("*.safetensors"))
-        if not files:
-            raise FileNotFoundError(f"{folder}: no .safetensors file ({DIT4SR_PUBLISHED})")
-    elif path.is_file():
-        folder, files = path.parent, [path]
-    else:
-        raise FileNotFoundError(f"DiT4SR weights not found: {path} ({DIT4SR_PUBLISHED})")
+    cfg_path, sd, files = read_diffusers_model(path, subfolder="transformer", what="DiT4SR", published=DIT4SR_PUBLISHED)
     if config is None:
-        cfg_path = folder / "config.json"
-        if not cfg_path.is_file():
-            raise FileNotFoundError(f"{cfg_path} not found: pass config= or put the published config.json beside the weights")
+        if cfg_path is None:
+            raise FileNotFoundError(f"{files[0].parent / 'config.json'} not found: pass config= or put the published "
+                                    "config.json beside the weights")
         config = DiT4SRConfig.from_json(cfg_path)
     if overrides:
         config = DiT4SRConfig(**{**config.to_dict(), **overrides})
-    sd: dict[str, torch.Tensor] = {}
-    for f in files:
-        try:
-            sd.update(load_file(str(f)))
-        except Exception as exc:  # noqa: BLE001
-            raise ValueError(f"{f}: cannot read as safetensors ({exc})") from exc
     with torch.device("meta"):
         model = DiT4SRTransformer(config)
     expected = model.state_dict()

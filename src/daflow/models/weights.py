@@ -92,3 +92,31 @@ def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str) -> 
     check_state_dict(model.state_dict(), sd, prefix=f"checkpoint does not fit {what}")
     model.load_state_dict(sd, strict=True)
     return model
+
+
+def read_diffusers_model(path: str | os.PathLike, *, subfolder: str, what: str,
+                         published: str) -> tuple[Path | None, dict[str, torch.Tensor], list[Path]]:
+    """A model saved by diffusers' ``save_pretrained``: a ``*.safetensors`` file, its folder, or the pipeline folder
+    holding ``subfolder`` (e.g. ``transformer``, ``vae``). Returns (the ``config.json`` beside the weights or None,
+    the merged state dict, the files read)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if path.is_dir():
+        nested = path / subfolder
+        folder = nested if nested.is_dir() and not (path / "config.json").is_file() else path
+        files = sorted(folder.glob("*.safetensors"))
+        if not files:
+            raise FileNotFoundError(f"{folder}: no .safetensors file ({published})")
+    elif path.is_file():
+        folder, files = path.parent, [path]
+    else:
+        raise FileNotFoundError(f"{what} weights not found: {path} ({published})")
+    sd: dict[str, torch.Tensor] = {}
+    for f in files:
+        try:
+            sd.update(load_file(str(f)))
+        except Exception as exc:  # noqa: BLE001
+            raise ValueError(f"{f}: cannot read as safetensors ({exc})") from exc
+    config = folder / "config.json"
+    return (config if config.is_file() else None), sd, files
