@@ -15,10 +15,13 @@ kind               target              options
 ``tartanair``      TartanAir root      ``split=val|train|all`` (val = FlowSeek's), ``every=N``
 ``synthetic``      preset name         ``n=8``, ``seed=0``, ``degrade=PRESET|none`` (default none),
                                        ``size=HxW`` (exact-ground-truth clips, degraded on the fly)
+``labeled``        LQ clips root       ``labels=DIR`` (required): flow labels of every clip, e.g. the
+                                       teacher pseudo ground truth of ``daflow pseudo-gt`` on the HQ clips
+                                       (:mod:`daflow.data.labeled`)
 =================  ==================  ===================================================================
 
 Examples: ``sintel-final:/data/Sintel``, ``sintel:/data/Sintel-LQ``, ``spring:/data/spring?scenes=val``,
-``synthetic:default?n=16&degrade=realbasicvsr``.
+``synthetic:default?n=16&degrade=realbasicvsr``, ``labeled:/data/YouHQ40-LQ?labels=/data/YouHQ40-pgt``.
 """
 
 from __future__ import annotations
@@ -30,12 +33,13 @@ from urllib.parse import parse_qsl
 
 from daflow.data.base import FlowSample
 
-KINDS = ("sintel-clean", "sintel-final", "sintel", "spring", "tartanair", "synthetic")
+KINDS = ("sintel-clean", "sintel-final", "sintel", "spring", "tartanair", "synthetic", "labeled")
 _OPTIONS = {
     "sintel-clean": {"scenes"}, "sintel-final": {"scenes"}, "sintel": {"scenes"},
     "spring": {"camera", "scenes", "gt"},
     "tartanair": {"split", "every"},
     "synthetic": {"n", "seed", "degrade", "size"},
+    "labeled": {"labels"},
 }
 
 
@@ -111,15 +115,22 @@ class _DegradedSynthetic(Sequence):
         return dataclasses.replace(sample, frames=frames, meta=dict(sample.meta, degradation=self.preset))
 
 
-def build_eval_sets(spec: DatasetSpec | str) -> list[EvalSet]:
-    """The datasets of a spec, as 2-frame samples with ground truth."""
+def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int = 1) -> list[EvalSet]:
+    """The datasets of a spec, as ``num_frames``-frame samples (windows ``stride`` apart) with ground truth."""
     spec = parse_dataset_spec(spec) if isinstance(spec, str) else spec
     kind = spec.kind
+    clip = {"num_frames": num_frames, "stride": stride}
+    if kind == "labeled":
+        from daflow.data.labeled import LabeledClips
+
+        if not spec.options.get("labels"):
+            raise ValueError(f"--data {spec}: labeled needs labels=DIR (the flow labels, e.g. from daflow pseudo-gt)")
+        return [EvalSet("labeled", LabeledClips(spec.target, spec.options["labels"], **clip), spec=str(spec))]
     if kind.startswith("sintel"):
         from daflow.data.sintel import Sintel
 
         passes = ("clean", "final") if kind == "sintel" else (kind.split("-")[1],)
-        return [EvalSet(f"sintel-{p}", Sintel(spec.target, dstype=p, scenes=_scenes(spec)), spec=str(spec)) for p in passes]
+        return [EvalSet(f"sintel-{p}", Sintel(spec.target, dstype=p, scenes=_scenes(spec), **clip), spec=str(spec)) for p in passes]
     if kind == "spring":
         from daflow.data.spring import SPRING_VAL_SCENES, Spring
 
@@ -127,19 +138,19 @@ def build_eval_sets(spec: DatasetSpec | str) -> list[EvalSet]:
         gt = spec.options.get("gt", "half")
         if gt not in ("half", "full"):
             raise ValueError(f"--data {spec}: gt must be half or full, got {gt!r}")
-        ds = Spring(spec.target, camera=spec.options.get("camera", "left"), scenes=scenes, full_resolution_gt=gt == "full")
+        ds = Spring(spec.target, camera=spec.options.get("camera", "left"), scenes=scenes, full_resolution_gt=gt == "full", **clip)
         return [EvalSet("spring", ds, spring_min=gt == "full", spec=str(spec))]
     if kind == "tartanair":
         from daflow.data.tartanair import TartanAir
 
         every = _int(spec, "every", 0) or None
-        return [EvalSet("tartanair", TartanAir(spec.target, split=spec.options.get("split", "val"), every=every), spec=str(spec))]
+        return [EvalSet("tartanair", TartanAir(spec.target, split=spec.options.get("split", "val"), every=every, **clip), spec=str(spec))]
     # synthetic
     from daflow.data.synthetic import SYNTHETIC_PRESETS, SyntheticClips
 
     if spec.target not in SYNTHETIC_PRESETS:
         raise ValueError(f"--data {spec}: unknown synthetic preset {spec.target!r}; choose one of {sorted(SYNTHETIC_PRESETS)}")
-    config = dataclasses.replace(SYNTHETIC_PRESETS[spec.target], num_frames=2)
+    config = dataclasses.replace(SYNTHETIC_PRESETS[spec.target], num_frames=max(num_frames, 2))
     if "size" in spec.options:
         try:
             h, w = (int(v) for v in spec.options["size"].lower().split("x"))

@@ -22,8 +22,8 @@ import torch
 from tqdm import tqdm
 
 import daflow
-from daflow.data.video import FrameSource, is_video_file
-from daflow.data.youhq import find_clips
+from daflow.data.labeled import find_clip_roots, label_dir
+from daflow.data.video import FrameSource
 from daflow.files import atomic_write_text
 from daflow.flow.io import write_flow
 from daflow.models.registry import FlowEstimator
@@ -40,14 +40,6 @@ class PseudoGTReport:
     pairs: int
     written: int
     skipped: int
-
-
-def label_dir(root: Path, clip: Path, out: Path) -> Path:
-    """Where the labels of ``clip`` go: its path relative to ``root`` (video suffix dropped) below ``out``."""
-    rel = clip.relative_to(root) if clip != root else Path(".")
-    if is_video_file(clip):
-        rel = rel.with_suffix("")
-    return out / rel
 
 
 def _check_manifest(out: Path, record: dict) -> None:
@@ -72,7 +64,7 @@ def write_pseudo_gt(root: str | Path, out: str | Path, teacher: FlowEstimator, *
     root, out = Path(root), Path(out)
     if not root.exists():
         raise FileNotFoundError(f"clips not found: {root} (expected a folder of videos / frame folders, one video, or one frame folder)")
-    clips = [root] if is_video_file(root) or (root.is_dir() and _holds_frames(root)) else find_clips(root)
+    clips = find_clip_roots(root)
     if not clips:
         raise FileNotFoundError(f"{root}: no video files or frame folders found below it")
     record = {"teacher": teacher.name, "description": teacher.description, "random_init": teacher.random_init,
@@ -112,12 +104,6 @@ def write_pseudo_gt(root: str | Path, out: str | Path, teacher: FlowEstimator, *
         bar.update(len(group))
     bar.close()
     return PseudoGTReport(clips=len(sources), pairs=len(jobs), written=written, skipped=len(jobs) - len(todo))
-
-
-def _holds_frames(folder: Path) -> bool:
-    from daflow.files import IMAGE_EXTENSIONS
-
-    return any(p.suffix.lower() in IMAGE_EXTENSIONS for p in folder.iterdir() if p.is_file())
 
 
 def _tensor(frames: list[np.ndarray]) -> torch.Tensor:
