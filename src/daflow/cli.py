@@ -388,6 +388,80 @@ def _concat(datasets, max_per_set):
     return torch.utils.data.ConcatDataset(parts)
 
 
+# ---------------------------------------------------------------------------------------------- train
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train DA-Flow's stages (lift: stage 1)", description=(
+        "Training stages of the paper. `daflow train lift` fine-tunes the lifted DiT4SR (stage 1, paper §4.2)."))
+    stages = p.add_subparsers(dest="stage", metavar="STAGE")
+    _add_train_lift(stages)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _add_train_lift(stages) -> None:
+    from daflow.train import data
+
+    p = stages.add_parser("lift", help="stage 1: fine-tune the lifted DiT4SR with the flow-matching loss",
+                          formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "Fine-tune DiT4SR with full spatio-temporal attention on F-frame clips (paper §4.2, Eq. 6): HQ and LQ frames\n"
+        "through the frozen VAE, logit-normal timesteps, x0-preconditioned flow-matching loss (DiT4SR's), null\n"
+        "prompt. Writes RUN/transformer (loadable with --dit4sr), RUN/checkpoints/step_N (safetensors, resumed\n"
+        "automatically when RUN already holds one), RUN/log.jsonl and RUN/train_lift.json. Multi-GPU:\n"
+        "  accelerate launch -m daflow.cli train lift ...\n\n"
+        "--preset tiny trains the tiny model from random weights on CPU, e.g.\n"
+        "  daflow train lift --preset tiny --random-init --data 'synthetic:tiny?n=64&size=64x64' -o runs/lift\n"
+        "--preset paper has the paper's settings (20K steps; batch 8 per GPU, 4 GPUs; 512x512 crops; 3 frames):\n"
+        "  daflow train lift --preset paper --dit4sr dit4sr_q --vae sd3.5 --null-prompt dit4sr_null \\\n"
+        "      --data youhq:YouHQ-Train -o runs/lift\n\n" + "\n\n".join(data.__doc__.split("\n\n")[1:3])))
+    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips (see above)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    _add_diffusion_args(p)
+    p.add_argument("--steps", type=int, help="total optimisation steps (tiny 200, paper 20000)")
+    p.add_argument("--batch", type=int, help="clips per step and process (tiny 2, paper 8)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 3)")
+    p.add_argument("--crop", type=_parse_size, help="random crop HxW, multiples of 16 (tiny 64x64, paper 512x512)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (tiny 5e-4, paper 5e-5 as DiT4SR)")
+    p.add_argument("--trainable", choices=("control", "attention", "all"), help="which parameters train "
+                   "(paper: control, DiT4SR's choice; tiny: all)")
+    p.add_argument("--loss", choices=("x0", "velocity"), help="x0: DiT4SR's preconditioned loss (default); velocity: Eq. 6")
+    p.add_argument("--degrade", default="realbasicvsr", help="on-the-fly degradation preset for sources without LQ "
+                   "frames (default realbasicvsr, the paper's; none to train on clean LQ = HQ)")
+    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), help="default auto: bf16 on CUDA")
+    p.add_argument("--gradient-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                   help="recompute blocks in the backward pass (paper preset: on)")
+    p.add_argument("--save-every", type=int, help="checkpoint interval in steps")
+    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.set_defaults(func=_run_train_lift)
+
+
+def _run_train_lift(args) -> int:
+    import dataclasses
+
+    from daflow.models.vae import save_vae
+    from daflow.train.data import build_clip_source
+    from daflow.train.lift import LIFT_PRESETS, train_lift
+
+    overrides = {k: v for k, v in {
+        "steps": args.steps, "batch": args.batch, "frames": args.frames, "crop": args.crop, "lr": args.lr,
+        "trainable": args.trainable, "loss": args.loss, "mixed_precision": args.mixed_precision,
+        "gradient_checkpointing": args.gradient_checkpointing, "save_every": args.save_every, "workers": args.workers,
+        "seed": args.seed}.items() if v is not None}
+    config = dataclasses.replace(LIFT_PRESETS[args.preset], **overrides)
+    source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
+    backbone = _build_backbone(args)
+    info = {"dit4sr": str(args.dit4sr) if args.dit4sr else None, "vae": str(args.vae) if args.vae else None,
+            "random_init": args.random_init, "preset": args.preset}
+    print(f"daflow train lift: {args.preset} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
+          f"{config.crop[0]}x{config.crop[1]} clips from {args.data}; trainable: {config.trainable}")
+    summary = train_lift(backbone, source, args.output, config, model_info=info, progress=not args.no_progress)
+    if args.random_init:  # the VAE is part of the model only when it was made here
+        save_vae(backbone.vae, args.output / "vae")
+    print(f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f} "
+          f"({summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s); "
+          f"transformer in {args.output / 'transformer'}")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ pseudo-gt
 
 
@@ -435,7 +509,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"daflow {daflow.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_analyze, _add_degrade, _add_evaluate, _add_pseudo_gt, _add_synth, _add_viz):
+    for add in (_add_demo, _add_analyze, _add_degrade, _add_evaluate, _add_pseudo_gt, _add_synth, _add_train, _add_viz):
         add(sub)
     return parser
 

@@ -33,13 +33,14 @@ from urllib.parse import parse_qsl
 
 from daflow.data.base import FlowSample
 
-KINDS = ("sintel-clean", "sintel-final", "sintel", "spring", "tartanair", "synthetic", "labeled")
+KINDS = ("sintel-clean", "sintel-final", "sintel", "spring", "tartanair", "synthetic", "labeled", "youhq")
 _OPTIONS = {
     "sintel-clean": {"scenes"}, "sintel-final": {"scenes"}, "sintel": {"scenes"},
     "spring": {"camera", "scenes", "gt"},
     "tartanair": {"split", "every"},
     "synthetic": {"n", "seed", "degrade", "size"},
     "labeled": {"labels"},
+    "youhq": {"lq", "degrade"},  # training only (no ground truth): daflow.train.data
 }
 
 
@@ -120,6 +121,9 @@ def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int
     spec = parse_dataset_spec(spec) if isinstance(spec, str) else spec
     kind = spec.kind
     clip = {"num_frames": num_frames, "stride": stride}
+    if kind == "youhq":
+        raise ValueError(f"--data {spec}: youhq clips have no flow ground truth; label them with daflow pseudo-gt and "
+                         "use labeled:LQ_ROOT?labels=DIR")
     if kind == "labeled":
         from daflow.data.labeled import LabeledClips
 

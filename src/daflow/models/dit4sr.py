@@ -37,7 +37,7 @@ from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZ
 
 from daflow.models.lifting import lifted_attention
 from daflow.models.taps import TapRecorder
-from daflow.models.weights import check_state_dict, read_diffusers_model
+from daflow.models.weights import check_state_dict, read_diffusers_model, save_diffusers_model
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,8 @@ class DiT4SRTransformer(nn.Module):
         self.transformer_blocks = nn.ModuleList(DiT4SRBlock(config, i) for i in range(config.num_layers))
         self.norm_out = AdaLayerNormContinuous(dim, dim, elementwise_affine=False, eps=1e-6)
         self.proj_out = nn.Linear(dim, config.patch_size**2 * config.out_channels)
+        #: recompute each block in the backward pass instead of storing its activations (training only)
+        self.gradient_checkpointing = False
 
     @classmethod
     def from_config(cls, config: DiT4SRConfig | str) -> "DiT4SRTransformer":
@@ -293,10 +295,19 @@ class DiT4SRTransformer(nn.Module):
         text = self.context_embedder(encoder_hidden_states)
         ctx = ForwardContext(num_frames=num_frames, grid=grid, taps=taps)
         for block in self.transformer_blocks:
-            hidden, text = block(hidden, text, temb, ctx)
+            if self.gradient_checkpointing and torch.is_grad_enabled():
+                hidden, text = torch.utils.checkpoint.checkpoint(block, hidden, text, temb, ctx, use_reentrant=False)
+            else:
+                hidden, text = block(hidden, text, temb, ctx)
         x = self.proj_out(self.norm_out(hidden[:, :n], temb))
         x = x.reshape(bf, grid[0], grid[1], p, p, cfg.out_channels)
         return torch.einsum("nhwpqc->nchpwq", x).reshape(bf, cfg.out_channels, grid[0] * p, grid[1] * p)
+
+
+def save_dit4sr(model: DiT4SRTransformer, folder: str | os.PathLike) -> Path:
+    """Save in the published layout (``config.json`` + ``diffusion_pytorch_model.safetensors``), loadable by
+    :func:`load_dit4sr` and by ``--dit4sr``."""
+    return save_diffusers_model(folder, model.state_dict(), model.config.to_dict(), class_name="SD3Transformer2DModel")
 
 
 def _per_frame(t: torch.Tensor, b: int, f: int, name: str) -> torch.Tensor:

@@ -18,12 +18,17 @@ from dataclasses import asdict, dataclass
 import torch
 from diffusers import AutoencoderKL
 
-from daflow.models.weights import check_state_dict, read_diffusers_model
+from daflow.models.weights import check_state_dict, read_diffusers_model, save_diffusers_model
 
 VAE_PUBLISHED = ("the published VAE is vae/diffusion_pytorch_model.safetensors (with its config.json) of the "
                  "Hugging Face repository stabilityai/stable-diffusion-3.5-medium")
 #: the image side must be a multiple of this for a latent grid that the DiT's 2×2 patches tile (VAE 8 × patch 2)
 TOKEN_STRIDE = 16
+
+
+#: ``AutoencoderKL`` settings every SD3 VAE has (not in :class:`VAEConfig`)
+SD3_FIXED = {"in_channels": 3, "out_channels": 3, "use_quant_conv": False, "use_post_quant_conv": False,
+             "act_fn": "silu", "mid_block_add_attention": True}
 
 
 @dataclass(frozen=True)
@@ -53,11 +58,9 @@ class VAEConfig:
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
             data = json.loads(Path(path_or_dict).read_text())
-        fixed = {"in_channels": 3, "out_channels": 3, "use_quant_conv": False, "use_post_quant_conv": False,
-                 "act_fn": "silu", "mid_block_add_attention": True}
-        wrong = {k: data[k] for k, v in fixed.items() if k in data and data[k] != v}
+        wrong = {k: data[k] for k, v in SD3_FIXED.items() if k in data and data[k] != v}
         if wrong:
-            raise ValueError(f"VAE config {wrong} differs from SD3's ({ {k: fixed[k] for k in wrong} })")
+            raise ValueError(f"VAE config {wrong} differs from SD3's ({ {k: SD3_FIXED[k] for k in wrong} })")
         names = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in names})
 
@@ -99,6 +102,12 @@ def load_vae(path: str | os.PathLike, *, config: VAEConfig | None = None, dtype:
     check_state_dict(vae.state_dict(), sd, prefix=f"{files[0]} does not fit the SD3 VAE {config}", source="file")
     vae.load_state_dict({k: v.to(dtype) for k, v in sd.items()}, strict=True, assign=True)
     return vae.to(device).eval().requires_grad_(False)
+
+
+def save_vae(vae: AutoencoderKL, folder: str | os.PathLike) -> os.PathLike:
+    """Save in the published ``vae/`` layout, loadable by :func:`load_vae` and ``--vae``."""
+    config = VAEConfig.from_json(dict(vae.config))
+    return save_diffusers_model(folder, vae.state_dict(), {**SD3_FIXED, **config.to_dict()}, class_name="AutoencoderKL")
 
 
 def _check_images(images: torch.Tensor) -> None:

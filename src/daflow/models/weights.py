@@ -120,3 +120,21 @@ def read_diffusers_model(path: str | os.PathLike, *, subfolder: str, what: str,
             raise ValueError(f"{f}: cannot read as safetensors ({exc})") from exc
     config = folder / "config.json"
     return (config if config.is_file() else None), sd, files
+
+
+def save_diffusers_model(folder: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict, *,
+                         class_name: str) -> Path:
+    """Write ``config.json`` (with diffusers' ``_class_name``) and ``diffusion_pytorch_model.safetensors`` into
+    ``folder``, each atomically: the layout :func:`read_diffusers_model` (and diffusers) reads."""
+    import json
+
+    from safetensors.torch import save_file
+
+    from daflow.files import atomic_path, atomic_write_text
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with atomic_path(folder / "diffusion_pytorch_model.safetensors") as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp), metadata={"format": "pt"})
+    atomic_write_text(folder / "config.json", json.dumps({"_class_name": class_name, **config}, indent=2))
+    return folder

@@ -1,0 +1,277 @@
+"""Stage 1: fine-tune the lifted DiT4SR on F-frame clips with the flow-matching loss (paper §4.2, §5.1, Eq. 6).
+
+Per step, for B clips of F frames (HQ and LQ, cropped): both are encoded by the frozen VAE (posterior *samples*,
+as DiT4SR's training data); one σ per clip is drawn from the logit-normal density (``u = sigmoid(N(0, 1))``,
+index ``⌊1000·u⌋`` into the 1000 shifted training σ of SD3.5's scheduler); ``z_σ = (1 − σ)·z₀ + σ·ε`` with
+independent noise per frame; the lifted transformer predicts ``v`` for all F frames jointly (full
+spatio-temporal attention) conditioned on the LQ latents and the null prompt.
+
+**Loss and sign convention.** The network predicts ``v = ε − z₀`` (diffusers; the paper's Eq. 5 writes
+``v = z_HQ − ε`` with ``t = 1 − σ``, the same field with the opposite sign). ``loss="x0"`` (default, DiT4SR's
+``precondition_outputs``): ``‖(z_σ − σ·v) − z₀‖²`` = ``σ²·‖v − (ε − z₀)‖²``; ``loss="velocity"``: Eq. 6 as written,
+``‖v − (ε − z₀)‖²``. Both are means over all latent entries; the logit-normal scheme has unit weights.
+
+**What trains.** ``control`` (DiT4SR's own choice: every parameter whose name contains ``control``: the LQ
+projections of both attentions and the FFN's control conv), ``attention`` (every parameter of ``attn`` and
+``attn2``, the layers lifting changes) or ``all``.
+
+The run is a pure function of (seed, step) (:mod:`daflow.train.data`): resuming reproduces the uninterrupted run.
+Multi-GPU: ``accelerate launch -m daflow.cli train lift ...`` (each process takes its slice of every batch).
+The paper captions every clip with DiT4SR's captioner during this stage (App. A.0.4); this trainer conditions on
+the null prompt (the captioner and SD3's text encoders are not part of this package).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from daflow.files import atomic_write_text
+from daflow.models.backbone import DiffusionBackbone
+from daflow.models.sampler import DEFAULT_SHIFT, training_sigmas
+from daflow.models.vae import TOKEN_STRIDE, encode
+from daflow.train.checkpoint import check_same_run, list_checkpoints, optimizer_from_tensors, read_state, save_checkpoint
+from daflow.train.data import ClipSource, StepSampler, TrainingClips
+
+log = logging.getLogger(__name__)
+
+TRAINABLE = ("control", "attention", "all")
+LOSSES = ("x0", "velocity")
+
+
+@dataclass(frozen=True)
+class LiftConfig:
+    """Stage-1 settings. ``batch`` is per process; the paper's 32 clips are 8 on each of 4 GPUs."""
+
+    steps: int = 20_000
+    batch: int = 8
+    frames: int = 3
+    crop: tuple[int, int] = (512, 512)
+    lr: float = 5e-5
+    warmup: int = 0
+    weight_decay: float = 1e-2
+    grad_clip: float = 1.0
+    trainable: str = "control"
+    loss: str = "x0"
+    logit_mean: float = 0.0
+    logit_std: float = 1.0
+    shift: float = DEFAULT_SHIFT
+    gradient_checkpointing: bool = True
+    mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU
+    seed: int = 0
+    save_every: int = 1000
+    log_every: int = 10
+    keep: int = 2
+    workers: int = 4
+
+    def __post_init__(self):
+        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
+        if self.trainable not in TRAINABLE:
+            raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        for name in ("steps", "batch", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
+        if any(c % TOKEN_STRIDE for c in self.crop):
+            raise ValueError(f"crop sides must be multiples of {TOKEN_STRIDE}, got {self.crop}")
+
+
+LIFT_PRESETS: dict[str, LiftConfig] = {
+    "paper": LiftConfig(),
+    "tiny": LiftConfig(steps=200, batch=2, crop=(64, 64), lr=5e-4, trainable="all", gradient_checkpointing=False,
+                       save_every=100, log_every=10, workers=0),
+}
+
+#: settings that change what is trained; a resumed run must keep them
+RUN_KEYS = ("batch", "frames", "crop", "lr", "warmup", "weight_decay", "trainable", "loss", "logit_mean", "logit_std",
+            "shift", "seed", "data", "model")
+
+
+def trainable_parameters(model: torch.nn.Module, which: str) -> list[tuple[str, torch.nn.Parameter]]:
+    """The named parameters ``which`` selects (see the module docstring); sets ``requires_grad`` accordingly."""
+    if which not in TRAINABLE:
+        raise ValueError(f"trainable must be one of {TRAINABLE}, got {which!r}")
+    chosen = []
+    for name, p in model.named_parameters():
+        take = (which == "all" or (which == "control" and "control" in name)
+                or (which == "attention" and (".attn." in name or ".attn2." in name)))
+        p.requires_grad_(take)
+        if take:
+            chosen.append((name, p))
+    if not chosen:
+        raise ValueError(f"no parameter matches trainable={which!r}")
+    return chosen
+
+
+def sample_sigmas(batch: int, generator: torch.Generator, *, mean: float = 0.0, std: float = 1.0,
+                  shift: float = DEFAULT_SHIFT) -> torch.Tensor:
+    """``[batch]`` σ by SD3's logit-normal timestep density: ``u = sigmoid(N(mean, std))``, ``σ = sigmas[⌊1000u⌋]``."""
+    sigmas = training_sigmas(shift=shift)
+    u = torch.sigmoid(torch.randn(batch, generator=generator) * std + mean)
+    return sigmas[(u * len(sigmas)).long().clamp(max=len(sigmas) - 1)]
+
+
+def flow_matching_loss(model, z0: torch.Tensor, lq: torch.Tensor, text: torch.Tensor, pooled: torch.Tensor,
+                       sigma: torch.Tensor, noise: torch.Tensor, *, num_frames: int, loss: str = "x0") -> torch.Tensor:
+    """The stage-1 loss for latents ``z0``/``lq`` ``[B·F, 16, h, w]``, per-clip ``sigma`` ``[B]`` and ``noise``."""
+    s = sigma.to(z0).repeat_interleave(num_frames).view(-1, 1, 1, 1)
+    z_t = (1 - s) * z0 + s * noise
+    param = next(model.parameters())
+    v = model(z_t.to(param.dtype), lq.to(param.dtype), text, pooled, sigma.to(z0.device) * 1000, num_frames=num_frames).float()
+    if loss == "x0":
+        return ((z_t - s * v) - z0).pow(2).mean()
+    return (v - (noise - z0)).pow(2).mean()
+
+
+def validation_loss(backbone: DiffusionBackbone, dataset: TrainingClips, config: LiftConfig, *, clips: int = 8) -> float:
+    """Mean loss over ``clips`` fixed samples (counters far beyond any run), σ spread evenly over 0.05..0.95 and fixed
+    noise: a low-variance progress signal (held-in clips; not a generalisation measure)."""
+    transformer, device = backbone.transformer, backbone.device
+    was_training = transformer.training
+    transformer.eval()
+    total = 0.0
+    text, pooled = backbone.prompt.batch(1, device=device, dtype=torch.float32)
+    with torch.no_grad():
+        for i in range(clips):
+            batch = dataset[2**60 + i]
+            g = _step_generator(config.seed, -1 - i, 0)
+            z0 = encode(backbone.vae, batch["hq"].to(device), generator=g).float()
+            zl = encode(backbone.vae, batch["lq"].to(device)).float()
+            sigma = torch.tensor([0.05 + 0.9 * i / max(clips - 1, 1)])
+            noise = torch.randn(z0.shape, generator=g).to(device)
+            total += float(flow_matching_loss(transformer, z0, zl, text, pooled, sigma, noise,
+                                              num_frames=z0.shape[0], loss=config.loss))
+    transformer.train(was_training)
+    return total / clips
+
+
+def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step % 2**63, rank, 11]).generate_state(1)[0]))
+
+
+def lr_at(config: LiftConfig, step: int) -> float:
+    """Constant learning rate after a linear warm-up of ``warmup`` steps."""
+    return config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup > 0 else config.lr
+
+
+def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path, config: LiftConfig, *,
+               model_info: dict | None = None, progress: bool = True) -> dict:
+    """Train (or resume) stage 1 into ``run``; returns a summary (steps done, first/last logged losses)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    from daflow.models.dit4sr import save_dit4sr
+
+    run = Path(run)
+    model_info = model_info or {}
+    record = {**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info}
+    mp = config.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and backbone.device.type != "cpu" else "no"
+    acc = Accelerator(mixed_precision=mp, cpu=backbone.device.type == "cpu",
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    transformer = backbone.transformer.to(acc.device, torch.float32).train()
+    vae = backbone.vae.to(acc.device)
+    transformer.gradient_checkpointing = config.gradient_checkpointing
+    start = 0
+    done = list_checkpoints(run)
+    state = None
+    if done:
+        step, saved, tensors, optim_meta, _ = read_state(done[-1])
+        check_same_run(run, saved, json.loads(json.dumps(record)), RUN_KEYS)
+        from daflow.models.dit4sr import load_dit4sr
+
+        weights = load_dit4sr(done[-1] / "transformer", dtype=torch.float32)
+        transformer.load_state_dict(weights.state_dict())
+        start, state = step, (tensors, optim_meta)
+        log.info("resuming %s from step %d", run, start)
+    params = [p for _, p in trainable_parameters(transformer, config.trainable)]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    if state is not None:
+        optimizer_from_tensors(optimizer, *state)
+    model, optimizer = acc.prepare(transformer, optimizer)
+    if acc.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / "train_lift.json", json.dumps(record, indent=2))
+        _truncate_log(run / "log.jsonl", start)
+    dataset = TrainingClips(source, crop=config.crop, seed=config.seed, require=("hq", "lq"))
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_sampler=StepSampler(config.batch, start_step=start, rank=acc.process_index, world=acc.num_processes),
+        num_workers=config.workers, multiprocessing_context="spawn" if config.workers > 0 else None)
+    text, pooled = backbone.prompt.batch(config.batch, device=acc.device, dtype=torch.float32)
+    n_trainable = sum(p.numel() for p in params)
+    log.info("stage 1: %d trainable parameters (%s), %s precision, %d process(es)", n_trainable, config.trainable, mp,
+             acc.num_processes)
+    losses: list[float] = []
+    first_loss = None
+    bar = tqdm(total=config.steps, initial=start, desc="lift", unit="step", disable=not (progress and acc.is_main_process))
+    t0 = time.perf_counter()
+    step = start
+    batches = iter(loader)
+    while step < config.steps:
+        batch = next(batches)
+        g = _step_generator(config.seed, step, acc.process_index)
+        hq, lq = batch["hq"].to(acc.device), batch["lq"].to(acc.device)
+        b, f = hq.shape[:2]
+        with torch.no_grad():
+            z0 = encode(vae, hq.flatten(0, 1), sample=True, generator=g).float()
+            zl = encode(vae, lq.flatten(0, 1), sample=True, generator=g).float()
+        sigma = sample_sigmas(b, g, mean=config.logit_mean, std=config.logit_std, shift=config.shift)
+        noise = torch.randn(z0.shape, generator=g).to(acc.device)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(config, step)
+        with acc.autocast():
+            loss = flow_matching_loss(model, z0, zl, text[:b], pooled[:b], sigma, noise, num_frames=f, loss=config.loss)
+        acc.backward(loss)
+        if config.grad_clip > 0:
+            acc.clip_grad_norm_(params, config.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        value = float(acc.reduce(loss.detach(), reduction="mean"))
+        first_loss = value if first_loss is None else first_loss
+        losses.append(value)
+        bar.update(1)
+        bar.set_postfix(loss=f"{value:.4f}")
+        if acc.is_main_process and (step % config.log_every == 0 or step == config.steps):
+            entry = {"step": step, "loss": float(np.mean(losses[-config.log_every:])), "lr": lr_at(config, step - 1),
+                     "seconds": round(time.perf_counter() - t0, 3)}
+            with open(run / "log.jsonl", "a") as fh:
+                fh.write(json.dumps(entry) + "\n")
+        if step % config.save_every == 0 or step == config.steps:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                unwrapped = acc.unwrap_model(model)
+                val = validation_loss(backbone, dataset, config)
+                save_checkpoint(run, step, optimizer, config=record, keep=config.keep, extra={"val_loss": val},
+                                write_model=lambda folder: save_dit4sr(unwrapped, folder / "transformer"))
+                with open(run / "log.jsonl", "a") as fh:
+                    fh.write(json.dumps({"step": step, "val_loss": val}) + "\n")
+    bar.close()
+    if acc.is_main_process:
+        save_dit4sr(acc.unwrap_model(model), run / "transformer")
+    transformer.gradient_checkpointing = False
+    transformer.eval().requires_grad_(False)
+    return {"start": start, "steps": step, "first_loss": first_loss, "last_loss": losses[-1] if losses else None,
+            "trainable_parameters": n_trainable, "seconds": time.perf_counter() - t0}
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after ``step`` (a resumed run rewrites them)."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
