@@ -59,29 +59,42 @@ def window_offsets(radius: int, *, device=None, dtype=torch.float32) -> torch.Te
     return torch.stack([dx.reshape(-1), dy.reshape(-1)], dim=-1)
 
 
-def _volume(fmap1: torch.Tensor, fmap2: torch.Tensor, scale: float) -> torch.Tensor:
-    """``[B·H1·W1, 1, H2, W2]`` all-pairs dot products of ``[B, C, H1, W1]`` and ``[B, C, H2, W2]``."""
-    b, c, h, w = fmap1.shape
-    h2, w2 = fmap2.shape[-2:]
-    corr = torch.matmul(_full(fmap1).reshape(b, c, h * w).transpose(1, 2), _full(fmap2).reshape(b, c, h2 * w2)) * scale
-    return corr.reshape(b * h * w, 1, h2, w2)
+Features = torch.Tensor | tuple[torch.Tensor, ...]
+
+
+def _parts(fmap: Features) -> tuple[torch.Tensor, ...]:
+    return fmap if isinstance(fmap, tuple) else (fmap,)
+
+
+def _volume(fmap1: Features, fmap2: Features, scale: float) -> torch.Tensor:
+    """``[B·H1·W1, 1, H2, W2]`` all-pairs dot products of ``[B, C, H1, W1]`` and ``[B, C, H2, W2]``.
+
+    Features may come in channel parts (a tuple, e.g. DA-Flow's RAFT and diffusion features, Eq. 15): the dot
+    products of the parts are added, so an all-zero part changes nothing, not even the rounding."""
+    corr = None
+    for a, c2 in zip(_parts(fmap1), _parts(fmap2)):
+        b, c, h, w = a.shape
+        h2, w2 = c2.shape[-2:]
+        part = torch.matmul(_full(a).reshape(b, c, h * w).transpose(1, 2), _full(c2).reshape(b, c, h2 * w2))
+        corr = part if corr is None else corr + part
+    return (corr * scale).reshape(b * h * w, 1, h2, w2)
 
 
 class AllPairsCorr:
     """The official all-pairs correlation pyramid (``pyramid="volume"``: RAFT; ``"features"``: SEA-RAFT)."""
 
-    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4,
+    def __init__(self, fmap1: Features, fmap2: Features, *, num_levels: int = 4, radius: int = 4,
                  scale: float | None = None, pyramid: str = "volume"):
         _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
-        scale = 1.0 / math.sqrt(fmap1.shape[1]) if scale is None else scale
+        scale = 1.0 / math.sqrt(_channels(fmap1)) if scale is None else scale
         corr = _volume(fmap1, fmap2, scale)
         self.pyramid = [corr]
         for _ in range(num_levels - 1):
             if pyramid == "volume":
                 corr = F.avg_pool2d(corr, 2, stride=2)
             else:
-                fmap2 = halve(fmap2)
+                fmap2 = tuple(halve(f) for f in _parts(fmap2))
                 corr = _volume(fmap1, fmap2, scale)
             self.pyramid.append(corr)
 
@@ -102,13 +115,13 @@ class AllPairsCorr:
 class WindowedCorr:
     """Correlations computed inside the lookup windows only (memory linear in the number of pixels)."""
 
-    def __init__(self, fmap1: torch.Tensor, fmap2: torch.Tensor, *, num_levels: int = 4, radius: int = 4,
+    def __init__(self, fmap1: Features, fmap2: Features, *, num_levels: int = 4, radius: int = 4,
                  scale: float | None = None, pyramid: str = "volume"):
         _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
-        self.scale = 1.0 / math.sqrt(fmap1.shape[1]) if scale is None else scale
-        self.fmap1 = _full(fmap1)
-        self.pyramid = [_full(fmap2)]
+        self.scale = 1.0 / math.sqrt(_channels(fmap1)) if scale is None else scale
+        self.fmap1 = torch.cat([_full(f) for f in _parts(fmap1)], 1)  # one sum over channels: parts need no care here
+        self.pyramid = [torch.cat([_full(f) for f in _parts(fmap2)], 1)]
         for _ in range(num_levels - 1):
             f2 = self.pyramid[-1]
             self.pyramid.append(F.avg_pool2d(f2, 2, stride=2) if pyramid == "volume" else halve(f2))
@@ -129,18 +142,23 @@ class WindowedCorr:
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
-def build_corr(fmap1: torch.Tensor, fmap2: torch.Tensor, *, mode: str = "auto", num_levels: int = 4, radius: int = 4,
+def _channels(fmap: Features) -> int:
+    return sum(f.shape[1] for f in _parts(fmap))
+
+
+def build_corr(fmap1: Features, fmap2: Features, *, mode: str = "auto", num_levels: int = 4, radius: int = 4,
                scale: float | None = None, pyramid: str = "volume"):
     """``mode``: ``"all-pairs"``, ``"windowed"`` or ``"auto"`` (all-pairs unless the volume would be too large);
     ``pyramid``: ``"volume"`` (RAFT) or ``"features"`` (SEA-RAFT)."""
     if mode not in ("auto", "all-pairs", "windowed"):
         raise ValueError(f"corr mode must be 'auto', 'all-pairs' or 'windowed', got {mode!r}")
     if mode == "auto":
-        b, _, h, w = fmap1.shape
+        b, _, h, w = _parts(fmap1)[0].shape
         entries = b * (h * w) ** 2
         limit = AUTO_ALL_PAIRS_MAX_ENTRIES
-        if fmap1.is_cuda:  # on a GPU the volume is 5-8x faster (BENCHMARKS.md): use it while it fits easily
-            free, _ = torch.cuda.mem_get_info(fmap1.device)
+        first = _parts(fmap1)[0]
+        if first.is_cuda:  # on a GPU the volume is 5-8x faster (BENCHMARKS.md): use it while it fits easily
+            free, _ = torch.cuda.mem_get_info(first.device)
             limit = max(limit, free // 16)  # 4 B per entry, ×4/3 for the pyramid: within a third of the free memory
         mode = "all-pairs" if entries <= limit else "windowed"
     cls = AllPairsCorr if mode == "all-pairs" else WindowedCorr

@@ -311,10 +311,12 @@ class RAFT(nn.Module):
             for name, f in (("f1", f1), ("f2", f2)):
                 if tuple(f.shape) != (b, self.extra_feature_dim, h8, w8):
                     raise ValueError(f"extra feature {name} must be {(b, self.extra_feature_dim, h8, w8)}, got {tuple(f.shape)}")
-            fmap1, fmap2 = torch.cat([fmap1, f1.to(fmap1.dtype)], 1), torch.cat([fmap2, f2.to(fmap2.dtype)], 1)
+            # Eq. 15's channel concatenation, kept as two parts whose correlations are added (same function; zero
+            # diffusion features then leave RAFT's correlations bit-identical)
+            fmap1, fmap2 = (fmap1, f1.to(fmap1.dtype)), (fmap2, f2.to(fmap2.dtype))
         elif extra_features is not None:
             raise ValueError("extra_features given to a RAFT built with extra_feature_dim=0")
-        scale = 1.0 / math.sqrt(self.feature_dim if self.corr_scale == "raft" else fmap1.shape[1])
+        scale = 1.0 / math.sqrt(self.feature_dim + (self.extra_feature_dim if self.corr_scale == "hybrid" else 0))
         corr_fn = build_corr(fmap1, fmap2, mode=self.corr_mode, num_levels=self.corr_levels, radius=self.corr_radius, scale=scale)
         with self._autocast(image1):
             net, inp = torch.split(self.cnet(image1), [self.hidden_dim, self.context_dim], dim=1)

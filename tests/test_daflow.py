@@ -1,0 +1,150 @@
+"""DA-Flow (paper §4.4, Eq. 13–17): DPT heads, the hybrid network, per-step flows, zero-init surgery, files."""
+
+import pytest
+import torch
+
+from daflow.models.daflow import DAFLOW_PRESETS, DAFlow, DAFlowConfig
+from daflow.models.dpt import BilinearHead, DPTConfig, DPTHead, uv_position_embedding
+from daflow.models.raft import RAFT
+
+
+def _levels(b=2, h=3, w=5, c=16, n=4):
+    return [torch.randn(b, h, w, c) for _ in range(n)]
+
+
+@pytest.mark.parametrize("size", [(48, 80), (64, 48), (112, 96)])
+def test_dpt_output_is_at_one_eighth_for_non_square_inputs(size):
+    h, w = size[0] // 16, size[1] // 16
+    head = DPTHead(dim_in=16, features=32, out_channels=(16, 32, 64, 64))
+    out = head(_levels(h=h, w=w), size)
+    assert out.shape == (2, 32, size[0] // 8, size[1] // 8)
+    bil = BilinearHead(dim_in=16, features=32)
+    assert bil(_levels(h=h, w=w), size).shape == out.shape
+
+
+def test_dpt_level_scales_and_layouts():
+    head = DPTHead(dim_in=16, features=8, out_channels=(4, 4, 8, 8), scales=(4, 2, 1, 0.5), pos_embed=False)
+    assert isinstance(head.resize_layers[0], torch.nn.ConvTranspose2d) and head.resize_layers[0].stride == (4, 4)
+    assert isinstance(head.resize_layers[2], torch.nn.Identity)
+    assert head.resize_layers[3].stride == (2, 2)
+    assert head(_levels(h=4, w=4), (64, 64)).shape == (2, 8, 8, 8)  # VGGT's own pyramid still lands on 1/8
+    # the paper head: VGGT's parameter names, scales (1, 1, 2, 2)
+    with torch.device("meta"):
+        paper = DPTHead(DPTConfig())
+    names = set(paper.state_dict())
+    assert {"norm.weight", "projects.0.weight", "resize_layers.2.weight", "scratch.layer4_rn.weight",
+            "scratch.refinenet1.resConfUnit1.conv1.weight", "scratch.refinenet4.resConfUnit2.conv2.bias",
+            "scratch.refinenet2.out_conv.weight", "scratch.output_conv1.weight"} <= names
+    assert "scratch.refinenet4.resConfUnit1.conv1.weight" not in names  # the coarsest level has no skip input
+    assert "resize_layers.0.weight" not in names  # scale 1: identity
+    with pytest.raises(ValueError, match="scales"):
+        DPTConfig(scales=(1, 3, 2, 2))
+    with pytest.raises(ValueError, match="4 levels"):
+        DPTHead(dim_in=16, features=8, out_channels=(4, 4, 8, 8))(_levels(n=3), (48, 80))
+
+
+def test_dpt_gradients_reach_every_parameter():
+    head = DPTHead(dim_in=16, features=8, out_channels=(4, 4, 8, 8))
+    levels = [t.requires_grad_() for t in _levels()]
+    head(levels, (48, 80)).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert all(t.grad.abs().sum() > 0 for t in levels)
+
+
+def test_uv_position_embedding_follows_vggt():
+    pe = uv_position_embedding(8, 3, 4, aspect_ratio=4 / 3)
+    assert pe.shape == (8, 3, 4)
+    # x half: sin/cos of the x coordinate at frequencies 1 and 1/100^(1/2); columns vary, rows do not
+    diag = ((4 / 3) ** 2 + 1) ** 0.5
+    x0 = -(4 / 3) / diag * 3 / 4
+    assert pe[0, 1, 0].item() == pytest.approx(torch.sin(torch.tensor(x0, dtype=torch.float64)).item(), abs=1e-6)
+    assert pe[2, 2, 0].item() == pytest.approx(torch.cos(torch.tensor(x0, dtype=torch.float64)).item(), abs=1e-6)
+    assert torch.equal(pe[:4, 0], pe[:4, 2]) and torch.equal(pe[4:, :, 0], pe[4:, :, 3])
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    torch.manual_seed(0)
+    return DAFlow("tiny").eval()
+
+
+def test_tiny_daflow_on_a_3_frame_clip_gives_every_pair_and_step(tiny):
+    frames = torch.rand(1, 3, 3, 60, 72) * 255  # padded to 64x80 inside, cropped back
+    with torch.no_grad():
+        out = tiny(frames, iters=3)
+    assert sorted(out.flows) == list(range(10))
+    assert all(f.shape == (1, 2, 2, 60, 72) for f in out.flows.values())
+    assert out.mean().shape == (1, 2, 2, 60, 72)
+    with torch.no_grad():
+        early = tiny(frames, steps=[0, 2], iters=3)
+    assert sorted(early.flows) == [0, 2]
+    for s in (0, 2):  # seeded: the same step gives the same flow whether or not later steps are run
+        assert torch.equal(early.flows[s], out.flows[s])
+    assert not torch.equal(out.flows[0], out.flows[9])  # the features change along the denoising
+    with pytest.raises(ValueError, match="steps must lie"):
+        tiny(frames, steps=[10])
+    with pytest.raises(ValueError, match="F >= 2"):
+        tiny(frames[:, :1])
+
+
+def test_tiny_daflow_on_a_7_frame_clip(tiny):
+    frames = torch.rand(2, 7, 3, 64, 64) * 255
+    with torch.no_grad():
+        out = tiny(frames, steps=[0], iters=2, return_predictions=True)
+    assert out.flows[0].shape == (2, 6, 2, 64, 64)
+    assert len(out.predictions[0]) == 2 and out.predictions[0][0].shape == (12, 2, 64, 64)
+
+
+def test_daflow_equals_raft_when_the_diffusion_features_are_zero():
+    torch.manual_seed(0)
+    config = DAFlowConfig(backbone="tiny", blocks=(0, 1, 2, 3), feature_dim=32, context_dim=16,
+                          dpt_out_channels=(16, 32, 64, 64), raft="large")
+    raft = RAFT().eval()
+    model = DAFlow(config).eval()
+    model.init_raft(raft.state_dict())  # RAFT-large weights, GRU widened with zero columns
+    frames = torch.rand(2, 3, 3, 64, 80) * 255
+    b, f = 2, 3
+    zeros = (torch.zeros(b * (f - 1), 32, 8, 10), torch.zeros(b * (f - 1), 32, 8, 10))
+    context = torch.randn(b * (f - 1), 16, 8, 10)  # any context: its GRU columns are zero
+    with torch.no_grad():
+        ref = raft(frames[:, :-1].flatten(0, 1), frames[:, 1:].flatten(0, 1), iters=6)
+        got = model.refine(frames, (*zeros, context), iters=6)
+    assert torch.equal(ref.flow, got.flow)
+    for a, c in zip(ref.flow_predictions, got.flow_predictions):
+        assert torch.equal(a, c)
+
+
+def test_daflow_flow_network_trains_and_the_backbone_stays_frozen(tiny):
+    frames = torch.rand(1, 3, 3, 64, 64) * 255
+    tiny.train()
+    assert not tiny.backbone.training and not tiny.backbone.transformer.training
+    out = tiny(frames, steps=[0], iters=2, return_predictions=True)
+    out.predictions[0][-1].abs().mean().backward()
+    assert all(p.grad is None for p in tiny.backbone.parameters())
+    for name in ("dpt_q", "dpt_k", "dpt_ctx", "raft"):
+        assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in getattr(tiny, name).parameters()), name
+    tiny.zero_grad(set_to_none=True)
+    tiny.eval()
+
+
+def test_daflow_save_and_load_round_trip(tmp_path, tiny):
+    tiny.save(tmp_path / "m")
+    loaded = DAFlow.load(tmp_path / "m")
+    assert loaded.config == tiny.config
+    frames = torch.rand(1, 2, 3, 64, 64) * 255
+    with torch.no_grad():
+        assert torch.equal(tiny(frames, steps=[1], iters=2).flows[1], loaded(frames, steps=[1], iters=2).flows[1])
+    (tmp_path / "m" / "flownet.safetensors").unlink()
+    with pytest.raises(FileNotFoundError, match="flownet.safetensors"):
+        DAFlow.load(tmp_path / "m")
+
+
+def test_paper_preset_on_meta():
+    with torch.device("meta"):
+        model = DAFlow(DAFLOW_PRESETS["paper"])
+    flownet = sum(v.numel() for v in model.flownet_state_dict().values())
+    assert model.dpt_q.config.dim_in == 1536 and model.dpt_ctx.config.features == 128
+    assert model.raft.update_block.gru.convz1.weight.shape == (128, 128 + 128 + 128 + 128, 1, 5)
+    assert 60e6 < flownet < 100e6  # 3 DPT heads (~28 + 28 + 18 M) + RAFT-large (5.3 M)
+    with pytest.raises(ValueError, match="do not exist"):
+        DAFlow(DAFlowConfig(backbone="tiny", blocks=(3, 13, 16, 17)))
