@@ -1,5 +1,6 @@
 """DA-Flow (paper §4.4, Eq. 13–17): DPT heads, the hybrid network, per-step flows, zero-init surgery, files."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -148,3 +149,83 @@ def test_paper_preset_on_meta():
     assert 60e6 < flownet < 100e6  # 3 DPT heads (~28 + 28 + 18 M) + RAFT-large (5.3 M)
     with pytest.raises(ValueError, match="do not exist"):
         DAFlow(DAFlowConfig(backbone="tiny", blocks=(3, 13, 16, 17)))
+
+
+# ------------------------------------------------------------------------------- chunks, estimate, evaluate
+
+def test_chunk_plan_covers_every_pair_exactly_once():
+    from daflow.data.base import CHUNKS, window_plan
+
+    for n in range(3, 30):
+        plan = window_plan(n, 3, CHUNKS)
+        scored = [s + j for s, first in plan for j in range(first, 2)]
+        assert scored == list(range(n - 1)), n
+    assert window_plan(2, 3, CHUNKS) == []
+    assert window_plan(6, 3, CHUNKS) == [(0, 0), (2, 0), (3, 1)]
+
+
+def test_estimate_writes_every_pair_and_resumes_identically(tmp_path, tiny):
+    from daflow.data.video import write_video
+    from daflow.flow.io import read_flow
+    from daflow.inference import daflow_estimator, estimate_video
+
+    rng = torch.Generator().manual_seed(0)
+    frames = (torch.rand(6, 64, 80, 3, generator=rng) * 255).to(torch.uint8).numpy()
+    video = tmp_path / "clip.mp4"
+    write_video(video, frames, fps=10)
+    est = daflow_estimator(tiny, step=0, iters=2)
+    full = estimate_video(est, video, tmp_path / "a", backward=True, occlusion=True, viz=True, progress=False)
+    assert full.pairs == 5 and full.written == 5
+    names = sorted(p.name for p in (tmp_path / "a" / "flow").iterdir())
+    assert names == [f"{i:06d}.flo" for i in range(5)]
+    flow, _ = read_flow(tmp_path / "a" / "flow" / "000004.flo")
+    assert flow.shape == (64, 80, 2)
+    for sub in ("backward", "occlusion", "viz"):
+        assert len(list((tmp_path / "a" / sub).iterdir())) == 5
+    # an interrupted run: only the first chunk's files exist; the resumed run writes the rest, identically
+    partial = tmp_path / "b"
+    estimate_video(est, video, partial, progress=False)
+    for name in names[2:]:
+        (partial / "flow" / name).unlink()
+    resumed = estimate_video(est, video, partial, progress=False)
+    assert resumed.written == 3 and resumed.skipped == 2
+    for name in names:
+        assert read_flow(partial / "flow" / name)[0].tobytes() == read_flow(tmp_path / "a" / "flow" / name)[0].tobytes()
+    # batching chunks changes only the float rounding (each chunk's noise follows its start frame)
+    estimate_video(est, video, tmp_path / "c", batch=3, progress=False)
+    for name in names:
+        np.testing.assert_allclose(read_flow(tmp_path / "c" / "flow" / name)[0], read_flow(tmp_path / "a" / "flow" / name)[0],
+                                   atol=1e-3)
+    with pytest.raises(ValueError, match="step must be"):
+        daflow_estimator(tiny, step=12)
+
+
+def test_estimate_cli_with_a_pairwise_model_and_bad_input(tmp_path, capsys):
+    from daflow.cli import main
+    from daflow.files import write_image
+
+    for i in range(3):
+        write_image(tmp_path / "frames" / f"f{i}.png", (torch.rand(64, 64, 3) * 255).to(torch.uint8).numpy())
+    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "out"), "--model", "dis", "--format", "npy",
+                 "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out" / "flow").iterdir()) == ["f0.npy", "f1.npy"]
+    assert main(["estimate", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2"), "--model", "dis"]) == 1
+    assert "input not found" in capsys.readouterr().err
+    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "o3")]) == 1
+    assert "--weights" in capsys.readouterr().err
+
+
+def test_evaluate_daflow_per_step_table(tmp_path, capsys):
+    from daflow.cli import main
+
+    out = tmp_path / "res.json"
+    assert main(["evaluate", "--model", "daflow", "--random-init", "--data", "synthetic:default?n=2&size=64x64",
+                 "--steps", "0,3", "--iters", "2", "--no-progress", "-o", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "| dataset | metric | 0 | 3 | average | mean-flow |" in text
+    import json
+
+    record = json.loads(out.read_text())
+    r = record["results"][0]
+    assert set(r["per_step"]) == {"0", "3"} and r["pairs"] == 4
+    assert r["average"]["epe"] == pytest.approx((r["per_step"]["0"]["epe"] + r["per_step"]["3"]["epe"]) / 2)

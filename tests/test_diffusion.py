@@ -178,12 +178,16 @@ def test_backbone_taps_do_not_change_the_run_and_the_seed_fixes_it(backbone):
     frames = torch.rand(2, 3, 3, 32, 32) * 255
     a = list(backbone.features(frames, taps=TapSpec(blocks=(0, 1, 2, 3), features=("q", "k", "adanorm")), steps=3))
     lq = backbone.encode_lq(frames)
-    gen = torch.Generator().manual_seed(0)
-    b = list(denoise(backbone.transformer, lq, backbone.prompt, num_frames=3, steps=3, taps=None, generator=gen))
+    # clip i starts from the noise of seed + i
+    noise = torch.cat([torch.randn((3, *lq.shape[1:]), generator=torch.Generator().manual_seed(i)) for i in (0, 1)])
+    b = list(denoise(backbone.transformer, lq, backbone.prompt, num_frames=3, steps=3, taps=None, noise=noise))
     for x, y in zip(a, b):
         assert torch.equal(x.latents, y.latents) and y.taps == {}
     c = list(backbone.features(frames, steps=3, seed=1))
     assert not torch.equal(c[-1].latents, a[-1].latents)
+    # a clip's run does not depend on the other clips of the batch
+    alone = list(backbone.features(frames[1:], steps=3, seed=[1]))
+    torch.testing.assert_close(alone[-1].latents, a[-1].latents[3:], atol=1e-5, rtol=0)
     # the LQ frames condition the run
     d = list(backbone.features(frames.flip(-1), taps=TapSpec(blocks=(3,)), steps=1))
     assert not torch.allclose(d[0].velocity, a[0].velocity)

@@ -224,9 +224,13 @@ def _add_evaluate(sub) -> None:
         "Evaluate a flow model on one or more datasets, clean or degraded (a mirror written by `daflow degrade`),\n"
         "and print the paper's metrics (EPE and % of pixels with error > 1, 3, 5 px) as Markdown; write JSON.\n\n"
         "Models:\n" + "\n".join(f"  {k:11s} {v.description}" for k, v in FLOW_MODELS.items()) + "\n\n\nDATASET_SPEC is KIND:TARGET[?key=value&...]:\n" + datasets.__doc__.split("\n\n", 2)[2]))
-    p.add_argument("--model", required=True, help="model name (see above)")
+    p.add_argument("--model", required=True, help="model name (see above), or daflow")
     p.add_argument("--data", required=True, action="append", metavar="DATASET_SPEC", help="dataset spec; repeatable")
-    _add_model_args(p, default_iters_help="refinement iterations (default: RAFT 12, the paper's M; SEA-RAFT its preset's)")
+    _add_model_args(p, default_iters_help="refinement iterations (default: RAFT 12, the paper's M; SEA-RAFT its preset's; "
+                    "DA-Flow 20, the paper's inference setting)")
+    _add_daflow_args(p)
+    p.add_argument("--steps", default="all", help="DA-Flow: denoising steps to score, comma-separated or all (default); "
+                   "the table has one column per step, their average (Table 1) and the mean-flow ensemble")
     p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of each dataset (quick checks)")
     p.add_argument("--reduce", default="image", choices=("image", "pixel"),
                    help="image: mean over images of per-image means (paper); pixel: pooled over all pixels")
@@ -241,6 +245,8 @@ def _run_evaluate(args) -> int:
     from daflow.files import atomic_write_text
 
     specs = [parse_dataset_spec(s) for s in args.data]  # all specs checked before any model is built
+    if args.model == "daflow":
+        return _evaluate_daflow(args, specs)
     sets = [e for s in specs for e in build_eval_sets(s)]
     model = _build_model(args, args.model)
     print(f"daflow evaluate: {model.description} on {model.device}")
@@ -462,6 +468,136 @@ def _run_train_lift(args) -> int:
     return 0
 
 
+def _add_daflow_args(p) -> None:
+    g = p.add_argument_group("DA-Flow (--model daflow)", "--weights is the folder written by `daflow train flow` "
+                             "(config.json, flownet.safetensors, and transformer/ + vae/ unless given here)")
+    g.add_argument("--preset", default="tiny", choices=("tiny", "paper"), help="size for --random-init (default tiny)")
+    g.add_argument("--dit4sr", type=Path, help="DiT4SR transformer (default: WEIGHTS/transformer)")
+    g.add_argument("--vae", type=Path, help="SD3.5 VAE (default: WEIGHTS/vae)")
+    g.add_argument("--null-prompt", type=Path, help="null-prompt folder (default: zeros, logged)")
+    g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
+                   help="DiT dtype (default auto: bfloat16 on CUDA, float32 on CPU)")
+    g.add_argument("--denoise-steps", type=int, default=10, help="denoising schedule length (default 10, the paper's)")
+    g.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
+
+
+def _build_daflow(args):
+    import torch
+
+    from daflow.models.daflow import DAFlow
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = {"auto": torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32, "float32": torch.float32,
+             "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    if args.denoise_steps < 1:
+        raise ValueError(f"--denoise-steps must be >= 1, got {args.denoise_steps}")
+    if args.random_init:
+        if args.weights:
+            raise ValueError("--random-init and --weights exclude each other")
+        print(f"warning: random {args.preset} DA-Flow weights (--random-init): the flow is meaningless", file=sys.stderr)
+        model = DAFlow(args.preset, seed=args.seed)
+        model.backbone.transformer.to(dtype)
+        return model.to(args.device).eval()
+    if not args.weights:
+        raise ValueError("--model daflow needs --weights FOLDER (written by daflow train flow), or --random-init")
+    return DAFlow.load(args.weights, dit4sr=args.dit4sr, vae=args.vae, null_prompt=args.null_prompt, dtype=dtype,
+                       device=args.device).eval()
+
+
+def _evaluate_daflow(args, specs) -> int:
+    from daflow.data.base import CHUNKS
+    from daflow.eval.benchmark import add_sintel_mean, markdown_table, paper_row
+    from daflow.eval.datasets import build_eval_sets
+    from daflow.eval.stepwise import evaluate_daflow, per_step_table
+    from daflow.files import atomic_write_text
+
+    steps = None if args.steps == "all" else _int_list(args.steps, "--steps")
+    sets = [e for s in specs for e in build_eval_sets(s, num_frames=3, stride=CHUNKS)]
+    model = _build_daflow(args)
+    iters = args.iters or 20
+    print(f"daflow evaluate: DA-Flow ({model.config.raft} RAFT, blocks {list(model.config.blocks)}), {iters} iterations, "
+          f"{args.denoise_steps}-step schedule, 3-frame chunks, on {model.device}")
+    results = []
+    for eval_set in sets:
+        r = evaluate_daflow(model, eval_set, steps=steps, num_steps=args.denoise_steps, iters=iters, seed=args.seed,
+                            max_samples=args.max_pairs, reduce=args.reduce, progress=not args.no_progress)
+        results.append(r)
+        print(f"{r['label']}: {r['pairs']} pairs, {r['seconds_per_pair']:.3f} s/pair (all requested steps)")
+    print(per_step_table(results))
+    print()
+    summary = add_sintel_mean([{"label": r["label"], "spec": r["spec"], "metrics": r["average"], "pairs": r["pairs"]}
+                               for r in results])
+    print(markdown_table({r["label"]: r["metrics"] for r in summary}, first_column="DA-Flow (average over steps) on"))
+    print()
+    print(paper_row("DA-Flow", [r for r in summary if not r["label"].startswith("sintel (")]))
+    if args.output:
+        record = {"model": "daflow", "weights": str(args.weights) if args.weights else None, "random_init": args.random_init,
+                  "iters": iters, "denoise_steps": args.denoise_steps, "seed": args.seed, "reduce": args.reduce,
+                  "max_chunks": args.max_pairs, "daflow": daflow.__version__, "results": results}
+        atomic_write_text(args.output, json.dumps(record, indent=2))
+        print(f"wrote {args.output}")
+    return 0
+
+
+def _int_list(text: str, name: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+
+
+# ------------------------------------------------------------------------------------------- estimate
+
+
+def _add_estimate(sub) -> None:
+    from daflow.inference import FORMATS
+
+    p = sub.add_parser("estimate", help="optical flow of every consecutive pair of a video or frame folder",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "Estimate the flow k -> k+1 of every consecutive frame pair of a video file or a folder of frames and write\n"
+        "OUT/flow/<frame>.<fmt> (optionally backward flow, occlusion masks and colour-wheel pictures). DA-Flow runs on\n"
+        "3-frame chunks sharing their boundary frame; --step picks the flow: the mean over all denoising steps\n"
+        "(default), one step K (the denoising stops after it), or 0, the fast single-step mode (one DiT call per\n"
+        "chunk). Resumable: pairs whose files exist are skipped; every file is written atomically."))
+    p.add_argument("input", type=Path, help="video file or folder of frames")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--model", default="daflow", help="daflow (default) or any `evaluate` model (raft, sea-raft-m, dis, ...)")
+    _add_model_args(p, default_iters_help="refinement iterations (default: DA-Flow 20, RAFT 12)")
+    _add_daflow_args(p)
+    p.add_argument("--step", default="mean", help="DA-Flow: mean (default), or a step index (0 = single-step mode)")
+    p.add_argument("--format", default="flo", choices=FORMATS, help="flow file format (default flo)")
+    p.add_argument("--backward", action="store_true", help="also write the backward flow k+1 -> k")
+    p.add_argument("--occlusion", action="store_true", help="also write forward-backward occlusion masks")
+    p.add_argument("--viz", action="store_true", help="also write colour-wheel pictures")
+    p.add_argument("--batch", type=int, default=1, help="chunks per forward pass (default 1)")
+    p.set_defaults(func=_run_estimate)
+
+
+def _run_estimate(args) -> int:
+    from daflow.data.video import FrameSource
+    from daflow.inference import daflow_estimator, estimate_video, pairwise
+
+    source = FrameSource(args.input)  # a missing or unreadable input fails before any model is built
+    if args.model == "daflow":
+        step = args.step if args.step == "mean" else _int_list(args.step, "--step")[0]
+        model = _build_daflow(args)
+        estimator = daflow_estimator(model, step=step, num_steps=args.denoise_steps, iters=args.iters or 20, seed=args.seed)
+        device = model.device
+    else:
+        flow_model = _build_model(args, args.model)
+        estimator, device = pairwise(flow_model), flow_model.device
+    print(f"daflow estimate: {estimator.description} on {device}; {len(source)} frames of {args.input}")
+    settings = {"weights": str(args.weights) if args.weights else None, "random_init": args.random_init,
+                "iters": args.iters, "step": args.step}
+    report = estimate_video(estimator, source, args.output, fmt=args.format, backward=args.backward,
+                            occlusion=args.occlusion, viz=args.viz, batch=args.batch, device=device,
+                            progress=not args.no_progress, settings=settings)
+    print(f"{report.pairs} pairs: wrote {report.written}, kept {report.skipped} existing -> {args.output} "
+          f"[{report.seconds:.1f} s]")
+    return 0
+
+
 # ------------------------------------------------------------------------------------------ pseudo-gt
 
 
@@ -509,7 +645,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"daflow {daflow.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_analyze, _add_degrade, _add_evaluate, _add_pseudo_gt, _add_synth, _add_train, _add_viz):
+    for add in (_add_demo, _add_analyze, _add_degrade, _add_estimate, _add_evaluate, _add_pseudo_gt, _add_synth, _add_train, _add_viz):
         add(sub)
     return parser
 

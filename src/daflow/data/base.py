@@ -61,13 +61,34 @@ def natural_key(path: Path | str) -> list:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(path))]
 
 
-def window_starts(length: int, num_frames: int, stride: int) -> range:
-    """Start indices of every ``num_frames`` window in a sequence of ``length`` frames."""
+#: ``stride`` value for chunks of ``num_frames`` frames that share their boundary frame and give every consecutive
+#: pair exactly once (DA-Flow's 3-frame inference chunks, App. A.0.4); the last chunk is moved back to end on the
+#: last frame and its already-covered pairs are marked in ``meta["first_pair"]``.
+CHUNKS = 0
+
+
+def window_plan(length: int, num_frames: int, stride: int) -> list[tuple[int, int]]:
+    """``(start, first new pair)`` of every window: sliding windows ``stride`` apart, or :data:`CHUNKS`."""
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-    if stride < 1:
-        raise ValueError(f"stride must be >= 1, got {stride}")
-    return range(0, max(length - num_frames + 1, 0), stride)
+    if stride < 0:
+        raise ValueError(f"stride must be >= 1 (or CHUNKS = 0), got {stride}")
+    if stride != CHUNKS:
+        return [(s, 0) for s in range(0, max(length - num_frames + 1, 0), stride)]
+    if length < num_frames:
+        return []
+    step = max(num_frames - 1, 1)
+    plan = [(s, 0) for s in range(0, length - num_frames + 1, step)]
+    covered = plan[-1][0] + step  # pairs 0 .. covered-1 are in some window
+    if covered < length - 1:
+        start = length - num_frames
+        plan.append((start, covered - start))
+    return plan
+
+
+def window_starts(length: int, num_frames: int, stride: int) -> list[int]:
+    """Start indices of every ``num_frames`` window in a sequence of ``length`` frames (see :func:`window_plan`)."""
+    return [s for s, _ in window_plan(length, num_frames, stride)]
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -115,14 +136,14 @@ def sequence_items(
     """The F-frame windows of one sequence (flows[i] belongs to the pair (i, i+1))."""
     names = names if names is not None else [f.stem for f in frames]
     items = []
-    for s in window_starts(len(frames), num_frames, stride):
+    for s, first_pair in window_plan(len(frames), num_frames, stride):
         e = s + num_frames - 1
         items.append(
             ClipItem(
                 frames=tuple(frames[s : e + 1]),
                 flows=tuple(flows[s:e]) if flows is not None else None,
                 occlusions=tuple(occlusions[s:e]) if occlusions is not None else None,
-                meta={**meta, "frames": names[s : e + 1]},
+                meta={**meta, "frames": names[s : e + 1], "first_pair": first_pair},
             )
         )
     return items

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daflow.data.base import DatasetLayoutError, FlowSample, natural_key, window_starts
+from daflow.data.base import DatasetLayoutError, FlowSample, natural_key, window_plan
 from daflow.data.video import FrameSource, is_video_file
 from daflow.flow.io import read_flow
 
@@ -66,7 +66,7 @@ class LabeledClips(Sequence):
         if not clips:
             raise DatasetLayoutError(f"labeled: no videos or frame folders below {self.lq_root}")
         self.num_frames, self.transform = num_frames, transform
-        self.windows: list[tuple[FrameSource, list[Path], int]] = []
+        self.windows: list[tuple[FrameSource, list[Path], int, int]] = []
         for clip in clips:
             source = FrameSource(clip)
             folder = label_dir(self.lq_root, clip, self.labels_root)
@@ -75,7 +75,7 @@ class LabeledClips(Sequence):
             if len(labels) != len(source) - 1:
                 raise DatasetLayoutError(f"labeled: {clip} has {len(source)} frames, so {len(source) - 1} flow files "
                                          f"were expected in {folder}; found {len(labels)}")
-            self.windows += [(source, labels, s) for s in window_starts(len(source), num_frames, stride)]
+            self.windows += [(source, labels, s, first) for s, first in window_plan(len(source), num_frames, stride)]
         if not self.windows:
             raise DatasetLayoutError(f"labeled: no clip below {self.lq_root} has {num_frames} frames")
 
@@ -85,7 +85,7 @@ class LabeledClips(Sequence):
     def __getitem__(self, index: int):  # type: ignore[override]
         if not -len(self) <= index < len(self):
             raise IndexError(f"{self.name}: index {index} out of range for {len(self)} samples")
-        source, labels, start = self.windows[index]
+        source, labels, start, first_pair = self.windows[index]
         frames = source.read(start, self.num_frames)
         flows, valids = zip(*(read_flow(p) for p in labels[start : start + self.num_frames - 1]))
         if flows[0].shape[:2] != frames.shape[1:3]:
@@ -95,6 +95,7 @@ class LabeledClips(Sequence):
         names = source.frame_names()[start : start + self.num_frames]
         sample = FlowSample(frames=frames, flow=np.stack(flows), valid=np.stack(valids),
                             meta={"dataset": self.name, "source": str(source.path), "start": start, "frames": names,
+                                  "first_pair": first_pair,
                                   "labels": [str(p) for p in labels[start : start + self.num_frames - 1]]})
         return self.transform(sample) if self.transform else sample
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from daflow.data.base import ClipDataset, DatasetLayoutError, FlowSample, natural_key, window_starts
+from daflow.data.base import ClipDataset, DatasetLayoutError, FlowSample, natural_key, window_plan
 from daflow.files import IMAGE_EXTENSIONS, atomic_path, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m")
@@ -161,7 +161,7 @@ class VideoFrames(ClipDataset):
             paths = [paths]
         self.sources = [FrameSource(p) for p in paths]
         self.num_frames = num_frames
-        self.windows = [(s, start) for s in self.sources for start in window_starts(len(s), num_frames, stride)]
+        self.windows = [(s, start, first) for s in self.sources for start, first in window_plan(len(s), num_frames, stride)]
         if not self.windows:
             raise ValueError(f"{[str(s.path) for s in self.sources]}: fewer than num_frames={num_frames} frames")
         super().__init__([], transform=transform)
@@ -170,10 +170,10 @@ class VideoFrames(ClipDataset):
         return len(self.windows)
 
     def __getitem__(self, index: int):  # type: ignore[override]
-        source, start = self.windows[index]
+        source, start, first_pair = self.windows[index]
         names = source.frame_names()[start : start + self.num_frames]
         sample = FlowSample(
             frames=source.read(start, self.num_frames),
-            meta={"dataset": self.name, "source": str(source.path), "start": start, "frames": names},
+            meta={"dataset": self.name, "source": str(source.path), "start": start, "frames": names, "first_pair": first_pair},
         )
         return self.transform(sample) if self.transform else sample

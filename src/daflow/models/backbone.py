@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -79,9 +79,17 @@ class DiffusionBackbone(nn.Module):
             return encode(self.vae, frames.flatten(0, 1).to(self.device))
 
     def features(self, frames: torch.Tensor, *, taps: TapSpec = TapSpec(), steps: int = DEFAULT_STEPS,
-                 shift: float = DEFAULT_SHIFT, stop_after: int | None = None, seed: int = 0) -> Iterator[DenoiseStep]:
-        """Yield each denoising step of ``frames`` ``[B, F, 3, H, W]`` (RGB 0..255) with its taps."""
+                 shift: float = DEFAULT_SHIFT, stop_after: int | None = None,
+                 seed: int | Sequence[int] = 0) -> Iterator[DenoiseStep]:
+        """Yield each denoising step of ``frames`` ``[B, F, 3, H, W]`` (RGB 0..255) with its taps.
+
+        The starting noise of clip ``i`` is drawn from its own seed (``seed[i]``, or ``seed + i`` for an int), so a
+        clip's features do not depend on the other clips of the batch."""
         lq = self.encode_lq(frames)
-        generator = torch.Generator().manual_seed(seed)
-        yield from denoise(self.transformer, lq, self.prompt, num_frames=frames.shape[1], steps=steps, shift=shift,
-                           taps=taps, stop_after=stop_after, generator=generator)
+        b, f = frames.shape[:2]
+        seeds = [seed + i for i in range(b)] if isinstance(seed, int) else [int(s) for s in seed]
+        if len(seeds) != b:
+            raise ValueError(f"{len(seeds)} seeds for {b} clips")
+        noise = torch.cat([torch.randn((f, *lq.shape[1:]), generator=torch.Generator().manual_seed(s)) for s in seeds])
+        yield from denoise(self.transformer, lq, self.prompt, num_frames=f, steps=steps, shift=shift,
+                           taps=taps, stop_after=stop_after, noise=noise)

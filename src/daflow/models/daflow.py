@@ -177,11 +177,12 @@ class DAFlow(nn.Module):
         return self.raft(first, second, iters=iters, extra_features=(fq, fk), extra_context=ctx)
 
     def forward(self, frames: torch.Tensor, *, steps: Sequence[int] | None = None, num_steps: int = DEFAULT_STEPS,
-                shift: float = DEFAULT_SHIFT, iters: int = 20, seed: int = 0,
+                shift: float = DEFAULT_SHIFT, iters: int = 20, seed: int | Sequence[int] = 0,
                 return_predictions: bool = False) -> DAFlowOutput:
         """Flows of every consecutive pair of ``frames`` ``[B, F, 3, H, W]`` (RGB 0..255, F ≥ 2) for the denoising
         ``steps`` (0-based indices into a ``num_steps`` schedule; default all). Denoising stops after the last
-        requested step. ``iters``: refinement iterations (paper: 12 in training, 20 at inference)."""
+        requested step. ``iters``: refinement iterations (paper: 12 in training, 20 at inference). ``seed``: of the
+        starting noise, per clip or one for the batch (clip i: ``seed + i``)."""
         if frames.ndim != 5 or frames.shape[2] != 3 or frames.shape[1] < 2:
             raise ValueError(f"frames must be [B, F, 3, H, W] with F >= 2, got {tuple(frames.shape)}")
         wanted = sorted(set(range(num_steps) if steps is None else (int(s) for s in steps)))
