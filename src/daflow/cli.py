@@ -397,10 +397,12 @@ def _concat(datasets, max_per_set):
 # ---------------------------------------------------------------------------------------------- train
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train DA-Flow's stages (lift: stage 1)", description=(
-        "Training stages of the paper. `daflow train lift` fine-tunes the lifted DiT4SR (stage 1, paper §4.2)."))
+    p = sub.add_parser("train", help="train DA-Flow's stages (lift: stage 1, flow: stage 2)", description=(
+        "Training stages of the paper. `daflow train lift` fine-tunes the lifted DiT4SR (stage 1, paper §4.2);\n"
+        "`daflow train flow` trains the DPT heads and the hybrid RAFT with the DiT frozen (stage 2, §4.4)."))
     stages = p.add_subparsers(dest="stage", metavar="STAGE")
     _add_train_lift(stages)
+    _add_train_flow(stages)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -545,6 +547,83 @@ def _int_list(text: str, name: str) -> list[int]:
         return [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
         raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+
+
+def _add_train_flow(stages) -> None:
+    from daflow.train import data
+
+    p = stages.add_parser("flow", help="stage 2: train the DPT heads and hybrid RAFT on frozen diffusion features",
+                          formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "Train DA-Flow's flow network (three DPT heads + hybrid RAFT, Eq. 13-18) on LQ clips with flow labels, the\n"
+        "lifted DiT4SR frozen: a random denoising step per batch, M = 12 iterations, gamma 0.8, AdamW, RAFT's\n"
+        "one-cycle schedule. RAFT starts from --raft-init (raft-things.pth, the paper's) with zero GRU columns for\n"
+        "the diffusion context. Writes RUN/model (config.json + flownet.safetensors; loadable with\n"
+        "daflow estimate/evaluate --model daflow --weights RUN/model), checkpoints (resumed automatically), logs.\n\n"
+        "Tiny, on CPU, from a stage-1 run:\n"
+        "  daflow train flow --preset tiny --dit4sr runs/lift/transformer --vae runs/lift/vae \\\n"
+        "      --data 'synthetic:tiny?n=256&size=64x64' -o runs/flow\n"
+        "Paper: --preset paper --dit4sr runs/lift/transformer --vae sd3.5 --null-prompt dit4sr_null \\\n"
+        "      --raft-init raft-things.pth --data 'labeled:YouHQ-LQ?labels=YouHQ-pgt' -o runs/flow\n\n"
+        + "\n\n".join(data.__doc__.split("\n\n")[1:3])))
+    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips with flow labels (see above)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    _add_diffusion_args(p)
+    p.add_argument("--raft-init", type=Path, help="RAFT weights to start from (raft-things.pth; default: random)")
+    p.add_argument("--blocks", help="tapped blocks, comma-separated (default: the preset's; paper 3,13,16,17)")
+    p.add_argument("--head", choices=("dpt", "bilinear"), help="upsampling heads (default dpt; bilinear: App. C.3)")
+    p.add_argument("--steps", type=int, help="optimisation steps (tiny 300, paper 20000)")
+    p.add_argument("--batch", type=int, help="clips per step and process (tiny 2, paper 8)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 3)")
+    p.add_argument("--crop", type=_parse_size, help="random crop HxW, multiples of 16 (tiny 64x64, paper 512x512)")
+    p.add_argument("--lr", type=float, help="peak learning rate (tiny 4e-4, paper 5e-5)")
+    p.add_argument("--iters", type=int, help="refinement iterations M (tiny 6, paper 12)")
+    p.add_argument("--denoise-steps", type=int, help="denoising schedule length (default 10)")
+    p.add_argument("--degrade", default="realbasicvsr", help="on-the-fly degradation for sources without LQ frames "
+                   "(default realbasicvsr; none for clean frames)")
+    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), help="default auto: bf16 on CUDA")
+    p.add_argument("--save-every", type=int, help="checkpoint interval in steps")
+    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.set_defaults(func=_run_train_flow)
+
+
+def _run_train_flow(args) -> int:
+    import dataclasses
+
+    from daflow.models.daflow import DAFLOW_PRESETS, DAFlow
+    from daflow.train.data import build_clip_source
+    from daflow.train.flow import FLOW_PRESETS, train_flow
+
+    overrides = {k: v for k, v in {
+        "steps": args.steps, "batch": args.batch, "frames": args.frames, "crop": args.crop, "lr": args.lr,
+        "iters": args.iters, "num_steps": args.denoise_steps, "mixed_precision": args.mixed_precision,
+        "save_every": args.save_every, "workers": args.workers, "seed": args.seed}.items() if v is not None}
+    config = dataclasses.replace(FLOW_PRESETS[args.preset], **overrides)
+    model_config = DAFLOW_PRESETS[args.preset]
+    if args.blocks:
+        blocks = tuple(_int_list(args.blocks, "--blocks"))
+        if len(blocks) != len(model_config.blocks):
+            raise ValueError(f"--blocks: the DPT heads take {len(model_config.blocks)} levels (scales "
+                             f"{model_config.dpt_scales}); give {len(model_config.blocks)} blocks, got {list(blocks)}")
+        model_config = dataclasses.replace(model_config, blocks=blocks)
+    if args.head:
+        model_config = dataclasses.replace(model_config, head=args.head)
+    source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
+    backbone = _build_backbone(args)
+    model = DAFlow(model_config, backbone)
+    if args.raft_init:
+        model.init_raft(args.raft_init)
+    info = {"dit4sr": str(args.dit4sr) if args.dit4sr else None, "vae": str(args.vae) if args.vae else None,
+            "random_init": args.random_init, "preset": args.preset, "raft_init": str(args.raft_init) if args.raft_init else None,
+            "config": model_config.to_dict()}
+    print(f"daflow train flow: {args.preset} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
+          f"{config.crop[0]}x{config.crop[1]} clips from {args.data}; blocks {list(model_config.blocks)}, "
+          f"RAFT-{model_config.raft} from {args.raft_init or 'random weights'}")
+    summary = train_flow(model, source, args.output, config, model_info=info, save_backbone=args.random_init,
+                         progress=not args.no_progress)
+    print(f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} "
+          f"({summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s); model in "
+          f"{args.output / 'model'}")
+    return 0
 
 
 # ------------------------------------------------------------------------------------------- estimate

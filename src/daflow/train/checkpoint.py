@@ -102,3 +102,13 @@ def check_same_run(run: Path, saved: dict, current: dict, keys: tuple[str, ...])
     if diff:
         lines = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diff.items())
         raise ValueError(f"{run} holds a run with other settings ({lines}); use another output folder or the same settings")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop the lines of a ``log.jsonl`` logged after ``step`` (a resumed run logs them again)."""
+    from daflow.files import atomic_write_text
+
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
+    atomic_write_text(path, "".join(line + "\n" for line in keep))

@@ -38,7 +38,8 @@ from daflow.files import atomic_write_text
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.sampler import DEFAULT_SHIFT, training_sigmas
 from daflow.models.vae import TOKEN_STRIDE, encode
-from daflow.train.checkpoint import check_same_run, list_checkpoints, optimizer_from_tensors, read_state, save_checkpoint
+from daflow.train.checkpoint import (check_same_run, list_checkpoints, optimizer_from_tensors, read_state,
+                                     save_checkpoint, truncate_log)
 from daflow.train.data import ClipSource, StepSampler, TrainingClips
 
 log = logging.getLogger(__name__)
@@ -206,7 +207,7 @@ def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path,
     if acc.is_main_process:
         run.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run / "train_lift.json", json.dumps(record, indent=2))
-        _truncate_log(run / "log.jsonl", start)
+        truncate_log(run / "log.jsonl", start)
     dataset = TrainingClips(source, crop=config.crop, seed=config.seed, require=("hq", "lq"))
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=StepSampler(config.batch, start_step=start, rank=acc.process_index, world=acc.num_processes),
@@ -268,10 +269,3 @@ def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path,
     return {"start": start, "steps": step, "first_loss": first_loss, "last_loss": losses[-1] if losses else None,
             "trainable_parameters": n_trainable, "seconds": time.perf_counter() - t0}
 
-
-def _truncate_log(path: Path, step: int) -> None:
-    """Drop log lines after ``step`` (a resumed run rewrites them)."""
-    if not path.is_file():
-        return
-    keep = [line for line in path.read_text().splitlines() if line.strip() and json.loads(line)["step"] <= step]
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
