@@ -102,7 +102,7 @@ DIT4SR_PRESETS: dict[str, DiT4SRConfig] = {
     "paper": DiT4SRConfig(),
     "tiny": DiT4SRConfig(sample_size=32, num_layers=4, attention_head_dim=8, num_attention_heads=2,
                          joint_attention_dim=32, caption_projection_dim=16, pooled_projection_dim=16,
-                         pos_embed_max_size=32, dual_attention_layers=(0, 1)),
+                         pos_embed_max_size=96, dual_attention_layers=(0, 1)),  # up to 1536 px a side
 }
 
 
