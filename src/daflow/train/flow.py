@@ -18,22 +18,17 @@ As stage 1, the run is a pure function of (seed, step) and resumes exactly from 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from daflow.files import atomic_write_text
 from daflow.models.daflow import WEIGHTS_FILE, DAFlow
 from daflow.models.vae import TOKEN_STRIDE
-from daflow.train.checkpoint import (check_same_run, list_checkpoints, optimizer_from_tensors, read_state,
-                                     save_checkpoint, truncate_log)
-from daflow.train.data import ClipSource, StepSampler, TrainingClips
+from daflow.train.data import ClipSource, TrainingClips
+from daflow.train.loop import LoopSettings, Stage, train_loop
 from daflow.train.losses import sequence_loss
 
 log = logging.getLogger(__name__)
@@ -116,87 +111,37 @@ def train_flow(model: DAFlow, source: ClipSource, run: str | Path, config: FlowT
     """Train (or resume) stage 2 into ``run``; returns a summary. ``model`` comes initialised (RAFT surgery).
     ``stop_at`` ends the session after that step (as an interruption would; the schedule still spans
     ``config.steps``)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
     from safetensors.torch import load_file
 
-    run = Path(run)
-    record = {**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}}
-    mp = config.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and model.device.type != "cpu" else "no"
-    acc = Accelerator(mixed_precision=mp, cpu=model.device.type == "cpu",
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    model.to(acc.device).train()
+    model.train()
     if model.config.raft == "large":
         model.raft.freeze_bn()
-    start, state = 0, None
-    done = list_checkpoints(run)
-    if done:
-        step, saved, tensors, optim_meta, _ = read_state(done[-1])
-        check_same_run(run, saved, json.loads(json.dumps(record)), RUN_KEYS)
-        model.load_state_dict(load_file(str(done[-1] / "model" / WEIGHTS_FILE)), strict=False)
-        start, state = step, (tensors, optim_meta)
-        log.info("resuming %s from step %d", run, start)
     params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8)
-    if state is not None:
-        optimizer_from_tensors(optimizer, *state)
-    wrapped, optimizer = acc.prepare(model, optimizer)
-    if acc.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run / "train_flow.json", json.dumps(record, indent=2))
-        truncate_log(run / "log.jsonl", start)
-    dataset = TrainingClips(source, crop=config.crop, seed=config.seed, require=("lq", "flow"))
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=StepSampler(config.batch, start_step=start, rank=acc.process_index, world=acc.num_processes),
-        num_workers=config.workers, multiprocessing_context="spawn" if config.workers > 0 else None)
     total = config.steps + 100  # RAFT's scheduler length
-    losses: list[float] = []
-    first_loss = None
-    bar = tqdm(total=config.steps, initial=start, desc="flow", unit="step", disable=not (progress and acc.is_main_process))
-    t0 = time.perf_counter()
-    step = start
-    batches = iter(loader)
-    end = config.steps if stop_at is None else min(stop_at, config.steps)
-    while step < end:
-        batch = {k: v.to(acc.device) for k, v in next(batches).items()}
-        rng = _step_rng(config.seed, step, acc.process_index)
+
+    def loss(module, batch, step: int, rank: int) -> torch.Tensor:
+        rng = _step_rng(config.seed, step, rank)
         step_index = int(rng.integers(0, config.num_steps))
         seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=batch["lq"].shape[0])]
-        for group in optimizer.param_groups:
-            group["lr"] = one_cycle_lr(step, total, config.lr)
-        with acc.autocast():
-            loss = flow_loss(acc.unwrap_model(wrapped) if acc.num_processes == 1 else wrapped, batch,
-                             step_index=step_index, config=config, noise_seeds=seeds)
-        acc.backward(loss)
-        if config.grad_clip > 0:
-            acc.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        value = float(acc.reduce(loss.detach(), reduction="mean"))
-        first_loss = value if first_loss is None else first_loss
-        losses.append(value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.3f}")
-        if acc.is_main_process and (step % config.log_every == 0 or step == config.steps):
-            entry = {"step": step, "loss": float(np.mean(losses[-config.log_every:])),
-                     "lr": one_cycle_lr(step - 1, total, config.lr), "seconds": round(time.perf_counter() - t0, 3)}
-            with open(run / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(entry) + "\n")
-        if step % config.save_every == 0 or step == config.steps:
-            acc.wait_for_everyone()
-            if acc.is_main_process:
-                unwrapped = acc.unwrap_model(wrapped)
-                save_checkpoint(run, step, optimizer, config=record, keep=config.keep,
-                                write_model=lambda folder: unwrapped.save(folder / "model", with_backbone=False))
-    bar.close()
-    if acc.is_main_process and step == config.steps:
-        acc.unwrap_model(wrapped).save(run / "model", with_backbone=save_backbone)
-    model.eval()
-    return {"start": start, "steps": step, "first_loss": first_loss, "last_loss": losses[-1] if losses else None,
-            "trainable_parameters": sum(p.numel() for p in params), "seconds": time.perf_counter() - t0}
+        return flow_loss(module, batch, step_index=step_index, config=config, noise_seeds=seeds)
 
+    def write_model(module: DAFlow, folder: Path) -> None:
+        final = folder == Path(run)
+        module.save(folder / "model", with_backbone=save_backbone and final)
+
+    stage = Stage(
+        name="flow", module=model, params=params, loss=loss,
+        dataset=TrainingClips(source, crop=config.crop, seed=config.seed, require=("lq", "flow")),
+        make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
+        lr=lambda step: one_cycle_lr(step, total, config.lr), write_model=write_model,
+        read_model=lambda folder: model.load_state_dict(load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False),
+        record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}},
+        run_keys=RUN_KEYS)
+    settings = LoopSettings(steps=config.steps, batch=config.batch, seed=config.seed, grad_clip=config.grad_clip,
+                            mixed_precision=config.mixed_precision, save_every=config.save_every,
+                            log_every=config.log_every, keep=config.keep, workers=config.workers)
+    summary = train_loop(stage, run, settings, device=model.device, progress=progress, stop_at=stop_at)
+    model.eval()
+    return summary

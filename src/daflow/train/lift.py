@@ -24,23 +24,18 @@ the null prompt (the captioner and SD3's text encoders are not part of this pack
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from daflow.files import atomic_write_text
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.sampler import DEFAULT_SHIFT, training_sigmas
 from daflow.models.vae import TOKEN_STRIDE, encode
-from daflow.train.checkpoint import (check_same_run, list_checkpoints, optimizer_from_tensors, read_state,
-                                     save_checkpoint, truncate_log)
-from daflow.train.data import ClipSource, StepSampler, TrainingClips
+from daflow.train.data import ClipSource, TrainingClips
+from daflow.train.loop import LoopSettings, Stage, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -169,103 +164,44 @@ def lr_at(config: LiftConfig, step: int) -> float:
 
 
 def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path, config: LiftConfig, *,
-               model_info: dict | None = None, progress: bool = True) -> dict:
-    """Train (or resume) stage 1 into ``run``; returns a summary (steps done, first/last logged losses)."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+               model_info: dict | None = None, progress: bool = True, stop_at: int | None = None) -> dict:
+    """Train (or resume) stage 1 into ``run``; returns a summary (steps done, first/last losses). ``stop_at`` ends
+    the session after that step."""
+    from daflow.models.dit4sr import load_dit4sr, save_dit4sr
 
-    from daflow.models.dit4sr import save_dit4sr
-
-    run = Path(run)
-    model_info = model_info or {}
-    record = {**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info}
-    mp = config.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and backbone.device.type != "cpu" else "no"
-    acc = Accelerator(mixed_precision=mp, cpu=backbone.device.type == "cpu",
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
-    transformer = backbone.transformer.to(acc.device, torch.float32).train()
-    vae = backbone.vae.to(acc.device)
+    transformer = backbone.transformer.to(torch.float32).train()
     transformer.gradient_checkpointing = config.gradient_checkpointing
-    start = 0
-    done = list_checkpoints(run)
-    state = None
-    if done:
-        step, saved, tensors, optim_meta, _ = read_state(done[-1])
-        check_same_run(run, saved, json.loads(json.dumps(record)), RUN_KEYS)
-        from daflow.models.dit4sr import load_dit4sr
-
-        weights = load_dit4sr(done[-1] / "transformer", dtype=torch.float32)
-        transformer.load_state_dict(weights.state_dict())
-        start, state = step, (tensors, optim_meta)
-        log.info("resuming %s from step %d", run, start)
     params = [p for _, p in trainable_parameters(transformer, config.trainable)]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    if state is not None:
-        optimizer_from_tensors(optimizer, *state)
-    model, optimizer = acc.prepare(transformer, optimizer)
-    if acc.is_main_process:
-        run.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run / "train_lift.json", json.dumps(record, indent=2))
-        truncate_log(run / "log.jsonl", start)
     dataset = TrainingClips(source, crop=config.crop, seed=config.seed, require=("hq", "lq"))
-    loader = torch.utils.data.DataLoader(
-        dataset, batch_sampler=StepSampler(config.batch, start_step=start, rank=acc.process_index, world=acc.num_processes),
-        num_workers=config.workers, multiprocessing_context="spawn" if config.workers > 0 else None)
-    text, pooled = backbone.prompt.batch(config.batch, device=acc.device, dtype=torch.float32)
-    n_trainable = sum(p.numel() for p in params)
-    log.info("stage 1: %d trainable parameters (%s), %s precision, %d process(es)", n_trainable, config.trainable, mp,
-             acc.num_processes)
-    losses: list[float] = []
-    first_loss = None
-    bar = tqdm(total=config.steps, initial=start, desc="lift", unit="step", disable=not (progress and acc.is_main_process))
-    t0 = time.perf_counter()
-    step = start
-    batches = iter(loader)
-    while step < config.steps:
-        batch = next(batches)
-        g = _step_generator(config.seed, step, acc.process_index)
-        hq, lq = batch["hq"].to(acc.device), batch["lq"].to(acc.device)
+    text, pooled = backbone.prompt.batch(config.batch, device=backbone.device, dtype=torch.float32)
+
+    def loss(module, batch, step: int, rank: int) -> torch.Tensor:
+        g = _step_generator(config.seed, step, rank)
+        hq, lq = batch["hq"], batch["lq"]
         b, f = hq.shape[:2]
         with torch.no_grad():
-            z0 = encode(vae, hq.flatten(0, 1), sample=True, generator=g).float()
-            zl = encode(vae, lq.flatten(0, 1), sample=True, generator=g).float()
+            z0 = encode(backbone.vae, hq.flatten(0, 1), sample=True, generator=g).float()
+            zl = encode(backbone.vae, lq.flatten(0, 1), sample=True, generator=g).float()
         sigma = sample_sigmas(b, g, mean=config.logit_mean, std=config.logit_std, shift=config.shift)
-        noise = torch.randn(z0.shape, generator=g).to(acc.device)
-        for group in optimizer.param_groups:
-            group["lr"] = lr_at(config, step)
-        with acc.autocast():
-            loss = flow_matching_loss(model, z0, zl, text[:b], pooled[:b], sigma, noise, num_frames=f, loss=config.loss)
-        acc.backward(loss)
-        if config.grad_clip > 0:
-            acc.clip_grad_norm_(params, config.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        value = float(acc.reduce(loss.detach(), reduction="mean"))
-        first_loss = value if first_loss is None else first_loss
-        losses.append(value)
-        bar.update(1)
-        bar.set_postfix(loss=f"{value:.4f}")
-        if acc.is_main_process and (step % config.log_every == 0 or step == config.steps):
-            entry = {"step": step, "loss": float(np.mean(losses[-config.log_every:])), "lr": lr_at(config, step - 1),
-                     "seconds": round(time.perf_counter() - t0, 3)}
-            with open(run / "log.jsonl", "a") as fh:
-                fh.write(json.dumps(entry) + "\n")
-        if step % config.save_every == 0 or step == config.steps:
-            acc.wait_for_everyone()
-            if acc.is_main_process:
-                unwrapped = acc.unwrap_model(model)
-                val = validation_loss(backbone, dataset, config)
-                save_checkpoint(run, step, optimizer, config=record, keep=config.keep, extra={"val_loss": val},
-                                write_model=lambda folder: save_dit4sr(unwrapped, folder / "transformer"))
-                with open(run / "log.jsonl", "a") as fh:
-                    fh.write(json.dumps({"step": step, "val_loss": val}) + "\n")
-    bar.close()
-    if acc.is_main_process:
-        save_dit4sr(acc.unwrap_model(model), run / "transformer")
+        noise = torch.randn(z0.shape, generator=g).to(z0.device)
+        return flow_matching_loss(module, z0, zl, text[:b].to(z0.device), pooled[:b].to(z0.device), sigma, noise,
+                                  num_frames=f, loss=config.loss)
+
+    def read_model(folder: Path) -> None:
+        transformer.load_state_dict(load_dit4sr(folder / "transformer", dtype=torch.float32).state_dict())
+
+    stage = Stage(
+        name="lift", module=transformer, params=params, dataset=dataset, loss=loss,
+        make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
+        lr=lambda step: lr_at(config, step),
+        write_model=lambda module, folder: save_dit4sr(module, folder / "transformer"), read_model=read_model,
+        on_checkpoint=lambda step: {"val_loss": validation_loss(backbone, dataset, config)},
+        record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}},
+        run_keys=RUN_KEYS)
+    settings = LoopSettings(steps=config.steps, batch=config.batch, seed=config.seed, grad_clip=config.grad_clip,
+                            mixed_precision=config.mixed_precision, save_every=config.save_every,
+                            log_every=config.log_every, keep=config.keep, workers=config.workers)
+    summary = train_loop(stage, run, settings, device=backbone.device, progress=progress, stop_at=stop_at)
     transformer.gradient_checkpointing = False
     transformer.eval().requires_grad_(False)
-    return {"start": start, "steps": step, "first_loss": first_loss, "last_loss": losses[-1] if losses else None,
-            "trainable_parameters": n_trainable, "seconds": time.perf_counter() - t0}
-
+    return summary

@@ -1,0 +1,152 @@
+"""The training loop every stage shares: accelerate (bf16 autocast on GPU, multi-GPU), exact resume, logs, checkpoints.
+
+A stage supplies a :class:`Stage`: the module to optimise and its trainable parameters, the optimizer, the dataset
+of training items (addressed by sample counter, :mod:`daflow.train.data`), the loss of one batch at one step, the
+learning rate at a step, and how its model is written and read back. :func:`train_loop` does the rest:
+
+- resumes from the newest complete checkpoint of ``run`` (refusing one made with other ``run_keys`` settings);
+- draws batch ``step`` from the counters ``step·batch …`` so that a resumed run repeats the uninterrupted one;
+- logs the mean loss every ``log_every`` steps to ``run/log.jsonl`` (lines after the resumed step are dropped);
+- checkpoints every ``save_every`` steps (model + optimizer in safetensors, :mod:`daflow.train.checkpoint`) and
+  writes the final model when the last step is done.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from daflow.files import atomic_write_text
+from daflow.train.checkpoint import (check_same_run, list_checkpoints, optimizer_from_tensors, read_state,
+                                     save_checkpoint, truncate_log)
+from daflow.train.data import StepSampler
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoopSettings:
+    steps: int
+    batch: int
+    seed: int = 0
+    grad_clip: float = 1.0
+    mixed_precision: str = "auto"
+    save_every: int = 1000
+    log_every: int = 10
+    keep: int = 2
+    workers: int = 0
+
+
+@dataclass
+class Stage:
+    """What one training stage is made of (see the module docstring).
+
+    ``loss(module, batch, step, rank)`` returns the scalar loss of ``batch`` (already on the device); ``module`` is
+    the accelerate-prepared module. ``write_model(module, folder)`` writes the unwrapped module's model files,
+    ``read_model(folder)`` loads them back into it. ``on_checkpoint(step)`` may return extra numbers to record
+    (e.g. a validation loss). ``name`` labels the progress bar and the record file ``train_<name>.json``.
+    """
+
+    name: str
+    module: torch.nn.Module
+    params: list[torch.nn.Parameter]
+    make_optimizer: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
+    dataset: Any
+    loss: Callable[[torch.nn.Module, dict[str, torch.Tensor], int, int], torch.Tensor]
+    lr: Callable[[int], float]
+    write_model: Callable[[torch.nn.Module, Path], None]
+    read_model: Callable[[Path], None]
+    on_checkpoint: Callable[[int], dict] | None = None
+    record: dict = field(default_factory=dict)
+    run_keys: tuple[str, ...] = ()
+
+
+def train_loop(stage: Stage, run: str | Path, settings: LoopSettings, *, device: torch.device, progress: bool = True,
+               stop_at: int | None = None) -> dict:
+    """Run (or resume) ``stage`` into ``run``; ``stop_at`` ends this session after that step (as an interruption
+    would). Returns ``{"start", "steps", "first_loss", "last_loss", "trainable_parameters", "seconds"}``."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    run = Path(run)
+    mp = settings.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and device.type != "cpu" else "no"
+    acc = Accelerator(mixed_precision=mp, cpu=device.type == "cpu",
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    record = json.loads(json.dumps(stage.record))
+    start, state = 0, None
+    done = list_checkpoints(run)
+    if done:
+        step, saved, tensors, optim_meta, _ = read_state(done[-1])
+        check_same_run(run, saved, record, stage.run_keys)
+        stage.read_model(done[-1])
+        start, state = step, (tensors, optim_meta)
+        log.info("resuming %s from step %d", run, start)
+    optimizer = stage.make_optimizer(stage.params)
+    if state is not None:
+        optimizer_from_tensors(optimizer, *state)
+    module, optimizer = acc.prepare(stage.module, optimizer)
+    if acc.is_main_process:
+        run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run / f"train_{stage.name}.json", json.dumps(record, indent=2))
+        truncate_log(run / "log.jsonl", start)
+    sampler = StepSampler(settings.batch, start_step=start, rank=acc.process_index, world=acc.num_processes)
+    loader = torch.utils.data.DataLoader(stage.dataset, batch_sampler=sampler, num_workers=settings.workers,
+                                         multiprocessing_context="spawn" if settings.workers > 0 else None)
+    n_trainable = sum(p.numel() for p in stage.params)
+    log.info("%s: %d trainable parameters, %s precision, %d process(es)", stage.name, n_trainable, mp, acc.num_processes)
+    losses: list[float] = []
+    bar = tqdm(total=settings.steps, initial=start, desc=stage.name, unit="step",
+               disable=not (progress and acc.is_main_process))
+    t0 = time.perf_counter()
+    step = start
+    end = settings.steps if stop_at is None else min(stop_at, settings.steps)
+    batches = iter(loader)
+    while step < end:
+        batch = {k: v.to(acc.device) for k, v in next(batches).items()}
+        for group in optimizer.param_groups:
+            group["lr"] = stage.lr(step)
+        with acc.autocast():
+            loss = stage.loss(module, batch, step, acc.process_index)
+        acc.backward(loss)
+        if settings.grad_clip > 0:
+            acc.clip_grad_norm_(stage.params, settings.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        losses.append(float(acc.reduce(loss.detach(), reduction="mean")))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.4f}")
+        if acc.is_main_process and (step % settings.log_every == 0 or step == settings.steps):
+            _log(run, {"step": step, "loss": float(np.mean(losses[-settings.log_every:])), "lr": stage.lr(step - 1),
+                       "seconds": round(time.perf_counter() - t0, 3)})
+        if step % settings.save_every == 0 or step == settings.steps:
+            acc.wait_for_everyone()
+            if acc.is_main_process:
+                unwrapped = acc.unwrap_model(module)
+                extra = stage.on_checkpoint(step) if stage.on_checkpoint else {}
+                save_checkpoint(run, step, optimizer, config=record, keep=settings.keep, extra=extra,
+                                write_model=lambda folder: stage.write_model(unwrapped, folder))
+                if extra:
+                    _log(run, {"step": step, **extra})
+    bar.close()
+    if acc.is_main_process and step == settings.steps:
+        stage.write_model(acc.unwrap_model(module), run)
+    return {"start": start, "steps": step, "first_loss": losses[0] if losses else None,
+            "last_loss": losses[-1] if losses else None, "trainable_parameters": n_trainable,
+            "seconds": time.perf_counter() - t0}
+
+
+def _log(run: Path, entry: dict) -> None:
+    with open(run / "log.jsonl", "a") as fh:
+        fh.write(json.dumps(entry) + "\n")
