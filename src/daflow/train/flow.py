@@ -139,9 +139,7 @@ def train_flow(model: DAFlow, source: ClipSource, run: str | Path, config: FlowT
         read_model=lambda folder: model.load_state_dict(load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False),
         record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}},
         run_keys=RUN_KEYS)
-    settings = LoopSettings(steps=config.steps, batch=config.batch, seed=config.seed, grad_clip=config.grad_clip,
-                            mixed_precision=config.mixed_precision, save_every=config.save_every,
-                            log_every=config.log_every, keep=config.keep, workers=config.workers)
+    settings = LoopSettings.of(config)
     summary = train_loop(stage, run, settings, device=model.device, progress=progress, stop_at=stop_at)
     model.eval()
     return summary

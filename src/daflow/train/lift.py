@@ -198,9 +198,7 @@ def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path,
         on_checkpoint=lambda step: {"val_loss": validation_loss(backbone, dataset, config)},
         record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}},
         run_keys=RUN_KEYS)
-    settings = LoopSettings(steps=config.steps, batch=config.batch, seed=config.seed, grad_clip=config.grad_clip,
-                            mixed_precision=config.mixed_precision, save_every=config.save_every,
-                            log_every=config.log_every, keep=config.keep, workers=config.workers)
+    settings = LoopSettings.of(config)
     summary = train_loop(stage, run, settings, device=backbone.device, progress=progress, stop_at=stop_at)
     transformer.gradient_checkpointing = False
     transformer.eval().requires_grad_(False)

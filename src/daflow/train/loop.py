@@ -45,6 +45,13 @@ class LoopSettings:
     keep: int = 2
     workers: int = 0
 
+    @classmethod
+    def of(cls, config) -> "LoopSettings":
+        """The loop settings a stage's config carries (fields of the same names)."""
+        import dataclasses
+
+        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)})
+
 
 @dataclass
 class Stage:
