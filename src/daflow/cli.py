@@ -399,10 +399,12 @@ def _concat(datasets, max_per_set):
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train DA-Flow's stages (lift: stage 1, flow: stage 2)", description=(
         "Training stages of the paper. `daflow train lift` fine-tunes the lifted DiT4SR (stage 1, paper §4.2);\n"
-        "`daflow train flow` trains the DPT heads and the hybrid RAFT with the DiT frozen (stage 2, §4.4)."))
+        "`daflow train flow` trains the DPT heads and the hybrid RAFT with the DiT frozen (stage 2, §4.4);\n"
+        "`daflow train raft` trains plain RAFT on the same data (the RAFT / RAFT* baselines, App. C.2)."))
     stages = p.add_subparsers(dest="stage", metavar="STAGE")
     _add_train_lift(stages)
     _add_train_flow(stages)
+    _add_train_raft(stages)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -623,6 +625,50 @@ def _run_train_flow(args) -> int:
     print(f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} "
           f"({summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s); model in "
           f"{args.output / 'model'}")
+    return 0
+
+
+def _add_train_raft(stages) -> None:
+    p = stages.add_parser("raft", help="RAFT on clean or LQ frames with flow labels (RAFT / RAFT* baselines, App. C.2)",
+                          description=(
+        "Train RAFT with DA-Flow's stage-2 setup (Eq. 18, one-cycle, crops, labels) on the clean (--inputs hq) or "
+        "degraded (--inputs lq, RAFT*) frames of the clips; --init starts from RAFT weights (raft-things.pth or an "
+        "earlier run). Writes RUN/model/raft.safetensors (evaluate with --model raft or raft-small --weights ...)."))
+    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips with flow labels")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--preset", default="tiny", choices=("tiny", "paper"), help="settings (tiny: RAFT-small, 64x64 crops)")
+    p.add_argument("--inputs", choices=("hq", "lq"), help="train on the clean (hq) or degraded (lq, RAFT*) frames (default lq)")
+    p.add_argument("--init", type=Path, help="RAFT weights to start from")
+    p.add_argument("--steps", type=int, help="optimisation steps")
+    p.add_argument("--batch", type=int, help="clips per step and process")
+    p.add_argument("--crop", type=_parse_size, help="random crop HxW")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--iters", type=int, help="refinement iterations")
+    p.add_argument("--degrade", default="realbasicvsr", help="on-the-fly degradation preset (default realbasicvsr)")
+    p.add_argument("--device", default="auto", help="torch device (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_train_raft)
+
+
+def _run_train_raft(args) -> int:
+    import dataclasses
+
+    import torch
+
+    from daflow.train.data import build_clip_source
+    from daflow.train.raft import RAFT_PRESETS, train_raft
+
+    overrides = {k: v for k, v in {"steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
+                                   "iters": args.iters, "inputs": args.inputs, "seed": args.seed}.items() if v is not None}
+    config = dataclasses.replace(RAFT_PRESETS[args.preset], **overrides)
+    source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    print(f"daflow train raft: RAFT-{'small' if config.small else 'large'} on {config.inputs} frames of {args.data}, "
+          f"{config.steps} steps, from {args.init or 'random weights'}")
+    summary = train_raft(source, args.output, config, init=args.init, device=device, progress=not args.no_progress)
+    print(f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; "
+          f"model in {args.output / 'model'}")
     return 0
 
 
