@@ -56,3 +56,38 @@ def test_daflow_train_raft_cli(tmp_path, capsys):
     assert (tmp_path / "r" / "model" / "raft.safetensors").is_file()
     assert main(["train", "raft", "--data", DATA, "--crop", "40x40", "-o", str(tmp_path / "x")]) == 1
     assert "at least 64" in capsys.readouterr().err
+
+
+def test_small_hybrid_surgery_reproduces_raft_small():
+    from daflow.models.daflow import DAFlow
+    from daflow.models.raft import RAFT
+
+    torch.manual_seed(0)
+    raft = RAFT(small=True).eval()
+    model = DAFlow("tiny").eval()
+    model.init_raft(raft.state_dict())
+    assert model.raft.update_block.gru.convz.weight[:, 96 + 64 : 96 + 64 + 16].abs().sum() == 0
+    frames = torch.rand(1, 2, 3, 64, 64) * 255
+    zeros = (torch.zeros(1, 32, 8, 8), torch.zeros(1, 32, 8, 8), torch.randn(1, 16, 8, 8))
+    with torch.no_grad():
+        assert torch.equal(raft(frames[:, 0], frames[:, 1], iters=4).flow, model.refine(frames, zeros, iters=4).flow)
+
+
+def test_the_smoke_recipe_runs_every_stage_and_resumes(tmp_path):
+    import json
+
+    from daflow.cli import main
+    from daflow.train.recipe import STAGES
+
+    run = tmp_path / "recipe"
+    assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0
+    for stage in STAGES:
+        assert (run / stage / "done.json").is_file(), stage
+    blocks = json.loads((run / "analyze" / "done.json").read_text())["blocks"]
+    assert len(blocks["Lifting"]) == 4 and len(blocks["Baseline"]) == 4
+    assert (run / "analyze" / "lifting" / "top_layers.png").is_file()
+    for model in ("daflow", "daflow_gt", "baseline"):
+        assert (run / model / "model" / "flownet.safetensors").is_file()
+    assert (run / "raft_star" / "model" / "raft.safetensors").is_file()
+    assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0  # everything done: nothing reruns
+    assert main(["train", "recipe", "tiny", "-o", str(run), "--no-progress"]) == 1  # other settings: refused

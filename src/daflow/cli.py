@@ -287,15 +287,22 @@ def _add_diffusion_args(p) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _device_and_dtype(args):
+    """Resolve ``--device auto`` in place and return the DiT dtype of ``--dtype`` (auto: bf16 on CUDA, else fp32)."""
+    import torch
+
+    if args.device == "auto":
+        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    return {"auto": torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32, "float32": torch.float32,
+            "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+
+
 def _build_backbone(args):
     import torch
 
     from daflow.models.backbone import DiffusionBackbone
 
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = {"auto": torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32, "float32": torch.float32,
-             "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    dtype = _device_and_dtype(args)
     if args.random_init:
         if args.dit4sr or args.vae:
             raise ValueError("--random-init and --dit4sr/--vae exclude each other")
@@ -405,6 +412,7 @@ def _add_train(sub) -> None:
     _add_train_lift(stages)
     _add_train_flow(stages)
     _add_train_raft(stages)
+    _add_train_recipe(stages)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -490,10 +498,7 @@ def _build_daflow(args):
 
     from daflow.models.daflow import DAFlow
 
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = {"auto": torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32, "float32": torch.float32,
-             "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
+    dtype = _device_and_dtype(args)
     if args.denoise_steps < 1:
         raise ValueError(f"--denoise-steps must be >= 1, got {args.denoise_steps}")
     if args.random_init:
@@ -669,6 +674,32 @@ def _run_train_raft(args) -> int:
     summary = train_raft(source, args.output, config, init=args.init, device=device, progress=not args.no_progress)
     print(f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; "
           f"model in {args.output / 'model'}")
+    return 0
+
+
+def _add_train_recipe(stages) -> None:
+    from daflow.train import recipe
+
+    p = stages.add_parser("recipe", help="every stage of the paper at small size on a CPU (the tiny recipe)",
+                          formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "Run the tiny recipe into RUN_DIR: synthetic data with exact ground truth and its degraded mirror, stage 0\n"
+        "(VAE, per-frame DiT4SR), stage 1 (lifting), the RAFT teacher and baseline, pseudo ground truth, the\n"
+        "zero-shot layer analysis, stage 2 (pseudo and exact labels), RAFT* and Baseline*. Resumable: finished\n"
+        "stages are skipped and every trainer resumes from its last checkpoint.\n\n"
+        + recipe.__doc__.split("\n\n")[2]))
+    p.add_argument("preset", choices=("tiny", "smoke"), help="tiny: the real budget; smoke: every stage for a few steps")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--only", action="append", help="run only this stage (repeatable)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train_recipe)
+
+
+def _run_train_recipe(args) -> int:
+    from daflow.train.recipe import RECIPE_PRESETS, Recipe
+
+    recipe = Recipe(args.output, RECIPE_PRESETS[args.preset], progress=not args.no_progress)
+    times = recipe.run_all(only=args.only)
+    print(f"recipe {args.preset}: {len(times)} stage(s) run in {sum(times.values()):.0f} s -> {args.output}")
     return 0
 
 

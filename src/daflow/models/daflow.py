@@ -154,9 +154,9 @@ class DAFlow(nn.Module):
         from daflow.models.weights import load_strict
 
         sd = read_state_dict(raft_state_dict)
-        probe = "update_block.gru.convz1.weight"
+        probe = "update_block.gru.convz1.weight" if self.config.raft == "large" else "update_block.gru.convz.weight"
         expected = self.raft.state_dict()
-        if self.config.raft == "large" and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:
+        if probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:
             sd = hybrid_state_dict_from_raft(sd, self.config.context_dim)
         load_strict(self.raft, sd, what=f"DA-Flow's hybrid RAFT-{self.config.raft}")
 

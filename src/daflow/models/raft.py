@@ -116,12 +116,26 @@ class FlowHead(nn.Module):
         return self.conv2(self.relu(self.conv1(x)))
 
 
+def split_conv(conv: nn.Conv2d, x: torch.Tensor, extra: tuple[int, int] | None) -> torch.Tensor:
+    """``conv(x)`` with the input channels ``extra = (start, count)`` (DA-Flow's diffusion context) convolved apart and
+    added: the same function, but with those weights zero the result is RAFT's to the last bit (the main part is the
+    very convolution RAFT computes)."""
+    if extra is None:
+        return conv(x)
+    a, n = extra
+    w = conv.weight
+    main = F.conv2d(torch.cat([x[:, :a], x[:, a + n :]], 1), torch.cat([w[:, :a], w[:, a + n :]], 1), conv.bias,
+                    padding=conv.padding)
+    return main + F.conv2d(x[:, a : a + n], w[:, a : a + n], None, padding=conv.padding)
+
+
 class SepConvGRU(nn.Module):
-    """Separable (1×5 then 5×1) convolutional GRU of RAFT-large."""
+    """Separable (1×5 then 5×1) convolutional GRU of RAFT-large. ``extra``: see :func:`split_conv`."""
 
     def __init__(self, hidden_dim: int = 128, input_dim: int = 256):
         super().__init__()
         cin = hidden_dim + input_dim
+        self.extra: tuple[int, int] | None = None
         for g in "zrq":
             setattr(self, f"conv{g}1", nn.Conv2d(cin, hidden_dim, (1, 5), padding=(0, 2)))
             setattr(self, f"conv{g}2", nn.Conv2d(cin, hidden_dim, (5, 1), padding=(2, 0)))
@@ -129,25 +143,26 @@ class SepConvGRU(nn.Module):
     def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         for k in "12":
             hx = torch.cat([h, x], dim=1)
-            z = torch.sigmoid(getattr(self, f"convz{k}")(hx))
-            r = torch.sigmoid(getattr(self, f"convr{k}")(hx))
-            q = torch.tanh(getattr(self, f"convq{k}")(torch.cat([r * h, x], dim=1)))
+            z = torch.sigmoid(split_conv(getattr(self, f"convz{k}"), hx, self.extra))
+            r = torch.sigmoid(split_conv(getattr(self, f"convr{k}"), hx, self.extra))
+            q = torch.tanh(split_conv(getattr(self, f"convq{k}"), torch.cat([r * h, x], dim=1), self.extra))
             h = (1 - z) * h + z * q
         return h
 
 
 class ConvGRU(nn.Module):
-    """3×3 convolutional GRU of RAFT-small."""
+    """3×3 convolutional GRU of RAFT-small. ``extra``: see :func:`split_conv`."""
 
     def __init__(self, hidden_dim: int = 96, input_dim: int = 146):
         super().__init__()
         cin = hidden_dim + input_dim
+        self.extra: tuple[int, int] | None = None
         self.convz, self.convr, self.convq = (nn.Conv2d(cin, hidden_dim, 3, padding=1) for _ in range(3))
 
     def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         hx = torch.cat([h, x], dim=1)
-        z, r = torch.sigmoid(self.convz(hx)), torch.sigmoid(self.convr(hx))
-        q = torch.tanh(self.convq(torch.cat([r * h, x], dim=1)))
+        z, r = torch.sigmoid(split_conv(self.convz, hx, self.extra)), torch.sigmoid(split_conv(self.convr, hx, self.extra))
+        q = torch.tanh(split_conv(self.convq, torch.cat([r * h, x], dim=1), self.extra))
         return (1 - z) * h + z * q
 
 
@@ -275,6 +290,8 @@ class RAFT(nn.Module):
             self.fnet = BasicEncoder(self.feature_dim, "instance")
             self.cnet = BasicEncoder(self.hidden_dim + self.context_dim, "batch")
             self.update_block = BasicUpdateBlock(cor_planes, self.hidden_dim, self.context_dim + extra_context_dim)
+        if extra_context_dim:  # GRU input [h, inp, extra context, motion]: the extra channels convolved apart
+            self.update_block.gru.extra = (self.hidden_dim + self.context_dim, extra_context_dim)
 
     def freeze_bn(self) -> None:
         """Context-encoder BatchNorm in eval mode (official RAFT after the Chairs stage)."""
@@ -377,6 +394,7 @@ class InputPadder:
 # ------------------------------------------------------------------------------------------------ loading
 
 GRU_CONVS = tuple(f"update_block.gru.conv{g}{k}" for g in "zrq" for k in "12")
+GRU_CONVS_SMALL = tuple(f"update_block.gru.conv{g}" for g in "zrq")
 
 
 RAFT_PUBLISHED = "the official raft-things.pth comes from https://github.com/princeton-vl/RAFT, download_models.sh"
@@ -388,21 +406,24 @@ def read_state_dict(path_or_state_dict) -> dict[str, torch.Tensor]:
 
 
 def hybrid_state_dict_from_raft(sd: dict[str, torch.Tensor], extra_context_dim: int) -> dict[str, torch.Tensor]:
-    """Widen the six GRU convs of a RAFT state dict for ``extra_context_dim`` extra context channels.
+    """Widen the GRU convs of a RAFT state dict (large: the six ``convz1 … convq2``; small: ``convz/r/q``) for
+    ``extra_context_dim`` extra context channels.
 
-    Input columns are laid out ``[h (hidden), inp (context), extra (c′), motion (128)]``: old columns keep their
-    meaning and the inserted ones are zero, so at initialisation the hybrid model equals RAFT whatever extra
+    Input columns are laid out ``[h (hidden), inp (context), extra (c′), motion (128 large / 82 small)]``: old columns
+    keep their meaning and the inserted ones are zero, so at initialisation the hybrid model equals RAFT whatever extra
     context it is given (and, with zero extra features and the RAFT correlation scale, exactly RAFT).
     """
     if extra_context_dim == 0:
         return dict(sd)
+    large = f"{GRU_CONVS[0]}.weight" in sd
+    names, motion = (GRU_CONVS, 128) if large else (GRU_CONVS_SMALL, 82)
     out = dict(sd)
-    for name in GRU_CONVS:
+    for name in names:
         key = f"{name}.weight"
         if key not in sd:
-            raise ValueError(f"state dict has no {key}: not a RAFT-large checkpoint")
+            raise ValueError(f"state dict has no {key}: not a RAFT checkpoint")
         w = sd[key]
-        split = w.shape[1] - 128  # hidden + context columns come first, motion features (128) last
+        split = w.shape[1] - motion  # hidden + context columns come first, motion features last
         zeros = w.new_zeros(w.shape[0], extra_context_dim, *w.shape[2:])
         out[key] = torch.cat([w[:, :split], zeros, w[:, split:]], dim=1)
     return out
@@ -420,7 +441,7 @@ def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int
     model = RAFT(small=small, extra_feature_dim=extra_feature_dim, extra_context_dim=extra_context_dim,
                  corr_scale=corr_scale, corr_mode=corr_mode, mixed_precision=mixed_precision)
     expected = model.state_dict()
-    probe = f"{GRU_CONVS[0]}.weight"
-    if extra_context_dim and not small and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:
+    probe = f"{(GRU_CONVS_SMALL if small else GRU_CONVS)[0]}.weight"
+    if extra_context_dim and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:
         sd = hybrid_state_dict_from_raft(sd, extra_context_dim)
     return load_strict(model, sd, what="RAFT-small" if small else "RAFT-large")

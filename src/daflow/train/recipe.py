@@ -1,0 +1,299 @@
+"""The tiny recipe: every stage of the paper at small size on a CPU, with the paper's own code paths (issue 7).
+
+Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each trainer also resumes mid-stage):
+
+==============  =========================================================================================================
+``data``        exact-ground-truth synthetic clips written as frame folders (``data/{train,val,eval}/hq``), their exact
+                flow (``…/gt``) and a degraded mirror made by ``daflow degrade`` (``…/lq``, the ``realbasicvsr`` preset);
+                train, validation (layer choice) and evaluation sets have their own seeds
+``vae``         stage 0: an SD3-layout VAE at the tiny widths (stand-in for SD3.5's VAE)
+``dit0``        stage 0: DiT4SR at the recipe's width trained per frame (unlifted, F = 1) to restore HQ latents from LQ
+                (stand-in for the published ``dit4sr_q``)
+``lift``        stage 1 (§4.2): the DiT lifted and fine-tuned on 3-frame clips
+``raft``        RAFT on clean frames with exact ground truth: the "RAFT" baseline and the teacher
+``pseudo_gt``   the teacher's flow on the HQ frames of the training and validation clips (``daflow pseudo-gt``)
+``analyze``     the zero-shot layer × step analysis (§4.3) of the lifted and the un-lifted models on the validation set;
+                the top blocks of each become their DA-Flow taps
+``daflow``      stage 2 (§4.4) on LQ clips with the teacher's pseudo ground truth (the paper's protocol)
+``daflow_gt``   the same with the exact ground truth
+``raft_star``   RAFT fine-tuned on LQ clips with the pseudo ground truth (RAFT*, App. C.2)
+``baseline``    Baseline* (Table 2): stage 2 on the features of the un-finetuned model (``dit0`` lifted, no stage 1)
+==============  =========================================================================================================
+
+All models are saved as safetensors with their configs. The evaluation (Tables 1–3 at small scale) is
+:mod:`daflow.eval.reproduce`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daflow.files import atomic_write_text
+
+log = logging.getLogger(__name__)
+
+STAGES = ("data", "vae", "dit0", "lift", "raft", "pseudo_gt", "analyze", "daflow", "daflow_gt", "raft_star", "baseline")
+
+
+@dataclass(frozen=True)
+class RecipeConfig:
+    """Sizes and step budgets. ``dit_layers``: blocks of the recipe's DiT (more than the 4 tapped, so that the
+    analysis has a choice to make)."""
+
+    size: tuple[int, int] = (128, 128)
+    crop: tuple[int, int] = (64, 64)
+    synthetic: str = "default"
+    degrade: str = "realbasicvsr"
+    train_clips: int = 256
+    val_clips: int = 8
+    eval_clips: int = 16
+    frames: int = 3
+    dit_layers: int = 6
+    taps: int = 4
+    vae_steps: int = 1500
+    dit0_steps: int = 600
+    lift_steps: int = 400
+    raft_steps: int = 1500
+    flow_steps: int = 1500
+    star_steps: int = 600
+    analysis_steps: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
+        if self.taps > self.dit_layers:
+            raise ValueError(f"taps ({self.taps}) cannot exceed dit_layers ({self.dit_layers})")
+
+
+RECIPE_PRESETS: dict[str, RecipeConfig] = {
+    "tiny": RecipeConfig(),
+    # every stage for a few steps: what the test suite runs
+    "smoke": RecipeConfig(size=(64, 64), train_clips=4, val_clips=1, eval_clips=1, dit_layers=5, vae_steps=2,
+                          dit0_steps=2, lift_steps=2, raft_steps=2, flow_steps=2, star_steps=2, analysis_steps=2),
+}
+
+
+def _done(run: Path, stage: str) -> bool:
+    return (run / stage / "done.json").is_file()
+
+
+def _mark(run: Path, stage: str, info: dict) -> None:
+    atomic_write_text(run / stage / "done.json", json.dumps(info, indent=2))
+
+
+def _write_clips(folder: Path, n: int, config, seed: int) -> None:
+    """``folder/hq/clip_NNNN/frame_KKKK.png`` and ``folder/gt/clip_NNNN/frame_KKKK.flo`` (exact forward flow)."""
+    from daflow.data.synthetic import SyntheticClips
+    from daflow.files import write_image
+    from daflow.flow.io import write_flow
+
+    clips = SyntheticClips(n, config=config, seed=seed)
+    for i in range(n):
+        clip_dir = f"clip_{i:04d}"
+        if (folder / "gt" / clip_dir / f"frame_{config.num_frames - 2:04d}.flo").is_file():
+            continue
+        sample = clips[i]
+        for k, frame in enumerate(sample.frames):
+            write_image(folder / "hq" / clip_dir / f"frame_{k:04d}.png", frame)
+        for k, flow in enumerate(sample.flow):
+            write_flow(folder / "gt" / clip_dir / f"frame_{k:04d}.flo", flow)
+
+
+class Recipe:
+    """Runs the stages of :data:`STAGES` into ``run`` (see the module docstring)."""
+
+    def __init__(self, run: str | Path, config: RecipeConfig, *, progress: bool = True):
+        self.run, self.config, self.progress = Path(run), config, progress
+        saved = self.run / "recipe.json"
+        record = {"config": json.loads(json.dumps(dataclasses.asdict(config)))}
+        if saved.is_file() and json.loads(saved.read_text()) != record:
+            raise ValueError(f"{self.run} holds a recipe run with other settings; use another folder")
+        self.run.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(saved, json.dumps(record, indent=2))
+
+    # -------------------------------------------------------------------------------------- helpers
+
+    def data(self, split: str, kind: str) -> Path:
+        return self.run / "data" / split / kind
+
+    def spec(self, split: str, labels: str) -> str:
+        """``labeled:`` spec of a split's LQ frames with ``labels`` (``gt`` or ``pgt``); ``hq`` frames with ``hq:``."""
+        frames, labels = (("hq", labels[3:]) if labels.startswith("hq:") else ("lq", labels))
+        return f"labeled:{self.data(split, frames)}?labels={self.data(split, labels)}"
+
+    def dit_config(self):
+        from daflow.models.dit4sr import DIT4SR_PRESETS
+
+        n = self.config.dit_layers
+        return dataclasses.replace(DIT4SR_PRESETS["tiny"], num_layers=n, dual_attention_layers=tuple(range(n // 2)))
+
+    def backbone(self, transformer: Path | None):
+        """The recipe's diffusion backbone: the trained VAE and ``transformer`` (random at the recipe's width when
+        None), with the zero null prompt."""
+        from daflow.models.backbone import DiffusionBackbone
+        from daflow.models.dit4sr import DiT4SRTransformer, load_dit4sr
+        from daflow.models.prompt import zero_prompt
+        from daflow.models.vae import load_vae
+
+        vae = load_vae(self.run / "vae" / "vae")
+        if transformer is None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.config.seed)
+                dit = DiT4SRTransformer(self.dit_config())
+        else:
+            dit = load_dit4sr(transformer)
+        cfg = dit.config
+        return DiffusionBackbone(dit, vae, zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim))
+
+    # --------------------------------------------------------------------------------------- stages
+
+    def stage_data(self) -> dict:
+        from daflow.data.degrade.mirror import degrade_tree
+        from daflow.data.synthetic import SYNTHETIC_PRESETS
+
+        c = self.config
+        synth = dataclasses.replace(SYNTHETIC_PRESETS[c.synthetic], height=c.size[0], width=c.size[1], num_frames=c.frames)
+        for split, n, seed in (("train", c.train_clips, c.seed), ("val", c.val_clips, c.seed + 1000),
+                               ("eval", c.eval_clips, c.seed + 2000)):
+            _write_clips(self.run / "data" / split, n, synth, seed)
+            degrade_tree("youhq", self.data(split, "hq"), self.data(split, "lq"), preset=c.degrade, seed=seed,
+                         progress=self.progress)
+        return {"train": c.train_clips, "val": c.val_clips, "eval": c.eval_clips}
+
+    def stage_vae(self) -> dict:
+        from daflow.train.data import build_clip_source
+        from daflow.train.vae import VAETrainConfig, train_vae
+
+        c = self.config
+        source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={self.data('train', 'lq')}", num_frames=1)
+        return train_vae(source, self.run / "vae", VAETrainConfig(steps=c.vae_steps, batch=4, frames=1, crop=c.crop,
+                                                                  seed=c.seed, save_every=max(c.vae_steps // 3, 1)),
+                         progress=self.progress)
+
+    def _lift(self, stage: str, transformer: Path | None, frames: int, steps: int) -> dict:
+        from daflow.train.data import build_clip_source
+        from daflow.train.lift import LIFT_PRESETS, train_lift
+
+        c = self.config
+        source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={self.data('train', 'lq')}", num_frames=frames)
+        config = dataclasses.replace(LIFT_PRESETS["tiny"], steps=steps, frames=frames, crop=c.crop, seed=c.seed,
+                                     save_every=max(steps // 3, 1))
+        return train_lift(self.backbone(transformer), source, self.run / stage, config,
+                          model_info={"transformer": str(transformer) if transformer else "random"}, progress=self.progress)
+
+    def stage_dit0(self) -> dict:
+        return self._lift("dit0", None, 1, self.config.dit0_steps)  # F = 1: per frame, the unlifted restoration model
+
+    def stage_lift(self) -> dict:
+        return self._lift("lift", self.run / "dit0" / "transformer", self.config.frames, self.config.lift_steps)
+
+    def _raft(self, stage: str, spec: str, steps: int, init: Path | None) -> dict:
+        from daflow.train.data import build_clip_source
+        from daflow.train.raft import RAFT_PRESETS, train_raft
+
+        c = self.config
+        config = dataclasses.replace(RAFT_PRESETS["tiny"], steps=steps, crop=c.crop, frames=c.frames, seed=c.seed,
+                                     inputs="lq", save_every=max(steps // 3, 1))
+        source = build_clip_source(spec, num_frames=c.frames)  # labeled source: its frames come as "lq"
+        return train_raft(source, self.run / stage, config, init=init, progress=self.progress)
+
+    def stage_raft(self) -> dict:
+        return self._raft("raft", self.spec("train", "hq:gt"), self.config.raft_steps, None)
+
+    def teacher(self):
+        from daflow.models.registry import build_flow_model
+
+        return build_flow_model("raft-small", self.run / "raft" / "model" / "raft.safetensors", iters=12)
+
+    def stage_pseudo_gt(self) -> dict:
+        from daflow.train.pseudo_gt import write_pseudo_gt
+
+        teacher = self.teacher()
+        reports = {split: write_pseudo_gt(self.data(split, "hq"), self.data(split, "pgt"), teacher, progress=self.progress,
+                                          settings={"iters": 12, "weights": str(self.run / "raft")}).pairs
+                   for split in ("train", "val")}
+        return {"pairs": reports}
+
+    def stage_analyze(self) -> dict:
+        from daflow.eval.analysis import run_analysis
+        from daflow.eval.datasets import build_eval_sets
+        from daflow.eval.report import write_analysis
+
+        c = self.config
+        (val,) = build_eval_sets(self.spec("val", "pgt"), num_frames=c.frames, stride=c.frames - 1)
+        chosen = {}
+        series = []
+        for label, transformer in (("Baseline", self.run / "dit0" / "transformer"), ("Lifting", self.run / "lift" / "transformer")):
+            tables = run_analysis(self.backbone(transformer), val.dataset, steps=c.analysis_steps, seed=c.seed,
+                                  progress=self.progress, label=label)
+            chosen[label] = sorted(tables[0].ranking()[: c.taps])
+            folder = self.run / "analyze" / label.lower()
+            write_analysis(folder, label, tables, meta={"data": val.spec, "steps": c.analysis_steps}, compare=series)
+            series += [(f"{label} {t.name}", t) for t in tables]
+        return {"blocks": chosen}
+
+    def _flow(self, stage: str, transformer: Path, blocks: list[int], labels: str) -> dict:
+        from daflow.models.daflow import DAFLOW_PRESETS, DAFlow
+        from daflow.train.data import build_clip_source
+        from daflow.train.flow import FLOW_PRESETS, train_flow
+
+        c = self.config
+        model = DAFlow(dataclasses.replace(DAFLOW_PRESETS["tiny"], blocks=tuple(blocks)), self.backbone(transformer))
+        model.init_raft(self.run / "raft" / "model" / "raft.safetensors")  # as the paper starts from raft-things
+        config = dataclasses.replace(FLOW_PRESETS["tiny"], steps=c.flow_steps, crop=c.crop, frames=c.frames, seed=c.seed,
+                                     save_every=max(c.flow_steps // 3, 1))
+        source = build_clip_source(self.spec("train", labels), num_frames=c.frames)
+        summary = train_flow(model, source, self.run / stage, config, progress=self.progress,
+                             model_info={"transformer": str(transformer), "blocks": blocks, "labels": labels})
+        return summary
+
+    def _blocks(self, label: str) -> list[int]:
+        return json.loads((self.run / "analyze" / "done.json").read_text())["blocks"][label]
+
+    def stage_daflow(self) -> dict:
+        return self._flow("daflow", self.run / "lift" / "transformer", self._blocks("Lifting"), "pgt")
+
+    def stage_daflow_gt(self) -> dict:
+        return self._flow("daflow_gt", self.run / "lift" / "transformer", self._blocks("Lifting"), "gt")
+
+    def stage_raft_star(self) -> dict:
+        return self._raft("raft_star", self.spec("train", "pgt"), self.config.star_steps,
+                          self.run / "raft" / "model" / "raft.safetensors")
+
+    def stage_baseline(self) -> dict:
+        return self._flow("baseline", self.run / "dit0" / "transformer", self._blocks("Baseline"), "pgt")
+
+    # ------------------------------------------------------------------------------------------ run
+
+    def run_all(self, *, only: list[str] | None = None, report: Callable[[str], None] = print) -> dict:
+        """Run every stage not yet done (or only those named), in order; returns ``{stage: seconds}``."""
+        unknown = set(only or []) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
+        times = {}
+        for stage in STAGES:
+            if (only and stage not in only) or _done(self.run, stage):
+                continue
+            report(f"recipe: stage {stage} ...")
+            t0 = time.perf_counter()
+            info = getattr(self, f"stage_{stage}")()
+            times[stage] = round(time.perf_counter() - t0, 1)
+            _mark(self.run, stage, {**_jsonable(info), "seconds": times[stage]})
+            report(f"recipe: stage {stage} done in {times[stage]:.0f} s")
+        return times
+
+
+def _jsonable(info) -> dict:
+    if dataclasses.is_dataclass(info):
+        info = dataclasses.asdict(info)
+    return json.loads(json.dumps(info, default=lambda o: o.item() if isinstance(o, np.generic) else str(o)))
