@@ -89,5 +89,9 @@ def test_the_smoke_recipe_runs_every_stage_and_resumes(tmp_path):
     for model in ("daflow", "daflow_gt", "baseline"):
         assert (run / model / "model" / "flownet.safetensors").is_file()
     assert (run / "raft_star" / "model" / "raft.safetensors").is_file()
+    report = (run / "report" / "report.md").read_text()
+    for row in ("| RAFT |", "| RAFT* |", "| DA-Flow |", "| DA-Flow (exact GT) |", "| Baseline* |", "| DIS |", "| zero flow |"):
+        assert row in report, row
+    assert "| model | metric | 0 | 1 |" in report and "mean of 10 steps" in report
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0  # everything done: nothing reruns
     assert main(["train", "recipe", "tiny", "-o", str(run), "--no-progress"]) == 1  # other settings: refused

@@ -59,10 +59,11 @@ def evaluate_daflow(model, eval_set: EvalSet, *, steps: Sequence[int] | None = N
             "seconds": seconds, "seconds_per_pair": seconds / max(pairs, 1)}
 
 
-def per_step_table(results: list[dict], *, method: str = "DA-Flow") -> str:
-    """Table 3's layout: a row per dataset × metric, columns steps 0..N−1, the average and the mean-flow ensemble."""
+def per_step_table(results: list[dict], *, method: str = "DA-Flow", first_column: str = "dataset") -> str:
+    """Table 3's layout: a row per result (dataset, or model) × metric, columns steps 0..N−1, the average and the
+    mean-flow ensemble."""
     steps = sorted({s for r in results for s in r["per_step"]})
-    head = "| dataset | metric | " + " | ".join(str(s) for s in steps) + " | average | mean-flow |"
+    head = f"| {first_column} | metric | " + " | ".join(str(s) for s in steps) + " | average | mean-flow |"
     lines = [f"{method}, per denoising step", "", head, "|---|---|" + "---|" * (len(steps) + 2)]
     for r in results:
         for c in METRIC_COLUMNS:

@@ -18,10 +18,10 @@ Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each
 ``daflow_gt``   the same with the exact ground truth
 ``raft_star``   RAFT fine-tuned on LQ clips with the pseudo ground truth (RAFT*, App. C.2)
 ``baseline``    Baseline* (Table 2): stage 2 on the features of the un-finetuned model (``dit0`` lifted, no stage 1)
+``report``      every model on the held-out set in the paper's table layouts (:mod:`daflow.eval.reproduce`)
 ==============  =========================================================================================================
 
-All models are saved as safetensors with their configs. The evaluation (Tables 1–3 at small scale) is
-:mod:`daflow.eval.reproduce`.
+All models are saved as safetensors with their configs.
 """
 
 from __future__ import annotations
@@ -41,7 +41,8 @@ from daflow.files import atomic_write_text
 
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "vae", "dit0", "lift", "raft", "pseudo_gt", "analyze", "daflow", "daflow_gt", "raft_star", "baseline")
+STAGES = ("data", "vae", "dit0", "lift", "raft", "pseudo_gt", "analyze", "daflow", "daflow_gt", "raft_star", "baseline",
+          "report")
 
 
 @dataclass(frozen=True)
@@ -272,6 +273,11 @@ class Recipe:
 
     def stage_baseline(self) -> dict:
         return self._flow("baseline", self.run / "dit0" / "transformer", self._blocks("Baseline"), "pgt")
+
+    def stage_report(self) -> dict:
+        from daflow.eval.reproduce import write_report
+
+        return {"report": str(write_report(self.run, progress=self.progress))}
 
     # ------------------------------------------------------------------------------------------ run
 
