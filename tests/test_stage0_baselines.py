@@ -73,7 +73,7 @@ def test_small_hybrid_surgery_reproduces_raft_small():
         assert torch.equal(raft(frames[:, 0], frames[:, 1], iters=4).flow, model.refine(frames, zeros, iters=4).flow)
 
 
-def test_the_smoke_recipe_runs_every_stage_and_resumes(tmp_path):
+def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeypatch, capsys):
     import json
 
     from daflow.cli import main
@@ -95,3 +95,26 @@ def test_the_smoke_recipe_runs_every_stage_and_resumes(tmp_path):
     assert "| model | metric | 0 | 1 |" in report and "mean of 10 steps" in report
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0  # everything done: nothing reruns
     assert main(["train", "recipe", "tiny", "-o", str(run), "--no-progress"]) == 1  # other settings: refused
+    # bundling: the package's demonstration models, loaded by name, used by demo and estimate by default
+    import daflow.models.bundled as bundled
+
+    weights = tmp_path / "weights"
+    assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress", "--bundle-into", str(weights)]) == 0
+    provenance = json.loads((weights / "PROVENANCE.json").read_text())
+    assert provenance["command"].startswith("daflow train recipe smoke") and "DA-Flow" in provenance["scores"]
+    monkeypatch.setattr(bundled, "BUNDLE_DIR", weights)
+    capsys.readouterr()
+    assert main(["demo", "-o", str(tmp_path / "demo"), "--size", "64x64"]) == 0
+    out = capsys.readouterr().out
+    assert "| DA-Flow-tiny (LQ) |" in out and "| RAFT*-tiny (LQ) |" in out and "bundled demonstration model" in out
+    assert (tmp_path / "demo" / "demo.png").is_file()
+    for i in range(3):
+        from daflow.files import write_image
+
+        write_image(tmp_path / "frames" / f"f{i}.png", (torch.rand(64, 64, 3) * 255).to(torch.uint8).numpy())
+    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "est"), "--step", "0", "--iters", "2",
+                 "--no-progress"]) == 0
+    assert "bundled demonstration model" in capsys.readouterr().err
+    assert len(list((tmp_path / "est" / "flow").iterdir())) == 2
+    assert main(["evaluate", "--model", "raft-star-tiny", "--data", "synthetic:default?n=1&size=64x64",
+                 "--no-progress"]) == 0

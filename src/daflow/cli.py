@@ -144,17 +144,20 @@ def _run_degrade(args) -> int:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the bundled demonstration end to end", description=(
-        "Synthesise a clip with exact ground truth, estimate its flow, print EPE and outlier rates against the "
-        "exact ground truth, and write one picture. Until the bundled DA-Flow-tiny model exists this runs the "
-        "classical references (OpenCV DIS and Farneback) through the same data, metrics and visualisation path."))
+        "Synthesise a clip with exact ground truth, degrade it (realbasicvsr), estimate the flow of its first pair with "
+        "the bundled DA-Flow-tiny and RAFT*-tiny (and OpenCV's DIS for reference), print their EPE and outlier rates "
+        "against the exact ground truth, and write one picture (HQ, LQ, ground truth, estimates, error maps). "
+        "Without bundled weights it shows the classical references only."))
     p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic clip (default 0)")
-    p.add_argument("--size", type=_parse_size, default=(256, 256), help="HxW (default 256x256)")
+    p.add_argument("--size", type=_parse_size, default=(128, 128), help="HxW (default 128x128, the tiny models' training size)")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args) -> int:
     import dataclasses
+
+    import torch
 
     from daflow.data.degrade import degrade_clip, sample_params
     from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
@@ -162,26 +165,37 @@ def _run_demo(args) -> int:
     from daflow.files import atomic_write_text
     from daflow.flow.metrics import flow_metrics
     from daflow.flow.viz import flow_panel_tiles, write_panel
+    from daflow.models import bundled
     from daflow.models.classical import classical_flow
 
-    print("daflow demo: the DA-Flow-tiny model is not bundled yet; showing the classical references "
-          "(OpenCV DIS, Farneback) on a clean and a degraded (realbasicvsr) synthetic clip with exact ground truth.")
     t0 = time.perf_counter()
     cfg = dataclasses.replace(SYNTHETIC_PRESETS["default"], height=args.size[0], width=args.size[1], num_frames=3)
     clip = render_clip(cfg, args.seed)
     lq = degrade_clip(clip.frames, sample_params("realbasicvsr", 3, args.size, args.seed))
     gt = clip.flow[0]
     results, flows = {}, {}
-    for method in ("dis", "farneback"):
-        results[f"{method} (HQ)"] = flow_metrics(classical_flow(clip.frames[0], clip.frames[1], method), gt)
-        flows[f"{method} (LQ)"] = classical_flow(lq[0], lq[1], method)
-        results[f"{method} (LQ)"] = flow_metrics(flows[f"{method} (LQ)"], gt)
+    if bundled.available():
+        from daflow.inference import daflow_estimator
+
+        print(f"daflow demo: {bundled.NOTICE}")
+        model = bundled.load_daflow_tiny()
+        frames = torch.from_numpy(lq).permute(0, 3, 1, 2).float().unsqueeze(0)
+        flows["DA-Flow-tiny"] = daflow_estimator(model)(frames)[0, 0].permute(1, 2, 0).numpy()
+        star = bundled.raft_star_tiny()
+        flows["RAFT*-tiny"] = star(frames[:, 0], frames[:, 1])[0].permute(1, 2, 0).numpy()
+    else:
+        print("daflow demo: no bundled DA-Flow-tiny in this installation; showing the classical references only")
+    flows["DIS"] = classical_flow(lq[0], lq[1], "dis")
+    for name, f in flows.items():
+        results[f"{name} (LQ)"] = flow_metrics(f, gt)
     results["zero flow"] = flow_metrics(np.zeros_like(gt), gt)
     print(markdown_table(results))
     out = args.output
     tiles = [("HQ frame k", clip.frames[0])] + flow_panel_tiles(lq[0], lq[1], flows, gt=gt, frame_titles=("LQ frame k", "LQ frame k+1"))
     write_panel(out / "demo.png", tiles, ncols=4)
-    atomic_write_text(out / "metrics.json", json.dumps({"seed": args.seed, "size": list(args.size), "metrics": results}, indent=2))
+    atomic_write_text(out / "metrics.json", json.dumps({"seed": args.seed, "size": list(args.size), "metrics": results,
+                                                        "bundled": bundled.provenance() if bundled.available() else None},
+                                                       indent=2))
     print(f"wrote {out / 'demo.png'} and {out / 'metrics.json'} in {time.perf_counter() - t0:.1f} s")
     return 0
 
@@ -509,7 +523,13 @@ def _build_daflow(args):
         model.backbone.transformer.to(dtype)
         return model.to(args.device).eval()
     if not args.weights:
-        raise ValueError("--model daflow needs --weights FOLDER (written by daflow train flow), or --random-init")
+        from daflow.models import bundled
+
+        if not bundled.available():
+            raise ValueError("--model daflow needs --weights FOLDER (written by daflow train flow), or --random-init "
+                             "(this installation has no bundled DA-Flow-tiny)")
+        print(f"note: {bundled.NOTICE}", file=sys.stderr)
+        return bundled.load_daflow_tiny(device=args.device)
     return DAFlow.load(args.weights, dit4sr=args.dit4sr, vae=args.vae, null_prompt=args.null_prompt, dtype=dtype,
                        device=args.device).eval()
 
@@ -690,6 +710,8 @@ def _add_train_recipe(stages) -> None:
     p.add_argument("preset", choices=("tiny", "smoke"), help="tiny: the real budget; smoke: every stage for a few steps")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     p.add_argument("--only", action="append", help="run only this stage (repeatable)")
+    p.add_argument("--bundle-into", type=Path, help="after the run, copy DA-Flow-tiny and RAFT*-tiny with their "
+                   "provenance into this folder (src/daflow/weights ships them with the package)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train_recipe)
 
@@ -700,6 +722,11 @@ def _run_train_recipe(args) -> int:
     recipe = Recipe(args.output, RECIPE_PRESETS[args.preset], progress=not args.no_progress)
     times = recipe.run_all(only=args.only)
     print(f"recipe {args.preset}: {len(times)} stage(s) run in {sum(times.values()):.0f} s -> {args.output}")
+    if args.bundle_into:
+        from daflow.models.bundled import bundle_recipe
+
+        command = f"daflow train recipe {args.preset} -o {args.output}"
+        print(f"bundled DA-Flow-tiny and RAFT*-tiny into {bundle_recipe(args.output, args.bundle_into, command=command)}")
     return 0
 
 

@@ -26,7 +26,9 @@ FLOW_MODELS: dict[str, ModelEntry] = {
                              "flowseek_T_*.pth from https://github.com/mattpoggi/flowseek"),
     "flowseek-m": ModelEntry("FlowSeek-M via ptlflow, extra [baselines]",
                              "flowseek_M_*.pth from https://github.com/mattpoggi/flowseek"),
+    "raft-star-tiny": ModelEntry("RAFT*-tiny, bundled (RAFT-small fine-tuned on degraded synthetic clips by the tiny recipe)"),
     "dis": ModelEntry("OpenCV DIS optical flow (classical, no weights)"),
     "farneback": ModelEntry("OpenCV Farneback (classical, no weights)"),
 }
 CLASSICAL = ("dis", "farneback")
+BUNDLED = ("raft-star-tiny",)

@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from daflow.models.catalog import CLASSICAL, FLOW_MODELS
+from daflow.models.catalog import BUNDLED, CLASSICAL, FLOW_MODELS
 from daflow.models.raft import RAFT, InputPadder, load_raft
 from daflow.models.sea_raft import SEARAFT, get_sea_raft_config, load_sea_raft
 
@@ -86,6 +86,10 @@ def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale
     device = torch.device(device)
     if name in CLASSICAL:
         return FlowEstimator(name, description, _classical_fn(name), torch.device("cpu"))
+    if name in BUNDLED:
+        from daflow.models.bundled import raft_star_tiny
+
+        return raft_star_tiny(iters=iters or 12, device=device)
     if weights is None and not random_init:
         raise MissingWeightsError(f"{name} needs its weights (--weights PATH): {published}. "
                                   "For a smoke test with random weights pass --random-init instead.")

@@ -1,0 +1,90 @@
+"""The demonstration models shipped inside the package: DA-Flow-tiny and RAFT*-tiny (issue 7).
+
+Both come from one run of the tiny recipe (``daflow train recipe tiny``, :mod:`daflow.train.recipe`) on synthetic
+clips with exact ground truth, degraded with the ``realbasicvsr`` preset; ``weights/PROVENANCE.json`` records the
+exact command, seed, recipe settings, code version and held-out scores. They show DA-Flow working without a GPU
+or downloads; they are not the paper's model (for that: ``--weights`` with ``--dit4sr``/``--vae``/``--null-prompt``).
+
+Layout below ``daflow/weights/``: ``daflow-tiny/`` (a :meth:`DAFlow.save` folder with its ``transformer/`` and
+``vae/``) and ``raft-star-tiny/raft.safetensors`` (RAFT-small).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+BUNDLE_DIR = Path(__file__).resolve().parent.parent / "weights"
+PROVENANCE = "PROVENANCE.json"
+NOTICE = ("using the bundled demonstration model DA-Flow-tiny (trained on synthetic clips by `daflow train recipe "
+          "tiny`); for the paper's model pass --weights, --dit4sr, --vae and --null-prompt")
+
+
+def bundled_path(name: str, root: Path | None = None) -> Path:
+    """The folder of bundled model ``name`` (``daflow-tiny`` or ``raft-star-tiny``); a clear error if absent."""
+    folder = (root or BUNDLE_DIR) / name
+    if not folder.is_dir():
+        raise FileNotFoundError(f"the bundled model {name} is not in this installation ({folder}); train it with "
+                                "`daflow train recipe tiny -o RUN --bundle-into src/daflow/weights` or pass --weights")
+    return folder
+
+
+def available(root: Path | None = None) -> bool:
+    root = root or BUNDLE_DIR
+    return (root / "daflow-tiny" / "flownet.safetensors").is_file() and (root / "raft-star-tiny" / "raft.safetensors").is_file()
+
+
+def load_daflow_tiny(*, device="cpu", root: Path | None = None):
+    from daflow.models.daflow import DAFlow
+
+    return DAFlow.load(bundled_path("daflow-tiny", root), device=device).eval()
+
+
+def raft_star_tiny(*, iters: int = 12, device="cpu", root: Path | None = None):
+    from daflow.models.registry import build_flow_model
+
+    est = build_flow_model("raft-small", bundled_path("raft-star-tiny", root) / "raft.safetensors", iters=iters, device=device)
+    est.description = "RAFT*-tiny (bundled: RAFT-small fine-tuned on degraded synthetic clips)"
+    return est
+
+
+def provenance(root: Path | None = None) -> dict:
+    path = (root or BUNDLE_DIR) / PROVENANCE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
+    """Copy a finished recipe run's DA-Flow and RAFT* (with the DA-Flow's DiT and VAE) into ``dest``."""
+    import subprocess
+
+    import daflow
+    from daflow.models.daflow import DAFlow
+
+    run, dest = Path(run), Path(dest)
+    report = run / "report" / "results.json"
+    if not report.is_file():
+        raise FileNotFoundError(f"{run} has no finished report ({report}); run the whole recipe first")
+    info = json.loads((run / "daflow" / "train_flow.json").read_text())["model"]
+    model = DAFlow.load(run / "daflow" / "model", dit4sr=info["transformer"], vae=run / "vae" / "vae")
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp / "daflow-tiny", with_backbone=True)
+    (tmp / "raft-star-tiny").mkdir(parents=True)
+    for name in ("raft.safetensors", "config.json"):
+        shutil.copy2(run / "raft_star" / "model" / name, tmp / "raft-star-tiny" / name)
+    results = json.loads(report.read_text())
+    scores = {k: (v.get("metrics") or v.get("average")) for k, v in results.items() if isinstance(v, dict)
+              and ("metrics" in v or "average" in v)}
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    record = {"command": command or f"daflow train recipe tiny -o {run}", "daflow": daflow.__version__,
+              "git_commit": commit, "recipe": json.loads((run / "recipe.json").read_text()),
+              "held_out": results.get("spec"), "scores": scores}
+    (tmp / PROVENANCE).write_text(json.dumps(record, indent=2))
+    shutil.rmtree(dest, ignore_errors=True)
+    tmp.rename(dest)
+    return dest
