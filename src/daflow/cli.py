@@ -186,6 +186,7 @@ def _run_demo(args) -> int:
     else:
         print("daflow demo: no bundled DA-Flow-tiny in this installation; showing the classical references only")
     flows["DIS"] = classical_flow(lq[0], lq[1], "dis")
+    results["DIS (HQ)"] = flow_metrics(classical_flow(clip.frames[0], clip.frames[1], "dis"), gt)  # the clean reference
     for name, f in flows.items():
         results[f"{name} (LQ)"] = flow_metrics(f, gt)
     results["zero flow"] = flow_metrics(np.zeros_like(gt), gt)
@@ -418,10 +419,11 @@ def _concat(datasets, max_per_set):
 # ---------------------------------------------------------------------------------------------- train
 
 def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train DA-Flow's stages (lift: stage 1, flow: stage 2)", description=(
+    p = sub.add_parser("train", help="train DA-Flow's stages (lift, flow), the RAFT baselines (raft), or all at tiny size (recipe)", description=(
         "Training stages of the paper. `daflow train lift` fine-tunes the lifted DiT4SR (stage 1, paper §4.2);\n"
         "`daflow train flow` trains the DPT heads and the hybrid RAFT with the DiT frozen (stage 2, §4.4);\n"
-        "`daflow train raft` trains plain RAFT on the same data (the RAFT / RAFT* baselines, App. C.2)."))
+        "`daflow train raft` trains plain RAFT on the same data (the RAFT / RAFT* baselines, App. C.2);\n"
+        "`daflow train recipe tiny` runs every stage at small size on a CPU."))
     stages = p.add_subparsers(dest="stage", metavar="STAGE")
     _add_train_lift(stages)
     _add_train_flow(stages)
