@@ -17,6 +17,8 @@ import numpy as np
 
 import daflow
 
+DAFLOW_NAMES = ("daflow", "daflow-tiny")  # --model values served by DA-Flow (daflow-tiny: the bundled model)
+
 
 def _parse_size(text: str) -> tuple[int, int]:
     try:
@@ -239,7 +241,7 @@ def _add_evaluate(sub) -> None:
         "Evaluate a flow model on one or more datasets, clean or degraded (a mirror written by `daflow degrade`),\n"
         "and print the paper's metrics (EPE and % of pixels with error > 1, 3, 5 px) as Markdown; write JSON.\n\n"
         "Models:\n" + "\n".join(f"  {k:11s} {v.description}" for k, v in FLOW_MODELS.items()) + "\n\n\nDATASET_SPEC is KIND:TARGET[?key=value&...]:\n" + datasets.__doc__.split("\n\n", 2)[2]))
-    p.add_argument("--model", required=True, help="model name (see above), or daflow")
+    p.add_argument("--model", required=True, help="model name (see above), daflow (--weights FOLDER) or daflow-tiny (bundled)")
     p.add_argument("--data", required=True, action="append", metavar="DATASET_SPEC", help="dataset spec; repeatable")
     _add_model_args(p, default_iters_help="refinement iterations (default: RAFT 12, the paper's M; SEA-RAFT its preset's; "
                     "DA-Flow 20, the paper's inference setting)")
@@ -260,7 +262,7 @@ def _run_evaluate(args) -> int:
     from daflow.files import atomic_write_text
 
     specs = [parse_dataset_spec(s) for s in args.data]  # all specs checked before any model is built
-    if args.model == "daflow":
+    if args.model in DAFLOW_NAMES:
         return _evaluate_daflow(args, specs)
     sets = [e for s in specs for e in build_eval_sets(s)]
     model = _build_model(args, args.model)
@@ -286,19 +288,29 @@ def _run_evaluate(args) -> int:
 
 # ------------------------------------------------------------------------------------------- analyze
 
-def _add_diffusion_args(p) -> None:
-    p.add_argument("--dit4sr", type=Path, help="DiT4SR transformer: dit4sr_q folder, its transformer/ folder, or the "
-                   "safetensors file (never downloaded; Hugging Face acceptee/DiT4SR)")
-    p.add_argument("--vae", type=Path, help="SD3.5 VAE: the stable-diffusion-3.5-medium folder, its vae/ folder or the file")
+def _add_backbone_args(p, *, in_weights: bool = False) -> None:
+    """The DiT4SR / VAE / null-prompt options every diffusion command shares (``in_weights``: a DA-Flow model
+    folder given with ``--weights`` already holds the DiT and VAE, so these only override it)."""
+    dit_help, vae_help = (("DiT4SR transformer (default: WEIGHTS/transformer)", "SD3.5 VAE (default: WEIGHTS/vae)")
+                          if in_weights else
+                          ("DiT4SR transformer: dit4sr_q folder, its transformer/ folder, or the safetensors file (never "
+                           "downloaded; Hugging Face acceptee/DiT4SR)",
+                           "SD3.5 VAE: the stable-diffusion-3.5-medium folder, its vae/ folder or the file"))
+    p.add_argument("--dit4sr", type=Path, help=dit_help)
+    p.add_argument("--vae", type=Path, help=vae_help)
     p.add_argument("--null-prompt", type=Path, help="folder with NULL_prompt_embeds.pt and NULL_pooled_prompt_embeds.pt "
                    "(published with DiT4SR); default: zeros, logged")
     p.add_argument("--preset", default="tiny", choices=("tiny", "paper"), help="model size for --random-init (default tiny)")
-    p.add_argument("--random-init", action="store_true", help="random weights at --preset size instead of --dit4sr/--vae "
-                   "(smoke tests: the features carry no learned correspondence)")
     p.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
                    help="DiT weights dtype (default auto: bfloat16 on CUDA, float32 on CPU); the VAE stays float32")
-    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
+
+
+def _add_diffusion_args(p) -> None:
+    _add_backbone_args(p)
+    p.add_argument("--random-init", action="store_true", help="random weights at --preset size instead of --dit4sr/--vae "
+                   "(smoke tests: the features carry no learned correspondence)")
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -313,8 +325,6 @@ def _device_and_dtype(args):
 
 
 def _build_backbone(args):
-    import torch
-
     from daflow.models.backbone import DiffusionBackbone
 
     dtype = _device_and_dtype(args)
@@ -323,7 +333,9 @@ def _build_backbone(args):
             raise ValueError("--random-init and --dit4sr/--vae exclude each other")
         print(f"warning: random {args.preset} weights (--random-init): the features carry no learned correspondence",
               file=sys.stderr)
-        return DiffusionBackbone.from_preset(args.preset, seed=args.seed).to(device=args.device, dtype=dtype)
+        backbone = DiffusionBackbone.from_preset(args.preset, seed=args.seed)
+        backbone.transformer.to(dtype)  # the VAE stays float32, as from_pretrained keeps it
+        return backbone.to(args.device)
     if not (args.dit4sr and args.vae):
         raise ValueError("give --dit4sr and --vae (the published DiT4SR transformer and SD3.5 VAE), or --random-init")
     return DiffusionBackbone.from_pretrained(args.dit4sr, args.vae, args.null_prompt, dtype=dtype, device=args.device)
@@ -499,19 +511,11 @@ def _run_train_lift(args) -> int:
 def _add_daflow_args(p) -> None:
     g = p.add_argument_group("DA-Flow (--model daflow)", "--weights is the folder written by `daflow train flow` "
                              "(config.json, flownet.safetensors, and transformer/ + vae/ unless given here)")
-    g.add_argument("--preset", default="tiny", choices=("tiny", "paper"), help="size for --random-init (default tiny)")
-    g.add_argument("--dit4sr", type=Path, help="DiT4SR transformer (default: WEIGHTS/transformer)")
-    g.add_argument("--vae", type=Path, help="SD3.5 VAE (default: WEIGHTS/vae)")
-    g.add_argument("--null-prompt", type=Path, help="null-prompt folder (default: zeros, logged)")
-    g.add_argument("--dtype", default="auto", choices=("auto", "float32", "bfloat16", "float16"),
-                   help="DiT dtype (default auto: bfloat16 on CUDA, float32 on CPU)")
+    _add_backbone_args(g, in_weights=True)
     g.add_argument("--denoise-steps", type=int, default=10, help="denoising schedule length (default 10, the paper's)")
-    g.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
 
 
 def _build_daflow(args):
-    import torch
-
     from daflow.models.daflow import DAFlow
 
     dtype = _device_and_dtype(args)
@@ -524,6 +528,8 @@ def _build_daflow(args):
         model = DAFlow(args.preset, seed=args.seed)
         model.backbone.transformer.to(dtype)
         return model.to(args.device).eval()
+    if args.model == "daflow-tiny" and (args.weights or args.random_init):
+        raise ValueError("--model daflow-tiny is the bundled model; use --model daflow with --weights or --random-init")
     if not args.weights:
         from daflow.models import bundled
 
@@ -747,7 +753,8 @@ def _add_estimate(sub) -> None:
         "chunk). Resumable: pairs whose files exist are skipped; every file is written atomically."))
     p.add_argument("input", type=Path, help="video file or folder of frames")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--model", default="daflow", help="daflow (default) or any `evaluate` model (raft, sea-raft-m, dis, ...)")
+    p.add_argument("--model", default="daflow", help="daflow (default: --weights, else the bundled DA-Flow-tiny), "
+                   "daflow-tiny (the bundled model), or any `evaluate` model (raft, sea-raft-m, dis, raft-star-tiny, ...)")
     _add_model_args(p, default_iters_help="refinement iterations (default: DA-Flow 20, RAFT 12)")
     _add_daflow_args(p)
     p.add_argument("--step", default="mean", help="DA-Flow: mean (default), or a step index (0 = single-step mode)")
@@ -764,7 +771,7 @@ def _run_estimate(args) -> int:
     from daflow.inference import daflow_estimator, estimate_video, pairwise
 
     source = FrameSource(args.input)  # a missing or unreadable input fails before any model is built
-    if args.model == "daflow":
+    if args.model in DAFLOW_NAMES:
         step = args.step if args.step == "mean" else _int_list(args.step, "--step")[0]
         model = _build_daflow(args)
         estimator = daflow_estimator(model, step=step, num_steps=args.denoise_steps, iters=args.iters or 20, seed=args.seed)

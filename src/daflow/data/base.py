@@ -86,11 +86,6 @@ def window_plan(length: int, num_frames: int, stride: int) -> list[tuple[int, in
     return plan
 
 
-def window_starts(length: int, num_frames: int, stride: int) -> list[int]:
-    """Start indices of every ``num_frames`` window in a sequence of ``length`` frames (see :func:`window_plan`)."""
-    return [s for s, _ in window_plan(length, num_frames, stride)]
-
-
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise DatasetLayoutError(f"{what}: expected folder {path} not found")

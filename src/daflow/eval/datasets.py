@@ -116,6 +116,22 @@ class _DegradedSynthetic(Sequence):
         return dataclasses.replace(sample, frames=frames, meta=dict(sample.meta, degradation=self.preset))
 
 
+def synthetic_clips(spec: DatasetSpec, *, num_frames: int, default_n: int):
+    """The :class:`~daflow.data.synthetic.SyntheticClips` of a ``synthetic:PRESET?n=&seed=&size=HxW`` spec."""
+    from daflow.data.synthetic import SYNTHETIC_PRESETS, SyntheticClips
+
+    if spec.target not in SYNTHETIC_PRESETS:
+        raise ValueError(f"--data {spec}: unknown synthetic preset {spec.target!r}; choose one of {sorted(SYNTHETIC_PRESETS)}")
+    config = dataclasses.replace(SYNTHETIC_PRESETS[spec.target], num_frames=num_frames)
+    if "size" in spec.options:
+        try:
+            h, w = (int(v) for v in spec.options["size"].lower().split("x"))
+        except ValueError:
+            raise ValueError(f"--data {spec}: size must be HxW, got {spec.options['size']!r}") from None
+        config = dataclasses.replace(config, height=h, width=w)
+    return SyntheticClips(_int(spec, "n", default_n), config=config, seed=_int(spec, "seed", 0))
+
+
 def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int = 1) -> list[EvalSet]:
     """The datasets of a spec, as ``num_frames``-frame samples (windows ``stride`` apart) with ground truth."""
     spec = parse_dataset_spec(spec) if isinstance(spec, str) else spec
@@ -150,19 +166,8 @@ def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int
         every = _int(spec, "every", 0) or None
         return [EvalSet("tartanair", TartanAir(spec.target, split=spec.options.get("split", "val"), every=every, **clip), spec=str(spec))]
     # synthetic
-    from daflow.data.synthetic import SYNTHETIC_PRESETS, SyntheticClips
-
-    if spec.target not in SYNTHETIC_PRESETS:
-        raise ValueError(f"--data {spec}: unknown synthetic preset {spec.target!r}; choose one of {sorted(SYNTHETIC_PRESETS)}")
-    config = dataclasses.replace(SYNTHETIC_PRESETS[spec.target], num_frames=max(num_frames, 2))
-    if "size" in spec.options:
-        try:
-            h, w = (int(v) for v in spec.options["size"].lower().split("x"))
-        except ValueError:
-            raise ValueError(f"--data {spec}: size must be HxW, got {spec.options['size']!r}") from None
-        config = dataclasses.replace(config, height=h, width=w)
-    seed = _int(spec, "seed", 0)
-    clips: Any = SyntheticClips(_int(spec, "n", 8), config=config, seed=seed)
+    clips: Any = synthetic_clips(spec, num_frames=max(num_frames, 2), default_n=8)
+    seed = clips.seed
     degrade = spec.options.get("degrade", "none")
     label = f"synthetic-{spec.target}"
     if degrade != "none":

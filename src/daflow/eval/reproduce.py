@@ -37,6 +37,16 @@ def _load_daflow(run: Path, stage: str):
     return DAFlow.load(run / stage / "model", dit4sr=info["transformer"], vae=run / "vae" / "vae").eval()
 
 
+def _teacher_line(run: Path) -> list[str]:
+    """One line naming the recipe's pseudo-GT teacher and its clean-frame validation EPE (if recorded)."""
+    done = run / "pseudo_gt" / "done.json"
+    info = json.loads(done.read_text()) if done.is_file() else {}
+    if "teacher" not in info:
+        return []
+    scores = ", ".join(f"{k} {v:.3f} px" for k, v in info.get("clean_val_epe", {}).items())
+    return ["", f"Pseudo-GT teacher: `{info['teacher']}` on the clean frames (EPE on the clean validation frames: {scores})."]
+
+
 def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int = 12, daflow_iters: int = 20,
               progress: bool = True) -> tuple[str, dict]:
     """Evaluate the models of recipe ``run``; returns (Markdown report, results)."""
@@ -66,7 +76,7 @@ def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int
     zero = _zero_flow(pairs, max_pairs)
     rows["zero flow"] = zero
     md = ["# Small-scale reproduction (tiny recipe)", "", f"Held-out set: `{spec}` ({results['RAFT']['pairs']} pairs).",
-          "", "## Table 1 layout (DA-Flow rows: average over the 10 denoising steps)", "",
+          *_teacher_line(run), "", "## Table 1 layout (DA-Flow rows: average over the 10 denoising steps)", "",
           markdown_table(rows), "", "## Tables 2 and 3 layout: per denoising step", "",
           per_step_table([per_step["DA-Flow"], per_step["Baseline*"], per_step["DA-Flow (exact GT)"]], method="EPE / outliers",
                          first_column="model"),

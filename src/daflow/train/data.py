@@ -89,22 +89,10 @@ def build_clip_source(spec: DatasetSpec | str, *, num_frames: int, stride: int =
         (eval_set,) = build_eval_sets(spec, num_frames=num_frames, stride=stride)
         return ClipSource(eval_set.dataset, "lq", has_flow=True, spec=str(spec))
     if spec.kind == "synthetic":
-        from daflow.data.synthetic import SYNTHETIC_PRESETS, SyntheticClips
+        from daflow.eval.datasets import synthetic_clips
 
-        if spec.target not in SYNTHETIC_PRESETS:
-            raise ValueError(f"--data {spec}: unknown synthetic preset {spec.target!r}; choose one of {sorted(SYNTHETIC_PRESETS)}")
-        config = dataclasses.replace(SYNTHETIC_PRESETS[spec.target], num_frames=num_frames)
-        if "size" in spec.options:
-            try:
-                h, w = (int(v) for v in spec.options["size"].lower().split("x"))
-            except ValueError:
-                raise ValueError(f"--data {spec}: size must be HxW, got {spec.options['size']!r}") from None
-            config = dataclasses.replace(config, height=h, width=w)
-        try:
-            n, seed = int(spec.options.get("n", 64)), int(spec.options.get("seed", 0))
-        except ValueError:
-            raise ValueError(f"--data {spec}: n and seed must be integers") from None
-        return ClipSource(SyntheticClips(n, config=config, seed=seed), "hq", degrade=preset, has_flow=True, spec=str(spec))
+        clips = synthetic_clips(spec, num_frames=num_frames, default_n=64)
+        return ClipSource(clips, "hq", degrade=preset, has_flow=True, spec=str(spec))
     # youhq
     from daflow.data.video import VideoFrames
 

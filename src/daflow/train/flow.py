@@ -28,7 +28,7 @@ import torch
 from daflow.models.daflow import WEIGHTS_FILE, DAFlow
 from daflow.models.vae import TOKEN_STRIDE
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.loop import LoopSettings, Stage, step_seed, train_loop
 from daflow.train.losses import sequence_loss
 
 log = logging.getLogger(__name__)
@@ -90,10 +90,6 @@ def one_cycle_lr(step: int, total: int, max_lr: float, *, pct_start: float = 0.0
     return max_lr + (final - max_lr) * min((step - peak) / (total - 1 - peak), 1.0)
 
 
-def _step_rng(seed: int, step: int, rank: int) -> np.random.Generator:
-    return np.random.default_rng(np.random.SeedSequence([seed, step, rank, 13]))
-
-
 def flow_loss(model: DAFlow, batch: dict[str, torch.Tensor], *, step_index: int, config: FlowTrainConfig,
               noise_seeds: list[int]) -> torch.Tensor:
     """Eq. 18 on every pair of the batch's clips, with the features of denoising step ``step_index``."""
@@ -122,20 +118,18 @@ def train_flow(model: DAFlow, source: ClipSource, run: str | Path, config: FlowT
     total = config.steps + 100  # RAFT's scheduler length
 
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
-        rng = _step_rng(config.seed, step, rank)
+        rng = np.random.default_rng(step_seed(config.seed, step, rank, 13))
         step_index = int(rng.integers(0, config.num_steps))
         seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=batch["lq"].shape[0])]
         return flow_loss(module, batch, step_index=step_index, config=config, noise_seeds=seeds)
-
-    def write_model(module: DAFlow, folder: Path) -> None:
-        final = folder == Path(run)
-        module.save(folder / "model", with_backbone=save_backbone and final)
 
     stage = Stage(
         name="flow", module=model, params=params, loss=loss,
         dataset=TrainingClips(source, crop=config.crop, seed=config.seed, require=("lq", "flow")),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
-        lr=lambda step: one_cycle_lr(step, total, config.lr), write_model=write_model,
+        lr=lambda step: one_cycle_lr(step, total, config.lr),
+        write_model=lambda module, folder: module.save(folder / "model", with_backbone=False),
+        final_model=lambda module, folder: module.save(folder / "model", with_backbone=save_backbone),
         read_model=lambda folder: model.load_state_dict(load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False),
         record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}},
         run_keys=RUN_KEYS)

@@ -28,18 +28,18 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.sampler import DEFAULT_SHIFT, training_sigmas
 from daflow.models.vae import TOKEN_STRIDE, encode
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.loop import LoopSettings, Stage, step_generator, train_loop
 
 log = logging.getLogger(__name__)
 
 TRAINABLE = ("control", "attention", "all")
+LIFT_SALT = 11
 LOSSES = ("x0", "velocity")
 
 
@@ -143,7 +143,7 @@ def validation_loss(backbone: DiffusionBackbone, dataset: TrainingClips, config:
     with torch.no_grad():
         for i in range(clips):
             batch = dataset[2**60 + i]
-            g = _step_generator(config.seed, -1 - i, 0)
+            g = step_generator(config.seed, -1 - i, 0, LIFT_SALT)
             z0 = encode(backbone.vae, batch["hq"].to(device), generator=g).float()
             zl = encode(backbone.vae, batch["lq"].to(device)).float()
             sigma = torch.tensor([0.05 + 0.9 * i / max(clips - 1, 1)])
@@ -152,10 +152,6 @@ def validation_loss(backbone: DiffusionBackbone, dataset: TrainingClips, config:
                                               num_frames=z0.shape[0], loss=config.loss))
     transformer.train(was_training)
     return total / clips
-
-
-def _step_generator(seed: int, step: int, rank: int) -> torch.Generator:
-    return torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step % 2**63, rank, 11]).generate_state(1)[0]))
 
 
 def lr_at(config: LiftConfig, step: int) -> float:
@@ -176,7 +172,7 @@ def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path,
     text, pooled = backbone.prompt.batch(config.batch, device=backbone.device, dtype=torch.float32)
 
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
-        g = _step_generator(config.seed, step, rank)
+        g = step_generator(config.seed, step, rank, LIFT_SALT)
         hq, lq = batch["hq"], batch["lq"]
         b, f = hq.shape[:2]
         with torch.no_grad():

@@ -33,6 +33,17 @@ from daflow.train.data import StepSampler
 log = logging.getLogger(__name__)
 
 
+def step_seed(seed: int, step: int, rank: int, salt: int) -> np.random.SeedSequence:
+    """The randomness of one training step on one process (``salt`` keeps stages apart): a run that is a pure function
+    of (seed, step) resumes exactly. Negative steps (fixed validation draws) wrap to distinct values."""
+    return np.random.SeedSequence([seed, step % 2**63, rank, salt])
+
+
+def step_generator(seed: int, step: int, rank: int, salt: int) -> torch.Generator:
+    """A CPU ``torch.Generator`` seeded by :func:`step_seed`."""
+    return torch.Generator().manual_seed(int(step_seed(seed, step, rank, salt).generate_state(1)[0]))
+
+
 @dataclass
 class LoopSettings:
     steps: int
@@ -58,8 +69,9 @@ class Stage:
     """What one training stage is made of (see the module docstring).
 
     ``loss(module, batch, step, rank)`` returns the scalar loss of ``batch`` (already on the device); ``module`` is
-    the accelerate-prepared module. ``write_model(module, folder)`` writes the unwrapped module's model files,
-    ``read_model(folder)`` loads them back into it. ``on_checkpoint(step)`` may return extra numbers to record
+    the accelerate-prepared module. ``write_model(module, folder)`` writes the unwrapped module's model files (into a
+    checkpoint, and at the end into the run folder unless ``final_model`` does that differently), ``read_model(folder)``
+    loads them back into it. ``on_checkpoint(step)`` may return extra numbers to record
     (e.g. a validation loss). ``name`` labels the progress bar and the record file ``train_<name>.json``.
     """
 
@@ -73,6 +85,7 @@ class Stage:
     write_model: Callable[[torch.nn.Module, Path], None]
     read_model: Callable[[Path], None]
     on_checkpoint: Callable[[int], dict] | None = None
+    final_model: Callable[[torch.nn.Module, Path], None] | None = None
     record: dict = field(default_factory=dict)
     run_keys: tuple[str, ...] = ()
 
@@ -148,7 +161,7 @@ def train_loop(stage: Stage, run: str | Path, settings: LoopSettings, *, device:
                     _log(run, {"step": step, **extra})
     bar.close()
     if acc.is_main_process and step == settings.steps:
-        stage.write_model(acc.unwrap_model(module), run)
+        (stage.final_model or stage.write_model)(acc.unwrap_model(module), run)
     return {"start": start, "steps": step, "first_loss": losses[0] if losses else None,
             "last_loss": losses[-1] if losses else None, "trainable_parameters": n_trainable,
             "seconds": time.perf_counter() - t0}

@@ -20,7 +20,7 @@ import torch
 
 from daflow.models.vae import build_vae, load_vae, save_vae
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.loop import LoopSettings, Stage, step_generator, train_loop
 
 
 @dataclass(frozen=True)
@@ -86,15 +86,15 @@ def train_vae(source: ClipSource, run: str | Path, config: VAETrainConfig, *, pr
     dataset = TrainingClips(source, crop=config.crop, seed=config.seed, require=("hq",))
 
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([config.seed, step, rank, 17]).generate_state(1)[0]))
+        g = step_generator(config.seed, step, rank, 17)
         images = torch.cat([batch[k].flatten(0, 1) for k in ("hq", "lq") if k in batch])
         return vae_loss(module, images, g, kl_weight=config.kl_weight)
 
-    def write_model(module, folder: Path) -> None:
-        if folder == Path(run):  # the final model: set the latent scale and shift from its own latents
-            module.eval()
-            scale, shift = calibrate(module, dataset, config.calibration_clips)
-            module.register_to_config(scaling_factor=scale, shift_factor=shift)
+    def final_model(module, folder: Path) -> None:
+        """The final model: the latent scale and shift set from its own latents."""
+        module.eval()
+        scale, shift = calibrate(module, dataset, config.calibration_clips)
+        module.register_to_config(scaling_factor=scale, shift_factor=shift)
         save_vae(module, folder / "vae")
 
     def read_model(folder: Path) -> None:
@@ -104,7 +104,8 @@ def train_vae(source: ClipSource, run: str | Path, config: VAETrainConfig, *, pr
         name="vae", module=vae, params=list(vae.parameters()), dataset=dataset, loss=loss,
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
         lr=lambda step: config.lr * 0.5 * (1 + np.cos(np.pi * step / config.steps)),  # cosine decay
-        write_model=write_model, read_model=read_model,
+        write_model=lambda module, folder: save_vae(module, folder / "vae"), final_model=final_model,
+        read_model=read_model,
         record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "preset": preset},
         run_keys=RUN_KEYS)
     return train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)
