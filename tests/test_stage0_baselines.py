@@ -118,3 +118,12 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     assert len(list((tmp_path / "est" / "flow").iterdir())) == 2
     assert main(["evaluate", "--model", "raft-star-tiny", "--data", "synthetic:default?n=1&size=64x64",
                  "--no-progress"]) == 0
+    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "est2"), "--model", "daflow-tiny", "--step",
+                 "0", "--iters", "2", "--no-progress"]) == 0
+    assert len(list((tmp_path / "est2" / "flow").iterdir())) == 2
+    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "est3"), "--model", "daflow-tiny",
+                 "--weights", str(run / "daflow" / "model"), "--no-progress"]) == 1  # the bundled model takes no weights
+    assert "daflow-tiny is the bundled model" in capsys.readouterr().err
+    pgt = json.loads((run / "pseudo_gt" / "done.json").read_text())
+    assert pgt["teacher"] in ("raft", "dis") and pgt["teacher"] == min(pgt["clean_val_epe"], key=pgt["clean_val_epe"].get)
+    assert "Pseudo-GT teacher:" in report

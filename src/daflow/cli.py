@@ -20,6 +20,15 @@ import daflow
 DAFLOW_NAMES = ("daflow", "daflow-tiny")  # --model values served by DA-Flow (daflow-tiny: the bundled model)
 
 
+def _device(name: str) -> str:
+    """``--device``: ``auto`` is cuda when available, else cpu; anything else as given."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -221,10 +230,7 @@ def _add_model_args(p, *, default_iters_help: str) -> None:
 def _build_model(args, name: str):
     from daflow.models.registry import build_flow_model
 
-    if args.device == "auto":
-        import torch
-
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = _device(args.device)
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters must be >= 1, got {args.iters}")
     model = build_flow_model(name, args.weights, iters=args.iters, scale=args.scale, device=args.device,
@@ -318,8 +324,7 @@ def _device_and_dtype(args):
     """Resolve ``--device auto`` in place and return the DiT dtype of ``--dtype`` (auto: bf16 on CUDA, else fp32)."""
     import torch
 
-    if args.device == "auto":
-        args.device = "cuda" if torch.cuda.is_available() else "cpu"
+    args.device = _device(args.device)
     return {"auto": torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32, "float32": torch.float32,
             "bfloat16": torch.bfloat16, "float16": torch.float16}[args.dtype]
 
@@ -687,8 +692,6 @@ def _add_train_raft(stages) -> None:
 def _run_train_raft(args) -> int:
     import dataclasses
 
-    import torch
-
     from daflow.train.data import build_clip_source
     from daflow.train.raft import RAFT_PRESETS, train_raft
 
@@ -696,7 +699,7 @@ def _run_train_raft(args) -> int:
                                    "iters": args.iters, "inputs": args.inputs, "seed": args.seed}.items() if v is not None}
     config = dataclasses.replace(RAFT_PRESETS[args.preset], **overrides)
     source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
-    device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
+    device = _device(args.device)
     print(f"daflow train raft: RAFT-{'small' if config.small else 'large'} on {config.inputs} frames of {args.data}, "
           f"{config.steps} steps, from {args.init or 'random weights'}")
     summary = train_raft(source, args.output, config, init=args.init, device=device, progress=not args.no_progress)
@@ -720,6 +723,8 @@ def _add_train_recipe(stages) -> None:
     p.add_argument("--only", action="append", help="run only this stage (repeatable)")
     p.add_argument("--bundle-into", type=Path, help="after the run, copy DA-Flow-tiny and RAFT*-tiny with their "
                    "provenance into this folder (src/daflow/weights ships them with the package)")
+    p.add_argument("--device", default="auto", help="torch device for every stage (default auto: cuda if available, "
+                   "else cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_run_train_recipe)
 
@@ -727,7 +732,7 @@ def _add_train_recipe(stages) -> None:
 def _run_train_recipe(args) -> int:
     from daflow.train.recipe import RECIPE_PRESETS, Recipe
 
-    recipe = Recipe(args.output, RECIPE_PRESETS[args.preset], progress=not args.no_progress)
+    recipe = Recipe(args.output, RECIPE_PRESETS[args.preset], progress=not args.no_progress, device=_device(args.device))
     times = recipe.run_all(only=args.only)
     print(f"recipe {args.preset}: {len(times)} stage(s) run in {sum(times.values()):.0f} s -> {args.output}")
     if args.bundle_into:

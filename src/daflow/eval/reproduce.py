@@ -30,11 +30,11 @@ from daflow.files import atomic_write_text
 DAFLOW_RUNS = {"DA-Flow": "daflow", "DA-Flow (exact GT)": "daflow_gt", "Baseline*": "baseline"}
 
 
-def _load_daflow(run: Path, stage: str):
+def _load_daflow(run: Path, stage: str, device: torch.device):
     from daflow.models.daflow import DAFlow
 
     info = json.loads((run / stage / "train_flow.json").read_text())["model"]
-    return DAFlow.load(run / stage / "model", dit4sr=info["transformer"], vae=run / "vae" / "vae").eval()
+    return DAFlow.load(run / stage / "model", dit4sr=info["transformer"], vae=run / "vae" / "vae", device=device).eval()
 
 
 def _teacher_line(run: Path) -> list[str]:
@@ -48,7 +48,7 @@ def _teacher_line(run: Path) -> list[str]:
 
 
 def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int = 12, daflow_iters: int = 20,
-              progress: bool = True) -> tuple[str, dict]:
+              device: str | torch.device = "cpu", progress: bool = True) -> tuple[str, dict]:
     """Evaluate the models of recipe ``run``; returns (Markdown report, results)."""
     from daflow.models.registry import build_flow_model
 
@@ -61,12 +61,12 @@ def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int
     for label, name, weights in (("RAFT", "raft-small", run / "raft" / "model" / "raft.safetensors"),
                                  ("RAFT*", "raft-small", run / "raft_star" / "model" / "raft.safetensors"),
                                  ("DIS", "dis", None), ("Farneback", "farneback", None)):
-        model = build_flow_model(name, weights, iters=raft_iters)
+        model = build_flow_model(name, weights, iters=raft_iters, device=device)
         r = evaluate_pairs(model, pairs, max_samples=max_pairs, progress=progress)
         rows[label], results[label] = r["metrics"], r
     per_step = {}
     for label, stage in DAFLOW_RUNS.items():
-        model = _load_daflow(run, stage)
+        model = _load_daflow(run, stage, torch.device(device))
         r = evaluate_daflow(model, chunks, iters=daflow_iters, max_samples=max_chunks, progress=progress)
         rows[label] = r["average"]
         per_step[label] = dict(r, label=label)

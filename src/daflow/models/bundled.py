@@ -54,6 +54,15 @@ def provenance(root: Path | None = None) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def _stage_records(run: Path) -> dict:
+    """``{stage: seconds}`` and the pseudo-GT teacher's choice, from the run's ``done.json`` files."""
+    records = {}
+    for done in sorted(run.glob("*/done.json")):
+        info = json.loads(done.read_text())
+        records[done.parent.name] = {k: info[k] for k in ("seconds", "teacher", "clean_val_epe", "blocks") if k in info}
+    return records
+
+
 def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
     """Copy a finished recipe run's DA-Flow and RAFT* (with the DA-Flow's DiT and VAE) into ``dest``."""
     import subprocess
@@ -83,7 +92,7 @@ def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: st
         commit = None
     record = {"command": command or f"daflow train recipe tiny -o {run}", "daflow": daflow.__version__,
               "git_commit": commit, "recipe": json.loads((run / "recipe.json").read_text()),
-              "held_out": results.get("spec"), "scores": scores}
+              "held_out": results.get("spec"), "scores": scores, "stages": _stage_records(run)}
     (tmp / PROVENANCE).write_text(json.dumps(record, indent=2))
     shutil.rmtree(dest, ignore_errors=True)
     tmp.rename(dest)

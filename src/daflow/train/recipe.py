@@ -121,8 +121,8 @@ def _write_clips(folder: Path, n: int, config, seed: int) -> None:
 class Recipe:
     """Runs the stages of :data:`STAGES` into ``run`` (see the module docstring)."""
 
-    def __init__(self, run: str | Path, config: RecipeConfig, *, progress: bool = True):
-        self.run, self.config, self.progress = Path(run), config, progress
+    def __init__(self, run: str | Path, config: RecipeConfig, *, progress: bool = True, device: str | torch.device = "cpu"):
+        self.run, self.config, self.progress, self.device = Path(run), config, progress, torch.device(device)
         saved = self.run / "recipe.json"
         record = {"config": json.loads(json.dumps(dataclasses.asdict(config)))}
         if saved.is_file() and json.loads(saved.read_text()) != record:
@@ -162,7 +162,7 @@ class Recipe:
         else:
             dit = load_dit4sr(transformer)
         cfg = dit.config
-        return DiffusionBackbone(dit, vae, zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim))
+        return DiffusionBackbone(dit, vae, zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim)).to(self.device)
 
     # --------------------------------------------------------------------------------------- stages
 
@@ -187,7 +187,7 @@ class Recipe:
         source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={self.data('train', 'lq')}", num_frames=1)
         return train_vae(source, self.run / "vae", VAETrainConfig(steps=c.vae_steps, batch=4, frames=1, crop=c.crop,
                                                                   seed=c.seed, save_every=max(c.vae_steps // 3, 1)),
-                         progress=self.progress)
+                         device=self.device, progress=self.progress)
 
     def _lift(self, stage: str, transformer: Path | None, frames: int, steps: int) -> dict:
         from daflow.train.data import build_clip_source
@@ -214,7 +214,7 @@ class Recipe:
         config = dataclasses.replace(RAFT_PRESETS["tiny"], steps=steps, crop=c.crop, frames=c.frames, seed=c.seed,
                                      inputs="lq", save_every=max(steps // 3, 1))
         source = build_clip_source(spec, num_frames=c.frames)  # labeled source: its frames come as "lq"
-        return train_raft(source, self.run / stage, config, init=init, progress=self.progress)
+        return train_raft(source, self.run / stage, config, init=init, device=self.device, progress=self.progress)
 
     def stage_raft(self) -> dict:
         return self._raft("raft", self.spec("train", "hq:gt"), self.config.raft_steps, None)
@@ -224,8 +224,9 @@ class Recipe:
         from daflow.models.registry import build_flow_model
 
         if name == "raft":
-            return build_flow_model("raft-small", self.run / "raft" / "model" / "raft.safetensors", iters=12)
-        return build_flow_model(name)
+            return build_flow_model("raft-small", self.run / "raft" / "model" / "raft.safetensors", iters=12,
+                                    device=self.device)
+        return build_flow_model(name)  # classical: CPU
 
     def stage_pseudo_gt(self) -> dict:
         from daflow.eval.benchmark import evaluate_pairs
@@ -274,6 +275,7 @@ class Recipe:
         c = self.config
         model = DAFlow(dataclasses.replace(DAFLOW_PRESETS["tiny"], blocks=tuple(blocks)), self.backbone(transformer))
         model.init_raft(self.run / "raft" / "model" / "raft.safetensors")  # as the paper starts from raft-things
+        model.to(self.device)
         config = dataclasses.replace(FLOW_PRESETS["tiny"], steps=c.flow_steps, crop=c.crop, frames=c.frames, seed=c.seed,
                                      save_every=max(c.flow_steps // 3, 1))
         source = build_clip_source(self.spec("train", labels), num_frames=c.frames)
@@ -300,7 +302,7 @@ class Recipe:
     def stage_report(self) -> dict:
         from daflow.eval.reproduce import write_report
 
-        return {"report": str(write_report(self.run, progress=self.progress))}
+        return {"report": str(write_report(self.run, device=self.device, progress=self.progress))}
 
     # ------------------------------------------------------------------------------------------ run
 
