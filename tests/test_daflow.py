@@ -200,7 +200,8 @@ def test_estimate_writes_every_pair_and_resumes_identically(tmp_path, tiny):
         daflow_estimator(tiny, step=12)
 
 
-def test_estimate_cli_with_a_pairwise_model_and_bad_input(tmp_path, capsys):
+def test_estimate_cli_with_a_pairwise_model_and_bad_input(tmp_path, capsys, monkeypatch):
+    import daflow.models.bundled as bundled
     from daflow.cli import main
     from daflow.files import write_image
 
@@ -211,6 +212,7 @@ def test_estimate_cli_with_a_pairwise_model_and_bad_input(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "out" / "flow").iterdir()) == ["f0.npy", "f1.npy"]
     assert main(["estimate", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2"), "--model", "dis"]) == 1
     assert "input not found" in capsys.readouterr().err
+    monkeypatch.setattr(bundled, "BUNDLE_DIR", tmp_path / "no-weights")  # an installation without the bundle
     assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "o3")]) == 1
     assert "--weights" in capsys.readouterr().err
 

@@ -157,7 +157,7 @@ def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the bundled demonstration end to end", description=(
         "Synthesise a clip with exact ground truth, degrade it (realbasicvsr), estimate the flow of its first pair with "
         "the bundled DA-Flow-tiny and RAFT*-tiny (and OpenCV's DIS for reference), print their EPE and outlier rates "
-        "against the exact ground truth, and write one picture (HQ, LQ, ground truth, estimates, error maps). "
+        "against the exact ground truth, and write one picture (HQ, LQ, ground truth, estimates, error maps; error colours saturate at 10 px). "
         "Without bundled weights it shows the classical references only."))
     p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic clip (default 0)")

@@ -164,7 +164,8 @@ def flow_panel_tiles(
     max_error: float = 10.0,
     frame_titles: tuple[str, str] = ("frame k", "frame k+1"),
 ) -> list[tuple[str, np.ndarray]]:
-    """The standard tiles shown by every command: both frames, ground truth, each estimate and its error map.
+    """The standard tiles shown by every command: both frames, ground truth, each estimate and its error map
+    (endpoint error, colours saturating at ``max_error`` px; titled "<name> err" to fit a tile).
 
     Flows are numpy ``[H, W, 2]``; all flow tiles share one normaliser (the ground truth's largest
     magnitude, else the largest estimate's) so their colours are comparable.
@@ -181,5 +182,5 @@ def flow_panel_tiles(
         tiles.append((name, flow_to_color(f, max_flow=norm)))
         if gt is not None:
             err = np.linalg.norm(np.asarray(f, np.float64) - np.nan_to_num(np.asarray(gt, np.float64)), axis=-1)
-            tiles.append((f"{name} error (0-{max_error:g}px)", error_to_color(err, max_error=max_error, valid=valid)))
+            tiles.append((f"{name} err", error_to_color(err, max_error=max_error, valid=valid)))
     return tiles
