@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import pytest
 import torch
 
 from daflow.models.registry import build_flow_model
@@ -94,6 +95,12 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
         assert row in report, row
     assert "| model | metric | 0 | 1 |" in report and "mean of 10 steps" in report
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0  # everything done: nothing reruns
+    from daflow.eval import reproduce
+
+    assert reproduce.main([str(run), "--max-chunks", "1", "--no-progress"]) == 0  # the report alone, re-run
+    assert "| DA-Flow |" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        reproduce.main([str(tmp_path / "not-a-run")])
     assert main(["train", "recipe", "tiny", "-o", str(run), "--no-progress"]) == 1  # other settings: refused
     # bundling: the package's demonstration models, loaded by name, used by demo and estimate by default
     import daflow.models.bundled as bundled

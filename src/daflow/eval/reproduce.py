@@ -11,6 +11,10 @@ Writes the paper's tables in their layouts, at small scale, from a :mod:`daflow.
 - the zero-shot layer × step analysis figures written by the recipe's ``analyze`` stage.
 
 Iterations follow the paper: 12 for the RAFT baselines, 20 for DA-Flow.
+
+The recipe's ``report`` stage calls :func:`write_report`; to re-run it on a finished run (another device, fewer
+chunks): ``python -m daflow.eval.reproduce RUN [--device cuda] [--max-chunks N]``. The tables in BENCHMARKS.md are
+copied from ``RUN/report/report.md``.
 """
 
 from __future__ import annotations
@@ -123,3 +127,25 @@ def write_report(run: str | Path, **kwargs) -> Path:
     atomic_write_text(out / "report.md", md + "\n")
     atomic_write_text(out / "results.json", json.dumps(results, indent=2, default=str))
     return out / "report.md"
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m daflow.eval.reproduce",
+                                 description="Re-run the small-scale reproduction report on a finished tiny-recipe run.")
+    ap.add_argument("run", type=Path, help="the recipe's run folder (daflow train recipe tiny -o RUN)")
+    ap.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    ap.add_argument("--max-chunks", type=int, help="evaluate only the first N 3-frame chunks (default all)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    missing = [s for s in ("raft", "raft_star", *DAFLOW_RUNS.values()) if not (args.run / s / "done.json").is_file()]
+    if missing:
+        ap.error(f"{args.run}: stages {', '.join(missing)} are not finished; run `daflow train recipe` first")
+    path = write_report(args.run, max_chunks=args.max_chunks, device=args.device, progress=not args.no_progress)
+    print(path.read_text())
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
