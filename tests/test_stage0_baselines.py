@@ -134,3 +134,17 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     pgt = json.loads((run / "pseudo_gt" / "done.json").read_text())
     assert pgt["teacher"] in ("raft", "dis") and pgt["teacher"] == min(pgt["clean_val_epe"], key=pgt["clean_val_epe"].get)
     assert "Pseudo-GT teacher:" in report
+
+
+@pytest.mark.parametrize("module, name", [("daflow.train.vae", "VAETrainConfig"), ("daflow.train.raft", "RAFTTrainConfig"),
+                                          ("daflow.train.flow", "FlowTrainConfig"), ("daflow.train.lift", "LiftConfig")])
+def test_every_stage_config_checks_its_loop_settings(module, name):
+    import importlib
+
+    config = getattr(importlib.import_module(module), name)
+    with pytest.raises(ValueError, match="mixed_precision must be auto, no, bf16 or fp16"):
+        config(mixed_precision="fp8")
+    with pytest.raises(ValueError, match="steps must be >= 1"):
+        config(steps=0)
+    with pytest.raises(ValueError, match="save_every must be >= 1"):
+        config(save_every=0)

@@ -74,11 +74,7 @@ class LiftConfig:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.mixed_precision not in ("auto", "no", "bf16", "fp16"):
-            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
-        for name in ("steps", "batch", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        LoopSettings.of(self)  # steps, batch, save_every, log_every >= 1; mixed_precision
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if any(c % TOKEN_STRIDE for c in self.crop):

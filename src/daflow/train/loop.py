@@ -32,6 +32,8 @@ from daflow.train.data import StepSampler
 
 log = logging.getLogger(__name__)
 
+MIXED_PRECISION = ("auto", "no", "bf16", "fp16")  # auto: bf16 on CUDA, none on CPU
+
 
 def step_seed(seed: int, step: int, rank: int, salt: int) -> np.random.SeedSequence:
     """The randomness of one training step on one process (``salt`` keeps stages apart): a run that is a pure function
@@ -56,9 +58,17 @@ class LoopSettings:
     keep: int = 2
     workers: int = 0
 
+    def __post_init__(self):
+        if self.mixed_precision not in MIXED_PRECISION:
+            raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
+        for name in ("steps", "batch", "save_every", "log_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+
     @classmethod
     def of(cls, config) -> "LoopSettings":
-        """The loop settings a stage's config carries (fields of the same names)."""
+        """The loop settings a stage's config carries (fields of the same names), checked; stage configs call this
+        in their ``__post_init__`` so that a bad value fails where it is given."""
         import dataclasses
 
         return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)})

@@ -51,6 +51,7 @@ class RAFTTrainConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
+        LoopSettings.of(self)  # steps, batch, save_every, log_every >= 1; mixed_precision
         if self.inputs not in ("hq", "lq"):
             raise ValueError(f"inputs must be 'hq' (clean frames) or 'lq' (degraded), got {self.inputs!r}")
         if any(c % 8 for c in self.crop) or min(self.crop) < 64:

@@ -236,16 +236,16 @@ class Recipe:
         c = self.config
         candidates = TEACHERS if c.teacher == "best" else (c.teacher,)
         (clean,) = build_eval_sets(self.spec("val", "hq:gt"))  # clean validation frames, exact flow
-        scores = {name: evaluate_pairs(self.teacher(name), clean, progress=False)["metrics"]["epe"] for name in candidates}
+        teachers = {name: self.teacher(name) for name in candidates}
+        scores = {name: evaluate_pairs(t, clean, progress=False)["metrics"]["epe"] for name, t in teachers.items()}
         name = min(scores, key=scores.get)
         log.info("pseudo-GT teacher: %s (EPE on clean validation frames: %s)", name,
                  ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
         settings = {"teacher_choice": c.teacher, "clean_val_epe": scores}
         if name == "raft":
             settings.update(iters=12, weights=str(self.run / "raft"))
-        teacher = self.teacher(name)
-        reports = {split: write_pseudo_gt(self.data(split, "hq"), self.data(split, "pgt"), teacher, progress=self.progress,
-                                          settings=settings).pairs
+        reports = {split: write_pseudo_gt(self.data(split, "hq"), self.data(split, "pgt"), teachers[name],
+                                          progress=self.progress, settings=settings).pairs
                    for split in ("train", "val")}
         return {"teacher": name, "clean_val_epe": scores, "pairs": reports}
 

@@ -45,9 +45,9 @@ class VAETrainConfig:
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
         if any(c % 8 for c in self.crop):
             raise ValueError(f"crop sides must be multiples of 8, got {self.crop}")
-        for name in ("steps", "batch", "frames", "save_every", "log_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        LoopSettings.of(self)  # steps, batch, save_every, log_every >= 1; mixed_precision
+        if self.frames < 1:
+            raise ValueError(f"frames must be >= 1, got {self.frames}")
 
 
 RUN_KEYS = ("batch", "frames", "crop", "lr", "kl_weight", "seed", "data", "steps")
