@@ -101,6 +101,9 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     assert "| DA-Flow |" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         reproduce.main([str(tmp_path / "not-a-run")])
+    assert "are not finished; run `daflow train recipe` first" in capsys.readouterr().err
+    assert main(["train", "recipe", "smoke", "-o", str(run), "--device", "gpu0"]) == 1
+    assert "--device 'gpu0' is not a torch device" in capsys.readouterr().err
     assert main(["train", "recipe", "tiny", "-o", str(run), "--no-progress"]) == 1  # other settings: refused
     # bundling: the package's demonstration models, loaded by name, used by demo and estimate by default
     import daflow.models.bundled as bundled

@@ -21,12 +21,16 @@ DAFLOW_NAMES = ("daflow", "daflow-tiny")  # --model values served by DA-Flow (da
 
 
 def _device(name: str) -> str:
-    """``--device``: ``auto`` is cuda when available, else cpu; anything else as given."""
-    if name != "auto":
-        return name
+    """``--device``: ``auto`` is cuda when available, else cpu; anything else as given, if torch knows it."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, ...): {err}") from None
+    return name
 
 
 def _parse_size(text: str) -> tuple[int, int]:
