@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from daflow.data.base import ClipDataset, DatasetLayoutError, FlowSample, natural_key, window_plan
+from daflow.data.degrade.ops import codec_options
 from daflow.files import IMAGE_EXTENSIONS, atomic_path, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m")
@@ -103,7 +104,7 @@ def write_video(
             stream = container.add_stream(codec, rate=Fraction(fps))
             stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
             stream.thread_count = threads
-            opts = {}
+            opts = codec_options(codec)
             if crf is not None and bit_rate is None and codec in ("libx264", "h264"):
                 opts["crf"] = str(crf)
             if bit_rate is not None:

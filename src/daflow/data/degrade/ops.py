@@ -77,11 +77,24 @@ def jpeg(img: np.ndarray, quality: int) -> np.ndarray:
     return dec[:, :, ::-1].astype(np.float32) / 255.0
 
 
+# libx264's macroblock-tree rate control (``mbtree``, on by default) makes the bitstream depend on memory
+# contents outside the frame: the same frames, encoded twice in one process or in two processes, gave different
+# bytes for about one clip in six (measured: threads, sliced threads, lookahead threads, frame timestamps and
+# mod-16 padding do not change that; ``mbtree=0`` removes it, 0 of 36 clips differ). See docs/determinism.md.
+X264_PARAMS = "mbtree=0"
+
+
+def codec_options(codec: str) -> dict[str, str]:
+    """Encoder options that make ``codec`` deterministic (empty for codecs that already are)."""
+    return {"x264-params": X264_PARAMS} if codec in ("libx264", "h264") and X264_PARAMS else {}
+
+
 def video_compress(frames: list[np.ndarray], p: CodecParams, *, threads: int = 1) -> list[np.ndarray]:
     """Encode a clip as one video stream (1 fps, so ``bitrate`` is bits per frame) and decode it back.
 
     libx264 / h264 need even sizes: odd sizes are padded with replicated pixels and cropped after decoding.
-    ``threads`` is fixed so the bytes do not depend on the machine's core count.
+    ``threads`` is fixed so the bytes do not depend on the machine's core count, and libx264 runs without its
+    macroblock tree (:data:`X264_PARAMS`), the one setting found to make its output vary between runs.
     """
     import av
 
@@ -91,15 +104,17 @@ def video_compress(frames: list[np.ndarray], p: CodecParams, *, threads: int = 1
     pad_h, pad_w = (h % 2, w % 2) if p.codec in ("libx264", "h264") else (0, 0)
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream(p.codec, rate=Fraction(1))
+        stream = container.add_stream(p.codec, rate=Fraction(1), options=codec_options(p.codec))
         stream.width, stream.height, stream.pix_fmt = w + pad_w, h + pad_h, "yuv420p"
         stream.bit_rate = int(p.bitrate)
         stream.codec_context.thread_count = threads
-        for f in frames:
+        for i, f in enumerate(frames):
             u8 = to_uint8(f)
             if pad_h or pad_w:
                 u8 = np.pad(u8, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(u8, format="rgb24")))
+            vf = av.VideoFrame.from_ndarray(u8, format="rgb24")
+            vf.pts, vf.time_base = i, Fraction(1)
+            container.mux(stream.encode(vf))
         container.mux(stream.encode())
     out = []
     with av.open(io.BytesIO(buf.getvalue()), mode="r") as container:
