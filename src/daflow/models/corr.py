@@ -1,6 +1,7 @@
 """RAFT's correlation volume and its windowed lookup (Teed & Deng 2020, §3.2; paper Eq. 15–16).
 
-``corr(x, y) = ⟨f1(x), f2(y)⟩ · scale`` (scale = 1/sqrt(C) by default). Level ``l`` of the pyramid averages the
+``corr(x, y) = ⟨f1(x), f2(y)⟩ / norm`` (norm = sqrt(C) by default, a float32 division as in the official code:
+multiplying by 1/sqrt(C) instead differs in the last bit whenever sqrt(C) is not a power of two, e.g. C = 128). Level ``l`` of the pyramid averages the
 volume over 2^l × 2^l target pixels; the lookup samples a (2r+1)² window around ``coords / 2^l`` bilinearly
 (zero outside). Channel order follows the official code: ``channel = l·(2r+1)² + i·(2r+1) + j`` with **x-offset
 lin[i] and y-offset lin[j]** (the pretrained ``convc1`` depends on it).
@@ -20,8 +21,6 @@ Two implementations with the same numbers (to float tolerance):
 """
 
 from __future__ import annotations
-
-import math
 
 import torch
 import torch.nn.functional as F
@@ -66,7 +65,18 @@ def _parts(fmap: Features) -> tuple[torch.Tensor, ...]:
     return fmap if isinstance(fmap, tuple) else (fmap,)
 
 
-def _volume(fmap1: Features, fmap2: Features, scale: float) -> torch.Tensor:
+def default_norm(channels: int) -> torch.Tensor:
+    """The official divisor ``torch.sqrt(torch.tensor(C).float())`` (a float32 0-dim tensor)."""
+    return torch.sqrt(torch.tensor(float(channels), dtype=torch.float32))
+
+
+def _as_norm(norm: float | torch.Tensor | None, fmap: Features) -> torch.Tensor:
+    if norm is None:
+        return default_norm(_channels(fmap))
+    return norm if isinstance(norm, torch.Tensor) else torch.tensor(float(norm), dtype=torch.float32)
+
+
+def _volume(fmap1: Features, fmap2: Features, norm: torch.Tensor) -> torch.Tensor:
     """``[B·H1·W1, 1, H2, W2]`` all-pairs dot products of ``[B, C, H1, W1]`` and ``[B, C, H2, W2]``.
 
     Features may come in channel parts (a tuple, e.g. DA-Flow's RAFT and diffusion features, Eq. 15): the dot
@@ -77,25 +87,25 @@ def _volume(fmap1: Features, fmap2: Features, scale: float) -> torch.Tensor:
         h2, w2 = c2.shape[-2:]
         part = torch.matmul(_full(a).reshape(b, c, h * w).transpose(1, 2), _full(c2).reshape(b, c, h2 * w2))
         corr = part if corr is None else corr + part
-    return (corr * scale).reshape(b * h * w, 1, h2, w2)
+    return (corr / norm).reshape(b * h * w, 1, h2, w2)
 
 
 class AllPairsCorr:
     """The official all-pairs correlation pyramid (``pyramid="volume"``: RAFT; ``"features"``: SEA-RAFT)."""
 
     def __init__(self, fmap1: Features, fmap2: Features, *, num_levels: int = 4, radius: int = 4,
-                 scale: float | None = None, pyramid: str = "volume"):
+                 norm: float | torch.Tensor | None = None, pyramid: str = "volume"):
         _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
-        scale = 1.0 / math.sqrt(_channels(fmap1)) if scale is None else scale
-        corr = _volume(fmap1, fmap2, scale)
+        norm = _as_norm(norm, fmap1)
+        corr = _volume(fmap1, fmap2, norm)
         self.pyramid = [corr]
         for _ in range(num_levels - 1):
             if pyramid == "volume":
                 corr = F.avg_pool2d(corr, 2, stride=2)
             else:
                 fmap2 = tuple(halve(f) for f in _parts(fmap2))
-                corr = _volume(fmap1, fmap2, scale)
+                corr = _volume(fmap1, fmap2, norm)
             self.pyramid.append(corr)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
@@ -116,10 +126,10 @@ class WindowedCorr:
     """Correlations computed inside the lookup windows only (memory linear in the number of pixels)."""
 
     def __init__(self, fmap1: Features, fmap2: Features, *, num_levels: int = 4, radius: int = 4,
-                 scale: float | None = None, pyramid: str = "volume"):
+                 norm: float | torch.Tensor | None = None, pyramid: str = "volume"):
         _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
-        self.scale = 1.0 / math.sqrt(_channels(fmap1)) if scale is None else scale
+        self.norm = _as_norm(norm, fmap1)
         self.fmap1 = torch.cat([_full(f) for f in _parts(fmap1)], 1)  # one sum over channels: parts need no care here
         self.pyramid = [torch.cat([_full(f) for f in _parts(fmap2)], 1)]
         for _ in range(num_levels - 1):
@@ -137,7 +147,7 @@ class WindowedCorr:
                 pts = base.unsqueeze(-1) + torch.stack([dx.expand(n), lin]).view(1, 2, 1, 1, n)  # [B, 2, H, W, n]
                 feat = sample_at(f2, pts.reshape(b, 2, h, w * n))  # [B, C, H, W·n]
                 feat = feat.view(b, -1, h, w, n)
-                out.append((feat * self.fmap1.unsqueeze(-1)).sum(1) * self.scale)  # [B, H, W, n]
+                out.append((feat * self.fmap1.unsqueeze(-1)).sum(1) / self.norm)  # [B, H, W, n]
         # out is ordered level, i (x-offset), j (y-offset) -> official channel order
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
@@ -147,9 +157,9 @@ def _channels(fmap: Features) -> int:
 
 
 def build_corr(fmap1: Features, fmap2: Features, *, mode: str = "auto", num_levels: int = 4, radius: int = 4,
-               scale: float | None = None, pyramid: str = "volume"):
+               norm: float | torch.Tensor | None = None, pyramid: str = "volume"):
     """``mode``: ``"all-pairs"``, ``"windowed"`` or ``"auto"`` (all-pairs unless the volume would be too large);
-    ``pyramid``: ``"volume"`` (RAFT) or ``"features"`` (SEA-RAFT)."""
+    ``pyramid``: ``"volume"`` (RAFT) or ``"features"`` (SEA-RAFT); ``norm``: the divisor (default sqrt(C))."""
     if mode not in ("auto", "all-pairs", "windowed"):
         raise ValueError(f"corr mode must be 'auto', 'all-pairs' or 'windowed', got {mode!r}")
     if mode == "auto":
@@ -162,4 +172,4 @@ def build_corr(fmap1: Features, fmap2: Features, *, mode: str = "auto", num_leve
             limit = max(limit, free // 16)  # 4 B per entry, ×4/3 for the pyramid: within a third of the free memory
         mode = "all-pairs" if entries <= limit else "windowed"
     cls = AllPairsCorr if mode == "all-pairs" else WindowedCorr
-    return cls(fmap1, fmap2, num_levels=num_levels, radius=radius, scale=scale, pyramid=pyramid)
+    return cls(fmap1, fmap2, num_levels=num_levels, radius=radius, norm=norm, pyramid=pyramid)

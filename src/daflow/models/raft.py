@@ -14,7 +14,6 @@ context after RAFT's ReLU (Eq. 16), which widens the input of the six GRU convol
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -22,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from daflow.flow.warp import coords_grid
-from daflow.models.corr import build_corr
+from daflow.models.corr import build_corr, default_norm
 from daflow.models.weights import load_strict
 from daflow.models.weights import read_state_dict as read_checkpoint
 
@@ -333,8 +332,8 @@ class RAFT(nn.Module):
             fmap1, fmap2 = (fmap1, f1.to(fmap1.dtype)), (fmap2, f2.to(fmap2.dtype))
         elif extra_features is not None:
             raise ValueError("extra_features given to a RAFT built with extra_feature_dim=0")
-        scale = 1.0 / math.sqrt(self.feature_dim + (self.extra_feature_dim if self.corr_scale == "hybrid" else 0))
-        corr_fn = build_corr(fmap1, fmap2, mode=self.corr_mode, num_levels=self.corr_levels, radius=self.corr_radius, scale=scale)
+        norm = default_norm(self.feature_dim + (self.extra_feature_dim if self.corr_scale == "hybrid" else 0))
+        corr_fn = build_corr(fmap1, fmap2, mode=self.corr_mode, num_levels=self.corr_levels, radius=self.corr_radius, norm=norm)
         with self._autocast(image1):
             net, inp = torch.split(self.cnet(image1), [self.hidden_dim, self.context_dim], dim=1)
             net, inp = torch.tanh(net), torch.relu(inp)
