@@ -94,6 +94,7 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     for row in ("| RAFT |", "| RAFT* |", "| DA-Flow |", "| DA-Flow (exact GT) |", "| Baseline* |", "| DIS |", "| zero flow |"):
         assert row in report, row
     assert "| model | metric | 0 | 1 |" in report and "mean of 10 steps" in report
+    assert "**Smoke run**" in report and "mean nothing" in report  # a smoke report says what it is
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0  # everything done: nothing reruns
     from daflow.eval import reproduce
 

@@ -33,6 +33,56 @@ def _device(name: str) -> str:
     return name
 
 
+def _output_dir(path: Path, flag: str = "-o") -> Path:
+    """An output folder: it may exist (runs resume) but must not be a file."""
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: exists and is not a folder; give a folder (new or from an earlier run)")
+    return path
+
+
+def _default_threads() -> int:
+    """``OMP_NUM_THREADS`` when set; else the CPUs this process may use minus those other processes keep busy
+    (the 1-minute load average), at least 1: torch's default of every core is 7-30x slower on a loaded machine."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"OMP_NUM_THREADS must be a positive integer, got {env!r}") from None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = int(round(os.getloadavg()[0]))
+    except OSError:
+        busy = 0
+    return max(1, min(cpus, cpus - busy))
+
+
+def _apply_threads(threads: int | None) -> int:
+    """Set torch's and OpenCV's thread counts (``--threads``; default :func:`_default_threads`)."""
+    n = _default_threads() if threads is None else threads
+    if n < 1:
+        raise ValueError(f"--threads must be >= 1, got {n}")
+    import cv2
+    import torch
+
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+    return n
+
+
+def _add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` on a command and, recursively, on its sub-commands."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    if not subs:
+        parser.add_argument("--threads", type=int, default=None, help="CPU threads for torch and OpenCV (default: "
+                            "OMP_NUM_THREADS if set, else the CPUs not kept busy by other processes)")
+    for action in subs:
+        for child in action.choices.values():
+            _add_threads(child)
+
+
 def _parse_size(text: str) -> tuple[int, int]:
     try:
         h, w = (int(v) for v in text.lower().split("x"))
@@ -77,8 +127,8 @@ def _add_synth(sub) -> None:
 
     p = sub.add_parser("synth", help="write a synthetic clip with exact ground-truth flow", description=(
         "Render a layered synthetic clip (bundled photographs and procedural textures, smooth parametric motion) "
-        "and write OUT/frames/frame_%%04d.png, OUT/flow/frame_%%04d.flo (exact forward flow k -> k+1), "
-        "OUT/occlusions/frame_%%04d.png (255 = occluded in frame k+1) and OUT/synth.json."))
+        "and write OUT/frames/frame_0000.png, OUT/flow/frame_0000.flo, ... (exact forward flow k -> k+1), "
+        "OUT/occlusions/frame_0000.png, ... (255 = occluded in frame k+1) and OUT/synth.json."))
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
     p.add_argument("--frames", type=int, default=3, help="number of frames (default 3)")
     p.add_argument("--size", type=_parse_size, default=(256, 256), help="HxW (default 256x256)")
@@ -97,8 +147,8 @@ def _run_synth(args) -> int:
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
     cfg = dataclasses.replace(SYNTHETIC_PRESETS[args.preset], height=args.size[0], width=args.size[1], num_frames=args.frames)
+    out = _output_dir(args.output)
     clip = render_clip(cfg, args.seed)
-    out = args.output
     for k, frame in enumerate(clip.frames):
         write_image(out / "frames" / f"frame_{k:04d}.png", frame)
     for k in range(len(clip.flow)):
@@ -108,7 +158,7 @@ def _run_synth(args) -> int:
             "layers": clip.to_sample().meta["layers"]}
     atomic_write_text(out / "synth.json", json.dumps(meta, indent=2))
     mag = np.linalg.norm(clip.flow, axis=-1)
-    print(f"wrote {args.frames} frames {args.size[1]}x{args.size[0]} to {out}: |flow| max {mag.max():.1f} px, "
+    print(f"wrote {args.frames} frames of HxW {args.size[0]}x{args.size[1]} to {out}: |flow| max {mag.max():.1f} px, "
           f"{100 * clip.occlusion.mean():.1f}% occluded")
     return 0
 
@@ -125,7 +175,8 @@ def _add_degrade(sub) -> None:
         "whole-clip video compression) and write a mirror of the input layout: same file names and sizes, ground "
         "truth symlinked (or copied), manifest.json with every sampled parameter per clip. Resumable: finished "
         "clips are skipped; frames are written atomically. KIND: frames (one folder = one clip), video (one file; "
-        "frames written as OUT/frame_%%06d.png), sintel, spring, tartanair, youhq."))
+        "frames written as OUT/frame_000000.png, ...), sintel, spring, tartanair, youhq. --start/--end/--stride pick "
+        "frames of a video or frame folder."))
     p.add_argument("kind", choices=KINDS, help="input layout")
     p.add_argument("root", type=Path, help="input dataset root, frame folder or video file")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (must not be inside the input)")
@@ -136,6 +187,7 @@ def _add_degrade(sub) -> None:
     p.add_argument("--copy-gt", action="store_true", help="copy ground truth instead of symlinking it")
     p.add_argument("--preview", action="store_true", help="write OUT/preview.png: HQ | LQ | difference of up to 8 clips")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_range_args(p)
     p.set_defaults(func=_run_degrade)
 
 
@@ -147,7 +199,7 @@ def _run_degrade(args) -> int:
     t0 = time.perf_counter()
     manifest = degrade_tree(args.kind, args.root, args.output, preset=args.preset, seed=args.seed, workers=args.workers,
                             max_clip_frames=args.max_clip_frames, copy_gt=args.copy_gt, preview=args.preview,
-                            progress=not args.quiet)
+                            progress=not args.quiet, frame_range=(args.start, args.end, args.stride))
     n = sum(len(c["frames"]) for c in manifest["clips"])
     print(f"{len(manifest['clips'])} clips, {n} frames ({args.preset}, seed {args.seed}) in {args.output} "
           f"[{time.perf_counter() - t0:.1f} s]; parameters in {args.output / 'manifest.json'}")
@@ -183,6 +235,7 @@ def _run_demo(args) -> int:
     from daflow.models import bundled
     from daflow.models.classical import classical_flow
 
+    _output_dir(args.output)
     t0 = time.perf_counter()
     cfg = dataclasses.replace(SYNTHETIC_PRESETS["default"], height=args.size[0], width=args.size[1], num_frames=3)
     clip = render_clip(cfg, args.seed)
@@ -237,6 +290,10 @@ def _build_model(args, name: str):
     args.device = _device(args.device)
     if args.iters is not None and args.iters < 1:
         raise ValueError(f"--iters must be >= 1, got {args.iters}")
+    if args.scale is not None and not name.startswith("sea-raft"):
+        raise ValueError(f"--scale applies to SEA-RAFT only (its resize protocol); --model {name} does not take it")
+    if args.corr != "auto" and name in ("dis", "farneback"):
+        raise ValueError(f"--corr applies to RAFT-family models; --model {name} has no correlation volume")
     model = build_flow_model(name, args.weights, iters=args.iters, scale=args.scale, device=args.device,
                              corr_mode=args.corr, random_init=args.random_init)
     return model  # with --random-init the library has logged a warning and the description says so
@@ -250,7 +307,9 @@ def _add_evaluate(sub) -> None:
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=(
         "Evaluate a flow model on one or more datasets, clean or degraded (a mirror written by `daflow degrade`),\n"
         "and print the paper's metrics (EPE and % of pixels with error > 1, 3, 5 px) as Markdown; write JSON.\n\n"
-        "Models:\n" + "\n".join(f"  {k:11s} {v.description}" for k, v in FLOW_MODELS.items()) + "\n\n\nDATASET_SPEC is KIND:TARGET[?key=value&...]:\n" + datasets.__doc__.split("\n\n", 2)[2]))
+        "Models:\n" + "\n".join(f"  {k:11s} {v.description}" for k, v in FLOW_MODELS.items())
+        + "\n  daflow      DA-Flow: --weights FOLDER from `daflow train flow` (per-step table, Table 1-3 layouts)"
+        + "\n  daflow-tiny DA-Flow-tiny, bundled (trained by `daflow train recipe tiny`)" + "\n\n\nDATASET_SPEC is KIND:TARGET[?key=value&...]:\n" + datasets.__doc__.split("\n\n", 2)[2]))
     p.add_argument("--model", required=True, help="model name (see above), daflow (--weights FOLDER) or daflow-tiny (bundled)")
     p.add_argument("--data", required=True, action="append", metavar="DATASET_SPEC", help="dataset spec; repeatable")
     _add_model_args(p, default_iters_help="refinement iterations (default: RAFT 12, the paper's M; SEA-RAFT its preset's; "
@@ -401,6 +460,7 @@ def _run_analyze(args) -> int:
         blocks = None if args.blocks == "all" else [int(b) for b in args.blocks.split(",") if b.strip()]
     except ValueError:
         raise ValueError(f"--blocks must be comma-separated integers or all, got {args.blocks!r}") from None
+    _output_dir(args.output)
     compare = [s for path in args.compare for s in load_series(path)]
     specs = [parse_dataset_spec(s) for s in args.data]
     sets = [e for s in specs for e in build_eval_sets(s, num_frames=args.frames, stride=args.frames - 1)]
@@ -496,6 +556,7 @@ def _run_train_lift(args) -> int:
     from daflow.train.data import build_clip_source
     from daflow.train.lift import LIFT_PRESETS, train_lift
 
+    _output_dir(args.output)
     overrides = {k: v for k, v in {
         "steps": args.steps, "batch": args.batch, "frames": args.frames, "crop": args.crop, "lr": args.lr,
         "trainable": args.trainable, "loss": args.loss, "mixed_precision": args.mixed_precision,
@@ -525,11 +586,21 @@ def _add_daflow_args(p) -> None:
 
 
 def _build_daflow(args):
-    from daflow.models.daflow import DAFlow
-
+    if args.model == "daflow-tiny" and (args.weights or args.random_init):
+        raise ValueError("--model daflow-tiny is the bundled model; use --model daflow with --weights or --random-init")
+    if getattr(args, "scale", None) is not None:
+        raise ValueError("--scale applies to SEA-RAFT only; DA-Flow runs at the input resolution")
     dtype = _device_and_dtype(args)
     if args.denoise_steps < 1:
         raise ValueError(f"--denoise-steps must be >= 1, got {args.denoise_steps}")
+    model = _load_daflow(args, dtype)
+    model.raft.corr_mode = args.corr  # --corr: all-pairs, windowed or auto, as for RAFT
+    return model
+
+
+def _load_daflow(args, dtype):
+    from daflow.models.daflow import DAFlow
+
     if args.random_init:
         if args.weights:
             raise ValueError("--random-init and --weights exclude each other")
@@ -537,8 +608,6 @@ def _build_daflow(args):
         model = DAFlow(args.preset, seed=args.seed)
         model.backbone.transformer.to(dtype)
         return model.to(args.device).eval()
-    if args.model == "daflow-tiny" and (args.weights or args.random_init):
-        raise ValueError("--model daflow-tiny is the bundled model; use --model daflow with --weights or --random-init")
     if not args.weights:
         from daflow.models import bundled
 
@@ -637,6 +706,7 @@ def _run_train_flow(args) -> int:
     from daflow.train.data import build_clip_source
     from daflow.train.flow import FLOW_PRESETS, train_flow
 
+    _output_dir(args.output)
     overrides = {k: v for k, v in {
         "steps": args.steps, "batch": args.batch, "frames": args.frames, "crop": args.crop, "lr": args.lr,
         "iters": args.iters, "num_steps": args.denoise_steps, "mixed_precision": args.mixed_precision,
@@ -699,6 +769,7 @@ def _run_train_raft(args) -> int:
     from daflow.train.data import build_clip_source
     from daflow.train.raft import RAFT_PRESETS, train_raft
 
+    _output_dir(args.output)
     overrides = {k: v for k, v in {"steps": args.steps, "batch": args.batch, "crop": args.crop, "lr": args.lr,
                                    "iters": args.iters, "inputs": args.inputs, "seed": args.seed}.items() if v is not None}
     config = dataclasses.replace(RAFT_PRESETS[args.preset], **overrides)
@@ -736,6 +807,7 @@ def _add_train_recipe(stages) -> None:
 def _run_train_recipe(args) -> int:
     from daflow.train.recipe import RECIPE_PRESETS, Recipe
 
+    _output_dir(args.output)
     recipe = Recipe(args.output, RECIPE_PRESETS[args.preset], progress=not args.no_progress, device=_device(args.device))
     times = recipe.run_all(only=args.only)
     print(f"recipe {args.preset}: {len(times)} stage(s) run in {sum(times.values()):.0f} s -> {args.output}")
@@ -772,14 +844,53 @@ def _add_estimate(sub) -> None:
     p.add_argument("--occlusion", action="store_true", help="also write forward-backward occlusion masks")
     p.add_argument("--viz", action="store_true", help="also write colour-wheel pictures")
     p.add_argument("--batch", type=int, default=1, help="chunks per forward pass (default 1)")
+    _add_range_args(p)
     p.set_defaults(func=_run_estimate)
+
+
+def _add_range_args(p) -> None:
+    p.add_argument("--start", type=int, default=0, help="first frame (0-based index; default 0)")
+    p.add_argument("--end", type=int, default=None, help="stop before this frame index (default: the last frame)")
+    p.add_argument("--stride", type=int, default=1, help="take every N-th frame (default 1)")
+
+
+def _model_record(args) -> dict:
+    """What estimate.json says about the model: its name and where its weights came from."""
+    if args.random_init:
+        return {"weights": None, "random_init": True, "provenance": "random weights (--random-init)"}
+    if args.weights:
+        return {"weights": str(args.weights), "random_init": False}
+    if args.model in DAFLOW_NAMES or args.model == "raft-star-tiny":
+        from daflow.models import bundled
+
+        name = "raft-star-tiny" if args.model == "raft-star-tiny" else "daflow-tiny"
+        prov = bundled.provenance()
+        return {"weights": f"bundled:{name}", "random_init": False, "bundled_path": str(bundled.BUNDLE_DIR / name),
+                "provenance": {k: prov.get(k) for k in ("command", "daflow", "git_commit", "stages") if k in prov}}
+    return {"weights": None, "random_init": False}
 
 
 def _run_estimate(args) -> int:
     from daflow.data.video import FrameSource
     from daflow.inference import daflow_estimator, estimate_video, pairwise
 
-    source = FrameSource(args.input)  # a missing or unreadable input fails before any model is built
+    from daflow.data.video import FrameRange
+    from daflow.models.catalog import FLOW_MODELS, min_input_side
+
+    if args.model not in DAFLOW_NAMES and args.model not in FLOW_MODELS:
+        raise ValueError(f"--model {args.model!r} is not known; choose daflow, daflow-tiny or one of {', '.join(FLOW_MODELS)}")
+    _output_dir(args.output)
+    # the input is checked before any model is built: missing, unreadable, too short or too small
+    source = FrameSource(args.input)
+    if (args.start, args.end, args.stride) != (0, None, 1):
+        source = FrameRange(source, args.start, args.end, args.stride)
+    if len(source) < 2:
+        raise ValueError(f"{args.input}: {len(source)} frame(s) selected; flow needs at least 2")
+    h, w = source.read(0, 1).shape[1:3]
+    side = min_input_side(args.model, scale=args.scale)
+    if side is not None and min(h, w) < side:
+        raise ValueError(f"{args.input}: frames are {w}x{h} (WxH); --model {args.model} needs at least {side} px "
+                         f"on each side")
     if args.model in DAFLOW_NAMES:
         step = args.step if args.step == "mean" else _int_list(args.step, "--step")[0]
         model = _build_daflow(args)
@@ -789,8 +900,8 @@ def _run_estimate(args) -> int:
         flow_model = _build_model(args, args.model)
         estimator, device = pairwise(flow_model), flow_model.device
     print(f"daflow estimate: {estimator.description} on {device}; {len(source)} frames of {args.input}")
-    settings = {"weights": str(args.weights) if args.weights else None, "random_init": args.random_init,
-                "iters": args.iters, "step": args.step}
+    settings = {**_model_record(args), "iters": args.iters, "step": args.step, "corr": args.corr, "start": args.start,
+                "end": args.end, "stride": args.stride}
     report = estimate_video(estimator, source, args.output, fmt=args.format, backward=args.backward,
                             occlusion=args.occlusion, viz=args.viz, batch=args.batch, device=device,
                             progress=not args.no_progress, settings=settings)
@@ -823,6 +934,7 @@ def _add_pseudo_gt(sub) -> None:
 def _run_pseudo_gt(args) -> int:
     from daflow.train.pseudo_gt import write_pseudo_gt
 
+    _output_dir(args.output)
     if args.iters is None:
         args.iters = 20
     if args.scale is None and args.teacher.startswith("sea-raft"):
@@ -848,6 +960,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in (_add_demo, _add_analyze, _add_degrade, _add_estimate, _add_evaluate, _add_pseudo_gt, _add_synth, _add_train, _add_viz):
         add(sub)
+    _add_threads(parser)
     return parser
 
 
@@ -858,6 +971,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        _apply_threads(getattr(args, "threads", None))
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, OSError) as err:
         print(f"daflow {args.command}: error: {err}", file=sys.stderr)

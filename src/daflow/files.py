@@ -18,12 +18,27 @@ import numpy as np
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it where the system allows (Linux ``/proc``)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: read by setting and restoring it at once
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success rename it onto ``path``, on failure delete it.
 
     The temporary name keeps the final suffix so that libraries choosing a format by extension
-    (OpenCV, h5py, numpy) behave as for the real name.
+    (OpenCV, h5py, numpy) behave as for the real name. The finished file gets the permissions a plain
+    ``open()`` would give it (0666 minus the umask), not the private 0600 of the temporary file.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -32,6 +47,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, 0o666 & ~current_umask())
         os.replace(tmp_path, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -48,6 +64,19 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike[str], *, what: str = "JSON file") -> dict:
+    """Read a JSON file; a missing or malformed file is a one-line error naming it."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} not found: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(f"{path}: not a valid {what} ({err})") from None
 
 
 def read_image(path: str | os.PathLike[str], *, strict: bool = False) -> np.ndarray:
@@ -86,8 +115,14 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, *, jpeg_quality
             f"write_image({path}): expected uint8 [H, W, 3] RGB or [H, W] grey, got {image.dtype} {image.shape}"
         )
     bgr = image if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1])
+    if path.suffix and path.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"{path}: cannot write an image with the extension {path.suffix!r}; use one of "
+                         f"{', '.join(IMAGE_EXTENSIONS)}")
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix.lower() in (".jpg", ".jpeg") else []
-    ok, buf = cv2.imencode(path.suffix or ".png", bgr, params)
+    try:
+        ok, buf = cv2.imencode(path.suffix or ".png", bgr, params)
+    except cv2.error:
+        ok = False
     if not ok:
         raise ValueError(f"write_image({path}): OpenCV cannot encode the extension {path.suffix!r}")
     atomic_write_bytes(path, buf.tobytes())

@@ -82,23 +82,17 @@ def estimate_video(estimator: ClipEstimator, source: str | os.PathLike | FrameSo
                    batch: int = 1, device: str | torch.device = "cpu", progress: bool = True,
                    settings: dict | None = None) -> EstimateReport:
     """Write the flow of every consecutive pair of a video or frame folder (see the module docstring)."""
-    import time
-
-    from daflow.flow.viz import flow_to_color
-    from daflow.flow.warp import forward_backward_occlusion
-
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     if batch < 1:
         raise ValueError(f"--batch must be >= 1, got {batch}")
-    src = source if isinstance(source, FrameSource) else FrameSource(source)
+    src = source if hasattr(source, "frame_names") else FrameSource(source)  # a FrameSource or a FrameRange
     if len(src) < 2:
         raise ValueError(f"{src.path}: {len(src)} frame(s); flow needs at least 2")
     out = Path(out)
     names = src.frame_names()
     chunk = min(estimator.chunk, len(src))
     plan = window_plan(len(src), chunk, CHUNKS)
-    need_bw = backward or occlusion
 
     def outputs(k: int) -> list[Path]:
         paths = [out / "flow" / f"{names[k]}.{fmt}"]
@@ -109,8 +103,33 @@ def estimate_video(estimator: ClipEstimator, source: str | os.PathLike | FrameSo
 
     record = {"input": str(src.path), "frames": len(src), "model": estimator.name, "description": estimator.description,
               "chunk": chunk, "format": fmt, "backward": backward, "occlusion": occlusion, **(settings or {})}
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out}: exists and is not a folder")
+    created = not out.exists()
+    try:
+        report = _run_chunks(estimator, src, out, plan, chunk, outputs, fmt=fmt, backward=backward, occlusion=occlusion,
+                             viz=viz, batch=batch, device=device, progress=progress)
+    except BaseException:
+        if created and out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
+            import shutil
+
+            shutil.rmtree(out, ignore_errors=True)  # a run that wrote nothing leaves nothing behind
+        raise
+    record["pairs"] = report.pairs
+    atomic_write_text(out / "estimate.json", json.dumps(record, indent=2))  # written once every pair has its flow
+    return report
+
+
+def _run_chunks(estimator, src, out: Path, plan, chunk: int, outputs, *, fmt: str, backward: bool, occlusion: bool,
+                viz: bool, batch: int, device, progress: bool) -> EstimateReport:
+    import time
+
+    from daflow.flow.viz import flow_to_color
+    from daflow.flow.warp import forward_backward_occlusion
+
+    names = src.frame_names()
+    need_bw = backward or occlusion
     out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "estimate.json", json.dumps(record, indent=2))
     todo = [(s, first) for s, first in plan if not all(p.is_file() for k in range(s + first, s + chunk - 1) for p in outputs(k))]
     total_pairs = len(src) - 1
     done_pairs = total_pairs - sum(chunk - 1 - first for _, first in todo)

@@ -352,7 +352,7 @@ class SyntheticClips(Sequence):
 
     def __init__(self, length: int, *, config: SyntheticConfig | str = "default", seed: int = 0, transform=None):
         if length < 1:
-            raise ValueError(f"length must be >= 1, got {length}")
+            raise ValueError(f"SyntheticClips: length (the number of clips, n) must be >= 1, got {length}")
         self.length = length
         self.config = SYNTHETIC_PRESETS[config] if isinstance(config, str) else config
         self.seed = seed

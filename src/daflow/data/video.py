@@ -152,6 +152,38 @@ class FrameSource:
         return [p.stem for p in self.files]
 
 
+class FrameRange:
+    """Frames ``start, start+stride, …`` (below ``end``) of a :class:`FrameSource`, with the same interface
+    (``len``, ``read``, ``frame_names``, ``path``): ``daflow estimate --start/--end/--stride``."""
+
+    def __init__(self, source: FrameSource, start: int = 0, end: int | None = None, stride: int = 1):
+        n = len(source)
+        if stride < 1:
+            raise ValueError(f"--stride must be >= 1, got {stride}")
+        if start < 0 or start >= n:
+            raise ValueError(f"--start {start}: {source.path} has frames 0..{n - 1}")
+        end = n if end is None else end
+        if end <= start or end > n:
+            raise ValueError(f"--end {end}: must be in {start + 1}..{n} ({source.path} has {n} frames)")
+        self.source, self.path = source, source.path
+        self.indices = list(range(start, end, stride))
+        self.start, self.stride = start, stride
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        idx = self.indices[start : start + count]
+        if start < 0 or len(idx) != count:
+            raise IndexError(f"{self.path}: frames {start}..{start + count - 1} of the range out of 0..{len(self) - 1}")
+        block = self.source.read(idx[0], idx[-1] - idx[0] + 1)  # contiguous decode, then every stride-th frame
+        return block[:: self.stride]
+
+    def frame_names(self) -> list[str]:
+        names = self.source.frame_names()
+        return [names[i] for i in self.indices]
+
+
 class VideoFrames(ClipDataset):
     """F-frame windows of one or more videos / frame folders, without ground truth."""
 

@@ -129,7 +129,10 @@ def synthetic_clips(spec: DatasetSpec, *, num_frames: int, default_n: int):
         except ValueError:
             raise ValueError(f"--data {spec}: size must be HxW, got {spec.options['size']!r}") from None
         config = dataclasses.replace(config, height=h, width=w)
-    return SyntheticClips(_int(spec, "n", default_n), config=config, seed=_int(spec, "seed", 0))
+    n = _int(spec, "n", default_n)
+    if n < 1:
+        raise ValueError(f"--data {spec}: option n (the number of clips) must be at least 1, got {n}")
+    return SyntheticClips(n, config=config, seed=_int(spec, "seed", 0))
 
 
 def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int = 1) -> list[EvalSet]:

@@ -39,6 +39,7 @@ def _save(fig, path: Path) -> Path:
 def plot_top_layers(series: list[Series], path: Path, *, top: int = 10) -> Path:
     """Fig. 3a: step-averaged EPE of the ``top`` best blocks of each series, by rank (block ids annotated)."""
     fig, ax = _figure()
+    shown = max((min(top, len(t.ranking())) for _, t in series), default=0)
     for label, table in series:
         means = table.mean_epe()
         ranked = table.ranking()[:top]
@@ -49,7 +50,8 @@ def plot_top_layers(series: list[Series], path: Path, *, top: int = 10) -> Path:
             ax.annotate(str(b), (r, means[b]), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
     ax.set_xlabel("layer rank (block id annotated)")
     ax.set_ylabel("EPE (averaged over steps)")
-    ax.set_title(f"Zero-shot correspondence: top-{top} layers")
+    ax.set_title(f"Zero-shot correspondence: top-{shown} layers" if shown < len(series[0][1].blocks) else
+                 f"Zero-shot correspondence: all {shown} layers, ranked")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -67,7 +69,8 @@ def plot_top_steps(series: list[Series], path: Path, *, top: int = 4) -> Path:
     ax.set_xticks(range(max(len(t.timesteps) for _, t in series)))
     ax.set_xlabel("denoising step")
     ax.set_ylabel("EPE")
-    ax.set_title(f"EPE over denoising steps (top-{top} layers)")
+    shown = max(min(top, len(t.ranking())) for _, t in series)
+    ax.set_title(f"EPE over denoising steps (top-{shown} layers)")
     ax.legend(fontsize=7, ncol=2)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -103,7 +106,9 @@ def plot_heatmap(label: str, table: LayerStepTable, path: Path) -> Path:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() else "_" for c in text.lower()).strip("_")
+    import re
+
+    return re.sub(r"_+", "_", "".join(c if c.isalnum() else "_" for c in text.lower())).strip("_")
 
 
 def load_series(path: str | Path) -> list[Series]:

@@ -19,6 +19,7 @@ copied from ``RUN/report/report.md``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -51,6 +52,22 @@ def _teacher_line(run: Path) -> list[str]:
     return ["", f"Pseudo-GT teacher: `{info['teacher']}` on the clean frames (EPE on the clean validation frames: {scores})."]
 
 
+def _run_kind(run: Path) -> list[str]:
+    """Header lines saying which recipe preset made the run; a smoke run is labelled as meaningless."""
+    from daflow.train.recipe import RECIPE_PRESETS
+
+    saved = run / "recipe.json"
+    config = json.loads(saved.read_text()).get("config", {}) if saved.is_file() else {}
+    for name, preset in RECIPE_PRESETS.items():
+        if config == json.loads(json.dumps(dataclasses.asdict(preset))):
+            if name == "smoke":
+                return ["", "**Smoke run** (`daflow train recipe smoke`): every stage ran for a few steps to check the "
+                        "pipeline end to end. The models are untrained and these numbers mean nothing."]
+            return ["", f"Recipe preset `{name}`: " + ", ".join(f"{k} {v}" for k, v in config.items() if k.endswith("steps"))
+                    + "."]
+    return ["", "Recipe settings: custom (see recipe.json)."] if config else []
+
+
 def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int = 12, daflow_iters: int = 20,
               device: str | torch.device = "cpu", progress: bool = True) -> tuple[str, dict]:
     """Evaluate the models of recipe ``run``; returns (Markdown report, results)."""
@@ -79,8 +96,8 @@ def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int
             results["modes"] = _modes(model, chunks, r, daflow_iters, max_chunks)
     zero = _zero_flow(pairs, max_pairs)
     rows["zero flow"] = zero
-    md = ["# Small-scale reproduction (tiny recipe)", "", f"Held-out set: `{spec}` ({results['RAFT']['pairs']} pairs).",
-          *_teacher_line(run), "", "## Table 1 layout (DA-Flow rows: average over the 10 denoising steps)", "",
+    md = ["# Small-scale reproduction (tiny recipe)", *_run_kind(run), "",
+          f"Held-out set: `{spec}` ({results['RAFT']['pairs']} pairs).", *_teacher_line(run), "", "## Table 1 layout (DA-Flow rows: average over the 10 denoising steps)", "",
           markdown_table(rows), "", "## Tables 2 and 3 layout: per denoising step", "",
           per_step_table([per_step["DA-Flow"], per_step["Baseline*"], per_step["DA-Flow (exact GT)"]], method="EPE / outliers",
                          first_column="model"),

@@ -32,3 +32,24 @@ FLOW_MODELS: dict[str, ModelEntry] = {
 }
 CLASSICAL = ("dis", "farneback")
 BUNDLED = ("raft-star-tiny",)
+
+
+def _smallest_side(padded_min: int, multiple: int) -> int:
+    """The smallest input side whose padding to ``multiple`` reaches ``padded_min``."""
+    return padded_min - multiple + 1
+
+
+def min_input_side(name: str, *, scale: int | None = None) -> int | None:
+    """The smallest frame side (pixels) model ``name`` accepts, known before any weights are loaded (None: no
+    known limit). RAFT pads to multiples of 8 and needs 64 px for its 4-level pyramid at 1/8; DA-Flow pads to 16
+    first; SEA-RAFT needs 128 px after padding, at half resolution with ``scale=-1``; OpenCV's DIS 12 px."""
+    if name in ("raft", "raft-small", "raft-star-tiny"):
+        return _smallest_side(64, 8)
+    if name in ("daflow", "daflow-tiny"):
+        return _smallest_side(64, 16)
+    if name.startswith("sea-raft"):
+        side = _smallest_side(128, 8)
+        return side * 2 if scale == -1 else side
+    if name == "dis":
+        return 12
+    return None

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 CLASSICAL_METHODS = ("dis", "farneback")
+DIS_MIN_SIDE = 12  # OpenCV's DIS refuses smaller images (its patch size at the medium preset)
 
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,
@@ -32,6 +33,8 @@ def classical_flow(frame1: np.ndarray, frame2: np.ndarray, method: str = "dis", 
     a, b = _grey(frame1), _grey(frame2)
     if a.shape != b.shape:
         raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
+    if method == "dis" and min(a.shape) < DIS_MIN_SIDE:
+        raise ValueError(f"DIS needs frames of at least {DIS_MIN_SIDE}x{DIS_MIN_SIDE} pixels, got {a.shape[1]}x{a.shape[0]}")
     if method == "dis":
         if preset not in _DIS_PRESETS:
             raise ValueError(f"DIS preset must be one of {tuple(_DIS_PRESETS)}, got {preset!r}")

@@ -243,7 +243,9 @@ class DAFlow(nn.Module):
         for p in (cfg_path, weights):
             if not p.is_file():
                 raise FileNotFoundError(f"DA-Flow model file not found: {p} (a folder written by DAFlow.save / daflow train flow)")
-        data = {k: v for k, v in json.loads(cfg_path.read_text()).items() if not k.startswith("_")}
+        from daflow.files import read_json
+
+        data = {k: v for k, v in read_json(cfg_path, what='DA-Flow config.json').items() if not k.startswith("_")}
         config = DAFlowConfig.from_dict(data)
         dit4sr = dit4sr if dit4sr is not None else folder / "transformer"
         vae = vae if vae is not None else folder / "vae"

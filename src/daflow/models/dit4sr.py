@@ -38,6 +38,7 @@ from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZ
 from daflow.models.lifting import lifted_attention
 from daflow.models.taps import TapRecorder
 from daflow.models.weights import check_state_dict, read_diffusers_model, save_diffusers_model
+from daflow.files import read_json
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +86,7 @@ class DiT4SRConfig:
         """From the published ``config.json`` (``_class_name`` and other private keys are ignored)."""
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
-            data = json.loads(Path(path_or_dict).read_text())
+            data = read_json(path_or_dict, what='DiT4SR config.json')
         names = {f.name for f in fields(cls)}
         unknown = sorted(k for k in data if k not in names and not k.startswith("_"))
         if unknown:

@@ -98,7 +98,13 @@ def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale
     if random_init:
         log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
         description += " [random weights]"
-    torch.manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):  # seeded random weights without touching the caller's generator
+        torch.manual_seed(seed)
+        return _build_network(name, weights, description, iters=iters, scale=scale, device=device,
+                              corr_mode=corr_mode, random_init=random_init)
+
+
+def _build_network(name, weights, description, *, iters, scale, device, corr_mode, random_init) -> FlowEstimator:
     if name in ("raft", "raft-small"):
         small = name == "raft-small"
         model = RAFT(small=small, corr_mode=corr_mode) if random_init else load_raft(weights, small=small, corr_mode=corr_mode)

@@ -33,6 +33,7 @@ from daflow.flow.warp import coords_grid
 from daflow.models.corr import build_corr
 from daflow.models.raft import BasicMotionEncoder, InputPadder, convex_upsample
 from daflow.models.weights import load_strict, read_state_dict
+from daflow.files import read_json
 
 SEA_RAFT_PUBLISHED = ("the official checkpoints (e.g. Tartan-C-T-TSKH-spring540x960-M.pth) are linked from "
                       "https://github.com/princeton-vl/SEA-RAFT (Google Drive) and on Hugging Face as "
@@ -73,7 +74,7 @@ class SEARAFTConfig:
         """From an official ``config/eval/*.json`` (or its dict); unknown keys (training settings) are ignored."""
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
-            data = json.loads(Path(path_or_dict).read_text())
+            data = read_json(path_or_dict, what='SEA-RAFT config')
         names = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if k == "block_dims" else v) for k, v in data.items() if k in names})
 

@@ -19,6 +19,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from daflow.models.weights import check_state_dict, read_diffusers_model, save_diffusers_model
+from daflow.files import read_json
 
 VAE_PUBLISHED = ("the published VAE is vae/diffusion_pytorch_model.safetensors (with its config.json) of the "
                  "Hugging Face repository stabilityai/stable-diffusion-3.5-medium")
@@ -57,7 +58,7 @@ class VAEConfig:
 
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
-            data = json.loads(Path(path_or_dict).read_text())
+            data = read_json(path_or_dict, what='VAE config.json')
         wrong = {k: data[k] for k, v in SD3_FIXED.items() if k in data and data[k] != v}
         if wrong:
             raise ValueError(f"VAE config {wrong} differs from SD3's ({ {k: SD3_FIXED[k] for k in wrong} })")

@@ -34,7 +34,7 @@ from daflow.data.degrade.config import DegradationConfig, get_preset
 from daflow.data.degrade.params import DegradationParams, sample_params
 from daflow.data.degrade.pipeline import check_clip, degrade_clip
 from daflow.data.video import count_video_frames, list_frame_files, read_video
-from daflow.files import atomic_write_text, read_image, write_image
+from daflow.files import atomic_write_text, read_image, write_image, read_json
 
 KINDS = ("frames", "video", "sintel", "spring", "tartanair", "youhq")
 STATE_DIR = ".daflow-degrade"
@@ -50,6 +50,7 @@ class Sequence_:
     length: int
     out_dir: Path  # relative to OUT
     out_names: tuple[str, ...]
+    indices: tuple[int, ...] | None = None  # the video frames read (None: all), for a --start/--end/--stride range
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,23 @@ def plan_mirror(kind: str, root: Path) -> MirrorPlan:
     return MirrorPlan(seqs, links)
 
 
+def select_frames(seq: Sequence_, start: int = 0, end: int | None = None, stride: int = 1) -> Sequence_:
+    """Frames ``start, start+stride, …`` below ``end`` of a sequence (``daflow degrade frames|video --start ...``)."""
+    n = seq.length
+    if stride < 1:
+        raise ValueError(f"--stride must be >= 1, got {stride}")
+    if not 0 <= start < n:
+        raise ValueError(f"--start {start}: {seq.seq_id} has frames 0..{n - 1}")
+    end = n if end is None else end
+    if not start < end <= n:
+        raise ValueError(f"--end {end}: must be in {start + 1}..{n} ({seq.seq_id} has {n} frames)")
+    sel = list(range(start, end, stride))
+    names = tuple(seq.out_names[i] for i in sel)
+    if seq.video is None:
+        return dataclasses.replace(seq, frames=tuple(seq.frames[i] for i in sel), length=len(sel), out_names=names)
+    return dataclasses.replace(seq, length=len(sel), out_names=names, indices=tuple(sel))
+
+
 def split_jobs(seq: Sequence_, max_clip_frames: int) -> list[ClipJob]:
     """Balanced chunks of at most ``max_clip_frames`` frames."""
     n_chunks = max(1, math.ceil(seq.length / max_clip_frames))
@@ -165,7 +183,11 @@ def _marker(out: Path, clip_id: str) -> Path:
 
 def read_job_frames(job: ClipJob) -> np.ndarray:
     if job.seq.video is not None:
-        return check_clip(read_video(job.seq.video, job.start, job.count))
+        if job.seq.indices is None:
+            return check_clip(read_video(job.seq.video, job.start, job.count))
+        idx = job.seq.indices[job.start : job.start + job.count]
+        block = read_video(job.seq.video, idx[0], idx[-1] - idx[0] + 1)
+        return check_clip(block[[i - idx[0] for i in idx]])
     paths = job.seq.frames[job.start : job.start + job.count]
     frames = [read_image(p, strict=True) for p in paths]
     shapes = {f.shape for f in frames}
@@ -235,8 +257,11 @@ def degrade_tree(
     copy_gt: bool = False,
     preview: bool = False,
     progress: bool = True,
+    frame_range: tuple[int, int | None, int] | None = None,
 ) -> dict:
-    """Degrade a dataset into a mirror at ``out``; returns the manifest (also written to ``out/manifest.json``)."""
+    """Degrade a dataset into a mirror at ``out``; returns the manifest (also written to ``out/manifest.json``).
+
+    ``frame_range = (start, end, stride)`` selects frames of a ``frames`` or ``video`` input."""
     from tqdm import tqdm
 
     root, out = Path(root), Path(out)
@@ -246,8 +271,15 @@ def degrade_tree(
     config = get_preset(preset) if isinstance(preset, str) else preset
     if max_clip_frames < 2:
         raise ValueError(f"max_clip_frames must be >= 2, got {max_clip_frames}")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"-o {out}: exists and is not a folder")
     plan = plan_mirror(kind, root)
     run_info = {"kind": kind, "preset": config.name, "config": dataclasses.asdict(config), "seed": seed, "max_clip_frames": max_clip_frames}
+    if frame_range is not None and tuple(frame_range) != (0, None, 1):
+        if kind not in ("frames", "video"):
+            raise ValueError(f"--start/--end/--stride apply to one video or frame folder, not to a {kind} dataset")
+        plan = MirrorPlan([select_frames(seq, *frame_range) for seq in plan.sequences], plan.links)
+        run_info["frame_range"] = list(frame_range)
     run_info = json.loads(json.dumps(run_info))  # tuples -> lists, as read back
     run_file = out / STATE_DIR / "run.json"
     if run_file.is_file():
@@ -304,6 +336,6 @@ def load_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, Degrada
         path = path / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
-    manifest = json.loads(path.read_text())
+    manifest = read_json(path, what='degradation manifest')
     return manifest, {c["id"]: DegradationParams.from_dict(c["params"]) for c in manifest["clips"]}
 
