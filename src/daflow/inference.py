@@ -54,7 +54,7 @@ def pairwise(estimator) -> ClipEstimator:
                          lambda frames, seeds: estimator(frames[:, 0], frames[:, 1]).unsqueeze(1))
 
 
-def daflow_estimator(model, *, step: int | str = "mean", num_steps: int = 10, iters: int = 20, seed: int = 0) -> ClipEstimator:
+def daflow_estimator(model, *, step: int | str = 0, num_steps: int = 10, iters: int = 20, seed: int = 0) -> ClipEstimator:
     """DA-Flow on 3-frame chunks. ``step``: a step index (the denoising stops there; 0 = the fast single-step mode,
     one DiT call per chunk) or ``"mean"`` (the mean of all ``num_steps`` steps' flows)."""
     if step != "mean" and not (isinstance(step, int) and 0 <= step < num_steps):

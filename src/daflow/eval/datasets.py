@@ -18,6 +18,9 @@ kind               target              options
 ``labeled``        LQ clips root       ``labels=DIR`` (required): flow labels of every clip, e.g. the
                                        teacher pseudo ground truth of ``daflow pseudo-gt`` on the HQ clips
                                        (:mod:`daflow.data.labeled`)
+``video``          video or frames     ``clean=PATH``: the clean frames of a degraded input. No ground truth:
+                                       warping error, forward-backward consistency, zero flow and DIS as
+                                       reference rows (:mod:`daflow.eval.video_quality`)
 =================  ==================  ===================================================================
 
 Examples: ``sintel-final:/data/Sintel``, ``sintel:/data/Sintel-LQ``, ``spring:/data/spring?scenes=val``,
@@ -33,7 +36,7 @@ from urllib.parse import parse_qsl
 
 from daflow.data.base import FlowSample
 
-KINDS = ("sintel-clean", "sintel-final", "sintel", "spring", "tartanair", "synthetic", "labeled", "youhq")
+KINDS = ("sintel-clean", "sintel-final", "sintel", "spring", "tartanair", "synthetic", "labeled", "youhq", "video")
 _OPTIONS = {
     "sintel-clean": {"scenes"}, "sintel-final": {"scenes"}, "sintel": {"scenes"},
     "spring": {"camera", "scenes", "gt"},
@@ -41,6 +44,7 @@ _OPTIONS = {
     "synthetic": {"n", "seed", "degrade", "size"},
     "labeled": {"labels"},
     "youhq": {"lq", "degrade"},  # training only (no ground truth): daflow.train.data
+    "video": {"clean"},  # no ground truth: warping error and FB consistency (daflow.eval.video_quality)
 }
 
 
