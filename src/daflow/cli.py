@@ -33,11 +33,11 @@ def _device(name: str) -> str:
     return name
 
 
-def _output_dir(path: Path, flag: str = "-o") -> Path:
-    """An output folder: it may exist (runs resume) but must not be a file."""
-    if path.exists() and not path.is_dir():
-        raise ValueError(f"{flag} {path}: exists and is not a folder; give a folder (new or from an earlier run)")
-    return path
+def _output_dir(path: Path) -> Path:
+    """``-o``: :func:`daflow.files.check_output_dir`, imported here so that ``daflow --help`` does not load OpenCV."""
+    from daflow.files import check_output_dir
+
+    return check_output_dir(path)
 
 
 def _default_threads() -> int:
@@ -662,12 +662,11 @@ def _evaluate_daflow(args, specs) -> int:
 
 def _evaluate_video(args, specs) -> int:
     """``--data video:PATH[?clean=CLEAN]``: warping error and FB consistency, zero flow and DIS as reference rows."""
-    from daflow.data.video import FrameSource
     from daflow.eval.video_quality import evaluate_video, markdown, video_pairs
     from daflow.files import atomic_write_text
     from daflow.inference import daflow_estimator, pairwise
 
-    pairs = [video_pairs(s.target, s.options.get("clean"), FrameSource) for s in specs]  # inputs checked first
+    pairs = [video_pairs(s.target, s.options.get("clean")) for s in specs]  # inputs checked first
     if args.max_pairs is not None and args.max_pairs < 1:
         raise ValueError(f"--max-pairs must be >= 1, got {args.max_pairs}")
     if args.model in DAFLOW_NAMES:
@@ -913,10 +912,8 @@ def _model_record(args) -> dict:
 
 
 def _run_estimate(args) -> int:
-    from daflow.data.video import FrameSource
+    from daflow.data.video import FrameRange, FrameSource
     from daflow.inference import daflow_estimator, estimate_video, pairwise
-
-    from daflow.data.video import FrameRange
     from daflow.models.catalog import FLOW_MODELS, min_input_side
 
     if args.model not in DAFLOW_NAMES and args.model not in FLOW_MODELS:

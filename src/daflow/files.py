@@ -55,6 +55,14 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
+def check_output_dir(path: str | os.PathLike[str], flag: str = "-o") -> Path:
+    """An output folder: it may exist (runs resume) but must not be a file; returns it as a Path."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{flag} {path}: exists and is not a folder; give a folder (new or from an earlier run)")
+    return path
+
+
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
     """Write ``data`` to ``path`` atomically."""
     with atomic_path(path) as tmp:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from daflow.data.base import CHUNKS, window_plan
 from daflow.data.video import FrameSource
-from daflow.files import atomic_write_text, write_image
+from daflow.files import atomic_write_text, check_output_dir, write_image
 from daflow.flow.io import write_flow
 
 FORMATS = ("flo", "npy", "png", "flo5")
@@ -103,8 +103,7 @@ def estimate_video(estimator: ClipEstimator, source: str | os.PathLike | FrameSo
 
     record = {"input": str(src.path), "frames": len(src), "model": estimator.name, "description": estimator.description,
               "chunk": chunk, "format": fmt, "backward": backward, "occlusion": occlusion, **(settings or {})}
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {out}: exists and is not a folder")
+    check_output_dir(out)
     created = not out.exists()
     try:
         report = _run_chunks(estimator, src, out, plan, chunk, outputs, fmt=fmt, backward=backward, occlusion=occlusion,
@@ -120,6 +119,23 @@ def estimate_video(estimator: ClipEstimator, source: str | os.PathLike | FrameSo
     return report
 
 
+def chunk_flows(estimator: ClipEstimator, read: Callable[[int, int], np.ndarray], chunks: list[tuple[int, int]],
+                chunk: int, *, batch: int = 1, device: str | torch.device = "cpu", backward: bool = False):
+    """Run ``estimator`` on the planned ``chunks`` (``(start, first_new_pair)`` of :func:`window_plan`), ``batch`` at
+    a time, with frames from ``read(start, count)`` (uint8 ``[count, H, W, 3]``). Yields ``(k, forward, backward)``
+    for every pair k → k+1 the chunks own: flows ``[2, H, W]`` on ``device``, ``backward`` (k+1 → k) None unless
+    asked for. A chunk's noise seed is its start frame, so batching changes nothing."""
+    for i in range(0, len(chunks), batch):
+        group = chunks[i : i + batch]
+        frames = torch.from_numpy(np.stack([read(s, chunk) for s, _ in group])).permute(0, 1, 4, 2, 3).float().to(device)
+        seeds = [s for s, _ in group]
+        fw = estimator(frames, seeds).float()
+        bw = estimator(frames.flip(1), seeds).float().flip(1) if backward else None  # bw[:, j]: frame j+1 -> j
+        for g, (s, first) in enumerate(group):
+            for j in range(first, chunk - 1):
+                yield s + j, fw[g, j], None if bw is None else bw[g, j]
+
+
 def _run_chunks(estimator, src, out: Path, plan, chunk: int, outputs, *, fmt: str, backward: bool, occlusion: bool,
                 viz: bool, batch: int, device, progress: bool) -> EstimateReport:
     import time
@@ -128,32 +144,23 @@ def _run_chunks(estimator, src, out: Path, plan, chunk: int, outputs, *, fmt: st
     from daflow.flow.warp import forward_backward_occlusion
 
     names = src.frame_names()
-    need_bw = backward or occlusion
     out.mkdir(parents=True, exist_ok=True)
     todo = [(s, first) for s, first in plan if not all(p.is_file() for k in range(s + first, s + chunk - 1) for p in outputs(k))]
     total_pairs = len(src) - 1
     done_pairs = total_pairs - sum(chunk - 1 - first for _, first in todo)
     bar = tqdm(total=total_pairs, initial=done_pairs, desc="estimate", unit="pair", disable=not progress)
     written, t0 = 0, time.perf_counter()
-    for i in range(0, len(todo), batch):
-        group = todo[i : i + batch]
-        frames = torch.from_numpy(np.stack([src.read(s, chunk) for s, _ in group])).permute(0, 1, 4, 2, 3).float().to(device)
-        seeds = [s for s, _ in group]  # a chunk's noise follows its start frame: batching changes nothing
-        fw = estimator(frames, seeds).float()
-        bw = estimator(frames.flip(1), seeds).float().flip(1) if need_bw else None  # bw[:, j]: frame j+1 -> j
-        for g, (s, first) in enumerate(group):
-            for j in range(first, chunk - 1):
-                k = s + j
-                f = fw[g, j]
-                write_flow(out / "flow" / f"{names[k]}.{fmt}", f.permute(1, 2, 0).cpu().numpy())
-                if backward:
-                    write_flow(out / "backward" / f"{names[k]}.{fmt}", bw[g, j].permute(1, 2, 0).cpu().numpy())
-                if occlusion:
-                    occ = forward_backward_occlusion(f[None], bw[g, j][None])[0]
-                    write_image(out / "occlusion" / f"{names[k]}.png", occ.cpu().numpy().astype(np.uint8) * 255)
-                if viz:
-                    write_image(out / "viz" / f"{names[k]}.png", flow_to_color(f.permute(1, 2, 0).cpu().numpy()))
-                written += 1
-                bar.update(1)
+    for k, f, b in chunk_flows(estimator, src.read, todo, chunk, batch=batch, device=device,
+                               backward=backward or occlusion):
+        write_flow(out / "flow" / f"{names[k]}.{fmt}", f.permute(1, 2, 0).cpu().numpy())
+        if backward:
+            write_flow(out / "backward" / f"{names[k]}.{fmt}", b.permute(1, 2, 0).cpu().numpy())
+        if occlusion:
+            occ = forward_backward_occlusion(f[None], b[None])[0]
+            write_image(out / "occlusion" / f"{names[k]}.png", occ.cpu().numpy().astype(np.uint8) * 255)
+        if viz:
+            write_image(out / "viz" / f"{names[k]}.png", flow_to_color(f.permute(1, 2, 0).cpu().numpy()))
+        written += 1
+        bar.update(1)
     bar.close()
     return EstimateReport(pairs=total_pairs, written=written, skipped=done_pairs, seconds=time.perf_counter() - t0)

@@ -152,22 +152,27 @@ class FrameSource:
         return [p.stem for p in self.files]
 
 
+def frame_indices(n: int, start: int = 0, end: int | None = None, stride: int = 1, *, what: str = "the input") -> list[int]:
+    """Indices ``start, start+stride, …`` below ``end`` (default ``n``) of ``n`` frames; one-line errors naming the
+    ``--start``/``--end``/``--stride`` option at fault."""
+    if stride < 1:
+        raise ValueError(f"--stride must be >= 1, got {stride}")
+    if not 0 <= start < n:
+        raise ValueError(f"--start {start}: {what} has frames 0..{n - 1}")
+    end = n if end is None else end
+    if not start < end <= n:
+        raise ValueError(f"--end {end}: must be in {start + 1}..{n} ({what} has {n} frames)")
+    return list(range(start, end, stride))
+
+
 class FrameRange:
     """Frames ``start, start+stride, …`` (below ``end``) of a :class:`FrameSource`, with the same interface
     (``len``, ``read``, ``frame_names``, ``path``): ``daflow estimate --start/--end/--stride``."""
 
     def __init__(self, source: FrameSource, start: int = 0, end: int | None = None, stride: int = 1):
-        n = len(source)
-        if stride < 1:
-            raise ValueError(f"--stride must be >= 1, got {stride}")
-        if start < 0 or start >= n:
-            raise ValueError(f"--start {start}: {source.path} has frames 0..{n - 1}")
-        end = n if end is None else end
-        if end <= start or end > n:
-            raise ValueError(f"--end {end}: must be in {start + 1}..{n} ({source.path} has {n} frames)")
         self.source, self.path = source, source.path
-        self.indices = list(range(start, end, stride))
-        self.start, self.stride = start, stride
+        self.indices = frame_indices(len(source), start, end, stride, what=str(source.path))
+        self.stride = stride
 
     def __len__(self) -> int:
         return len(self.indices)

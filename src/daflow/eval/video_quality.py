@@ -29,26 +29,24 @@ from tqdm import tqdm
 
 from daflow.data.base import CHUNKS, window_plan
 from daflow.flow.warp import backward_warp, forward_backward_occlusion
+from daflow.inference import chunk_flows
 from daflow.models.classical import classical_flow
 
 
-def _t(frame: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(frame)).permute(2, 0, 1)[None].float()
-
-
-def _flow_t(flow: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(flow)).permute(2, 0, 1)[None].float()
+def _t(array: np.ndarray) -> torch.Tensor:
+    """``[H, W, C]`` (a frame or a flow) → float ``[1, C, H, W]``."""
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float()
 
 
 def visible_mask(clean1: np.ndarray, clean2: np.ndarray) -> np.ndarray:
     """``[H, W]`` bool: in-frame pixels whose DIS forward and backward flows on the clean pair agree."""
     fw, bw = classical_flow(clean1, clean2, "dis"), classical_flow(clean2, clean1, "dis")
-    return ~forward_backward_occlusion(_flow_t(fw), _flow_t(bw))[0].numpy()
+    return ~forward_backward_occlusion(_t(fw), _t(bw))[0].numpy()
 
 
 def warp_error(clean1: np.ndarray, clean2: np.ndarray, flow: np.ndarray, visible: np.ndarray) -> float:
     """Mean over ``visible`` in-frame pixels of the channel-mean ``|C_k − warp(C_{k+1}, flow)|`` (0..255)."""
-    warped, inside = backward_warp(_t(clean2), _flow_t(flow), return_mask=True)
+    warped, inside = backward_warp(_t(clean2), _t(flow), return_mask=True)
     diff = (_t(clean1) - warped).abs().mean(1)[0]
     mask = torch.from_numpy(visible) & inside[0]
     return float(diff[mask].mean()) if mask.any() else float("nan")
@@ -56,7 +54,7 @@ def warp_error(clean1: np.ndarray, clean2: np.ndarray, flow: np.ndarray, visible
 
 def fb_consistent(fw: np.ndarray, bw: np.ndarray) -> float:
     """Percentage of pixels where forward and backward flow agree."""
-    return 100.0 * float((~forward_backward_occlusion(_flow_t(fw), _flow_t(bw))).float().mean())
+    return 100.0 * float((~forward_backward_occlusion(_t(fw), _t(bw))).float().mean())
 
 
 @dataclass
@@ -80,19 +78,12 @@ def model_flows(estimator, frames: np.ndarray, *, batch: int = 1, device="cpu", 
     :class:`~daflow.inference.ClipEstimator` (chunks sharing their boundary frame, as ``daflow estimate``)."""
     n = len(frames)
     chunk = min(estimator.chunk, n)
-    plan = window_plan(n, chunk, CHUNKS)
     fw = np.zeros((n - 1, *frames.shape[1:3], 2), np.float32)
     bw = np.zeros_like(fw)
-    for i in tqdm(range(0, len(plan), batch), desc=desc, disable=not progress):
-        group = plan[i : i + batch]
-        x = torch.from_numpy(np.stack([frames[s : s + chunk] for s, _ in group])).permute(0, 1, 4, 2, 3).float().to(device)
-        seeds = [s for s, _ in group]
-        f = estimator(x, seeds).float().cpu()
-        b = estimator(x.flip(1), seeds).float().flip(1).cpu()
-        for g, (s, first) in enumerate(group):
-            for j in range(first, chunk - 1):
-                fw[s + j] = f[g, j].permute(1, 2, 0).numpy()
-                bw[s + j] = b[g, j].permute(1, 2, 0).numpy()
+    pairs = chunk_flows(estimator, lambda s, c: frames[s : s + c], window_plan(n, chunk, CHUNKS), chunk, batch=batch,
+                        device=device, backward=True)
+    for k, f, b in tqdm(pairs, total=n - 1, desc=desc, unit="pair", disable=not progress):
+        fw[k], bw[k] = f.permute(1, 2, 0).cpu().numpy(), b.permute(1, 2, 0).cpu().numpy()
     return fw, bw
 
 
@@ -131,6 +122,8 @@ def markdown(result: dict, *, title: str = "") -> str:
     return "\n".join(line for line in lines if line)
 
 
-def video_pairs(target: str, clean: str | None, frame_source) -> VideoPairs:
-    """The :class:`VideoPairs` of a ``video:PATH[?clean=CLEAN]`` spec (``frame_source``: ``FrameSource``)."""
-    return VideoPairs(frame_source(Path(target)), frame_source(Path(clean)) if clean else None)
+def video_pairs(target: str, clean: str | None) -> VideoPairs:
+    """The :class:`VideoPairs` of a ``video:PATH[?clean=CLEAN]`` spec."""
+    from daflow.data.video import FrameSource
+
+    return VideoPairs(FrameSource(Path(target)), FrameSource(Path(clean)) if clean else None)

@@ -33,8 +33,8 @@ from daflow.data.base import DatasetLayoutError, natural_key, require_dir
 from daflow.data.degrade.config import DegradationConfig, get_preset
 from daflow.data.degrade.params import DegradationParams, sample_params
 from daflow.data.degrade.pipeline import check_clip, degrade_clip
-from daflow.data.video import count_video_frames, list_frame_files, read_video
-from daflow.files import atomic_write_text, read_image, write_image, read_json
+from daflow.data.video import count_video_frames, frame_indices, list_frame_files, read_video
+from daflow.files import atomic_write_text, check_output_dir, read_image, read_json, write_image
 
 KINDS = ("frames", "video", "sintel", "spring", "tartanair", "youhq")
 STATE_DIR = ".daflow-degrade"
@@ -144,15 +144,7 @@ def plan_mirror(kind: str, root: Path) -> MirrorPlan:
 
 def select_frames(seq: Sequence_, start: int = 0, end: int | None = None, stride: int = 1) -> Sequence_:
     """Frames ``start, start+stride, …`` below ``end`` of a sequence (``daflow degrade frames|video --start ...``)."""
-    n = seq.length
-    if stride < 1:
-        raise ValueError(f"--stride must be >= 1, got {stride}")
-    if not 0 <= start < n:
-        raise ValueError(f"--start {start}: {seq.seq_id} has frames 0..{n - 1}")
-    end = n if end is None else end
-    if not start < end <= n:
-        raise ValueError(f"--end {end}: must be in {start + 1}..{n} ({seq.seq_id} has {n} frames)")
-    sel = list(range(start, end, stride))
+    sel = frame_indices(seq.length, start, end, stride, what=seq.seq_id)
     names = tuple(seq.out_names[i] for i in sel)
     if seq.video is None:
         return dataclasses.replace(seq, frames=tuple(seq.frames[i] for i in sel), length=len(sel), out_names=names)
@@ -271,8 +263,7 @@ def degrade_tree(
     config = get_preset(preset) if isinstance(preset, str) else preset
     if max_clip_frames < 2:
         raise ValueError(f"max_clip_frames must be >= 2, got {max_clip_frames}")
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"-o {out}: exists and is not a folder")
+    check_output_dir(out)
     plan = plan_mirror(kind, root)
     run_info = {"kind": kind, "preset": config.name, "config": dataclasses.asdict(config), "seed": seed, "max_clip_frames": max_clip_frames}
     if frame_range is not None and tuple(frame_range) != (0, None, 1):
