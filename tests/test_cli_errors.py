@@ -130,6 +130,15 @@ def test_degrade_video_range(tmp_path):
     assert manifest["clips"][0]["frames"] == ["frame_000002.png", "frame_000004.png", "frame_000006.png"]
 
 
+def test_degrade_bad_range(tmp_path, capsys):
+    frames = _frames(tmp_path / "f", 4, 32, 32)
+    assert main(["degrade", "frames", str(frames), "-o", str(tmp_path / "o"), "--stride", "0", "--quiet"]) == 1
+    _one_line_error(capsys, "--stride")
+    assert main(["degrade", "frames", str(frames), "-o", str(tmp_path / "o"), "--end", "9", "--quiet"]) == 1
+    _one_line_error(capsys, "--end 9", "4 frames")
+    assert not (tmp_path / "o").exists()
+
+
 def test_threads_default_and_option(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert cli._default_threads() == 1
