@@ -43,6 +43,25 @@ PHOTO_FILES = (
     "gravel.png",
     "camera.png",
 )
+# The rest of what the installed packages ship (``photos="all"``): scikit-image's other photographs and scans, and
+# matplotlib's sample photograph. Kept apart so that clips of the ``classic`` set render as they always did.
+EXTRA_PHOTO_FILES = (
+    "cell.png",
+    "coins.png",
+    "moon.png",
+    "page.png",
+    "text.png",
+    "color.png",
+    "clock_motion.png",
+    "phantom.png",
+    "microaneurysms.png",
+    "chessboard_RGB.png",
+    "logo.png",
+    "horse.png",
+    "matplotlib:grace_hopper.jpg",
+    "matplotlib:Minduka_Present_Blue_Pack.png",
+)
+PHOTO_SETS = ("classic", "all")
 
 
 @dataclass(frozen=True)
@@ -63,6 +82,7 @@ class SyntheticConfig:
     camera_zoom: float = 0.015
     photo_probability: float = 0.7  # else a procedural texture
     texture_blur: float = 0.7  # Gaussian σ applied to textures (band limit, like a real camera)
+    photos: str = "classic"  # "classic": PHOTO_FILES; "all": also EXTRA_PHOTO_FILES
 
     def __post_init__(self) -> None:
         if self.height < 16 or self.width < 16:
@@ -72,6 +92,8 @@ class SyntheticConfig:
         lo, hi = self.num_objects
         if not 0 <= lo <= hi:
             raise ValueError(f"num_objects must be (min, max) with 0 <= min <= max, got {self.num_objects}")
+        if self.photos not in PHOTO_SETS:
+            raise ValueError(f"photos must be one of {PHOTO_SETS}, got {self.photos!r}")
 
 
 SYNTHETIC_PRESETS: dict[str, SyntheticConfig] = {
@@ -165,13 +187,23 @@ def _skimage_data_dir() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 
-@functools.lru_cache(maxsize=len(PHOTO_FILES))
-def load_photo(name: str, blur: float) -> np.ndarray | None:
-    """A bundled photograph as float32 RGB ``[H, W, 3]`` in 0..255 (read-only), or None if unavailable."""
-    folder = _skimage_data_dir()
-    if folder is None or not (folder / name).is_file():
+@functools.lru_cache(maxsize=1)
+def _matplotlib_data_dir() -> Path | None:
+    spec = importlib.util.find_spec("matplotlib")
+    if spec is None or not spec.submodule_search_locations:
         return None
-    img = cv2.imread(str(folder / name), cv2.IMREAD_COLOR)
+    return Path(list(spec.submodule_search_locations)[0]) / "mpl-data" / "sample_data"
+
+
+@functools.lru_cache(maxsize=len(PHOTO_FILES) + len(EXTRA_PHOTO_FILES))
+def load_photo(name: str, blur: float) -> np.ndarray | None:
+    """A bundled photograph as float32 RGB ``[H, W, 3]`` in 0..255 (read-only), or None if unavailable.
+    ``name`` is a file of scikit-image's data folder, or ``matplotlib:FILE`` for matplotlib's sample data."""
+    package, _, file = name.rpartition(":")
+    folder = _matplotlib_data_dir() if package == "matplotlib" else _skimage_data_dir()
+    if folder is None or not (folder / file).is_file():
+        return None
+    img = cv2.imread(str(folder / file), cv2.IMREAD_COLOR)
     if img is None:
         return None
     img = np.ascontiguousarray(img[:, :, ::-1]).astype(np.float32)
@@ -181,8 +213,9 @@ def load_photo(name: str, blur: float) -> np.ndarray | None:
     return img
 
 
-def available_photos(blur: float = 0.7) -> list[str]:
-    return [n for n in PHOTO_FILES if load_photo(n, blur) is not None]
+def available_photos(blur: float = 0.7, photos: str = "classic") -> list[str]:
+    names = PHOTO_FILES + (EXTRA_PHOTO_FILES if photos == "all" else ())
+    return [n for n in names if load_photo(n, blur) is not None]
 
 
 def procedural_texture(rng: np.random.Generator, size: int = 384, blur: float = 0.7) -> np.ndarray:
@@ -216,7 +249,7 @@ def procedural_texture(rng: np.random.Generator, size: int = 384, blur: float = 
 
 
 def _sample_layers(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[list[LayerMotion], list[np.ndarray]]:
-    photos = available_photos(cfg.texture_blur)
+    photos = available_photos(cfg.texture_blur, cfg.photos)
     textures: list[np.ndarray] = []
 
     def new_texture() -> int:

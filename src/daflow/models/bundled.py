@@ -17,6 +17,7 @@ from pathlib import Path
 
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "weights"
 PROVENANCE = "PROVENANCE.json"
+REFINER = "dis-raft"
 NOTICE = ("using the bundled demonstration model DA-Flow-tiny (trained on synthetic clips by `daflow train recipe "
           "tiny`); for the paper's model pass --weights, --dit4sr, --vae and --null-prompt")
 
@@ -49,6 +50,23 @@ def raft_star_tiny(*, iters: int = 12, device="cpu", root: Path | None = None):
     return est
 
 
+def dis_raft(weights=None, *, iters: int | None = None, device="cpu", corr_mode: str = "auto", root: Path | None = None):
+    """The DIS→RAFT refiner (:mod:`daflow.models.refine`) as a flow estimator: the bundled weights, or ``weights``
+    (a ``daflow train refine`` run's ``model/raft.safetensors``)."""
+    import torch
+
+    from daflow.models.raft import load_raft
+    from daflow.models.refine import DEFAULT_ITERS, refine
+    from daflow.models.registry import FlowEstimator
+
+    path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
+    model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
+    n = DEFAULT_ITERS if iters is None else iters
+    source = "bundled" if weights is None else str(weights)
+    return FlowEstimator("dis-raft", f"DIS->RAFT refiner ({source}), {n} iterations",
+                         lambda a, b: refine(model, a, b, iters=n).flow, torch.device(device), module=model)
+
+
 def provenance(root: Path | None = None) -> dict:
     path = (root or BUNDLE_DIR) / PROVENANCE
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -65,8 +83,6 @@ def _stage_records(run: Path) -> dict:
 
 def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
     """Copy a finished recipe run's DA-Flow and RAFT* (with the DA-Flow's DiT and VAE) into ``dest``."""
-    import subprocess
-
     import daflow
     from daflow.models.daflow import DAFlow
 
@@ -85,15 +101,58 @@ def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: st
     results = json.loads(report.read_text())
     scores = {k: (v.get("metrics") or v.get("average")) for k, v in results.items() if isinstance(v, dict)
               and ("metrics" in v or "average" in v)}
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                                cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = None
+    commit = _git_commit()
     record = {"command": command or f"daflow train recipe tiny -o {run}", "daflow": daflow.__version__,
               "git_commit": commit, "recipe": json.loads((run / "recipe.json").read_text()),
               "held_out": results.get("spec"), "scores": scores, "stages": _stage_records(run)}
     (tmp / PROVENANCE).write_text(json.dumps(record, indent=2))
-    shutil.rmtree(dest, ignore_errors=True)
-    tmp.rename(dest)
+    _replace_entries(tmp, dest)
     return dest
+
+
+def _replace_entries(tmp: Path, dest: Path) -> None:
+    """Move every entry of ``tmp`` into ``dest``, replacing entries of the same name; other entries stay."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in tmp.iterdir():
+        target = dest / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        entry.rename(target)
+    tmp.rmdir()
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def bundle_refiner(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "",
+                   scores: dict | None = None) -> Path:
+    """Copy a finished ``daflow train refine`` run's model into ``dest/dis-raft`` with its ``PROVENANCE.json``
+    (command, commit, training settings, mixture settings, and ``scores`` when given)."""
+    import daflow
+
+    run, dest = Path(run), Path(dest)
+    model = run / "model" / "raft.safetensors"
+    if not model.is_file():
+        raise FileNotFoundError(f"{run} has no finished model ({model}); run `daflow train refine` to the end first")
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / REFINER).mkdir(parents=True)
+    shutil.copy2(model, tmp / REFINER / "raft.safetensors")
+    (tmp / REFINER / "config.json").write_text(json.dumps({"_class_name": "DISRefiner", "small": True,
+                                                             "init": "dis-medium"}, indent=2))
+    record = {"command": command or f"daflow train refine -o {run}", "daflow": daflow.__version__,
+              "git_commit": _git_commit(), "training": json.loads((run / "train_refine.json").read_text()),
+              "mixture": json.loads((run / "mixture" / "mixture.json").read_text())
+              if (run / "mixture" / "mixture.json").is_file() else None, "scores": scores or {}}
+    (tmp / REFINER / PROVENANCE).write_text(json.dumps(record, indent=2))
+    _replace_entries(tmp, dest)
+    return dest / REFINER

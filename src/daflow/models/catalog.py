@@ -26,12 +26,14 @@ FLOW_MODELS: dict[str, ModelEntry] = {
                              "flowseek_T_*.pth from https://github.com/mattpoggi/flowseek"),
     "flowseek-m": ModelEntry("FlowSeek-M via ptlflow, extra [baselines]",
                              "flowseek_M_*.pth from https://github.com/mattpoggi/flowseek"),
+    "dis-raft": ModelEntry("DIS->RAFT refiner, bundled default (RAFT-small warm-started from OpenCV DIS, trained on "
+                           "degraded synthetic clips with real-size motion)"),
     "raft-star-tiny": ModelEntry("RAFT*-tiny, bundled (RAFT-small fine-tuned on degraded synthetic clips by the tiny recipe)"),
     "dis": ModelEntry("OpenCV DIS optical flow (classical, no weights)"),
     "farneback": ModelEntry("OpenCV Farneback (classical, no weights)"),
 }
 CLASSICAL = ("dis", "farneback")
-BUNDLED = ("raft-star-tiny",)
+BUNDLED = ("dis-raft", "raft-star-tiny")
 
 
 def _smallest_side(padded_min: int, multiple: int) -> int:
@@ -43,7 +45,7 @@ def min_input_side(name: str, *, scale: int | None = None) -> int | None:
     """The smallest frame side (pixels) model ``name`` accepts, known before any weights are loaded (None: no
     known limit). RAFT pads to multiples of 8 and needs 64 px for its 4-level pyramid at 1/8; DA-Flow pads to 16
     first; SEA-RAFT needs 128 px after padding, at half resolution with ``scale=-1``; OpenCV's DIS 12 px."""
-    if name in ("raft", "raft-small", "raft-star-tiny"):
+    if name in ("raft", "raft-small", "raft-star-tiny", "dis-raft"):
         return _smallest_side(64, 8)
     if name in ("daflow", "daflow-tiny"):
         return _smallest_side(64, 16)

@@ -213,15 +213,21 @@ class BasicUpdateBlock(nn.Module):
 
 
 class SmallUpdateBlock(nn.Module):
-    def __init__(self, cor_planes: int, hidden_dim: int = 96, context_dim: int = 64):
+    """RAFT-small's update. ``convex=True`` adds RAFT-large's convex-upsampling mask head (not in the official
+    RAFT-small; the DIS→RAFT refiner of :mod:`daflow.models.refine` uses it to keep motion boundaries sharp)."""
+
+    def __init__(self, cor_planes: int, hidden_dim: int = 96, context_dim: int = 64, convex: bool = False):
         super().__init__()
         self.encoder = SmallMotionEncoder(cor_planes)
         self.gru = ConvGRU(hidden_dim, input_dim=82 + context_dim)
         self.flow_head = FlowHead(hidden_dim, 128)
+        if convex:
+            self.mask = nn.Sequential(nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1))
 
     def forward(self, net, inp, corr, flow):
         net = self.gru(net, torch.cat([inp, self.encoder(flow, corr)], dim=1))
-        return net, None, self.flow_head(net)
+        mask = 0.25 * self.mask(net) if hasattr(self, "mask") else None
+        return net, mask, self.flow_head(net)
 
 
 def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int = 8, *, scale_values: bool = True) -> torch.Tensor:
@@ -265,10 +271,12 @@ class RAFT(nn.Module):
         corr_mode: ``"auto"``, ``"all-pairs"`` or ``"windowed"`` (:mod:`daflow.models.corr`).
         mixed_precision: run the encoders and the update block under autocast (bf16 on CPU, fp16 on CUDA);
             correlations and the flow stay in float32, as in official RAFT's ``--mixed_precision``.
+        convex: RAFT-small with RAFT-large's convex upsampling instead of bilinear (see :class:`SmallUpdateBlock`).
     """
 
     def __init__(self, *, small: bool = False, extra_feature_dim: int = 0, extra_context_dim: int = 0,
-                 corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False):
+                 corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False,
+                 convex: bool = False):
         super().__init__()
         self.mixed_precision = mixed_precision
         if corr_scale not in ("raft", "hybrid"):
@@ -284,7 +292,8 @@ class RAFT(nn.Module):
             widths = (32, 32, 64, 96)
             self.fnet = BasicEncoder(self.feature_dim, "instance", block=BottleneckBlock, widths=widths)
             self.cnet = BasicEncoder(self.hidden_dim + self.context_dim, "none", block=BottleneckBlock, widths=widths)
-            self.update_block = SmallUpdateBlock(cor_planes, self.hidden_dim, self.context_dim + extra_context_dim)
+            self.update_block = SmallUpdateBlock(cor_planes, self.hidden_dim, self.context_dim + extra_context_dim,
+                                                 convex=convex)
         else:
             self.fnet = BasicEncoder(self.feature_dim, "instance")
             self.cnet = BasicEncoder(self.hidden_dim + self.context_dim, "batch")
@@ -429,7 +438,8 @@ def hybrid_state_dict_from_raft(sd: dict[str, torch.Tensor], extra_context_dim: 
 
 
 def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int = 0, extra_context_dim: int = 0,
-              corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False) -> RAFT:
+              corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False,
+              convex: bool = False) -> RAFT:
     """Build RAFT and load weights strictly.
 
     Accepts the official checkpoint (``module.`` prefix and the duplicated ``norm3`` / ``downsample.1`` entries)
@@ -438,7 +448,7 @@ def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int
     """
     sd = read_state_dict(path_or_state_dict)
     model = RAFT(small=small, extra_feature_dim=extra_feature_dim, extra_context_dim=extra_context_dim,
-                 corr_scale=corr_scale, corr_mode=corr_mode, mixed_precision=mixed_precision)
+                 corr_scale=corr_scale, corr_mode=corr_mode, mixed_precision=mixed_precision, convex=convex)
     expected = model.state_dict()
     probe = f"{(GRU_CONVS_SMALL if small else GRU_CONVS)[0]}.weight"
     if extra_context_dim and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:

@@ -86,6 +86,10 @@ def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale
     device = torch.device(device)
     if name in CLASSICAL:
         return FlowEstimator(name, description, _classical_fn(name), torch.device("cpu"))
+    if name == "dis-raft":
+        from daflow.models.bundled import dis_raft
+
+        return dis_raft(weights, iters=iters, device=device, corr_mode=corr_mode)
     if name in BUNDLED:
         from daflow.models.bundled import raft_star_tiny
 

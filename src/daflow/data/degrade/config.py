@@ -181,12 +181,33 @@ def _severe() -> DegradationConfig:
     )
 
 
+def _codec() -> DegradationConfig:
+    """Real-codec damage: little blur or noise, the whole clip through H.264/MPEG-4 at 300-6,000 bits a frame
+    (a 176×144 clip at ~60 bytes a frame is the kind of input this stands for: blocking, smearing, frozen blocks)."""
+    base = DegradationConfig()
+    quiet = NoiseConfig(gaussian_sigma=(0.5, 4.0), poisson_scale=(0.02, 0.3))
+    return replace(
+        base,
+        name="codec",
+        scale=2.0,
+        usm=False,
+        stage1=StageConfig(blur=BlurConfig(prob=0.5, sigma=(0.2, 1.0)), resize=ResizeConfig(probs=(0.0, 0.3, 0.7),
+                           down=(0.7, 1.0)), noise=quiet, jpeg=None, video=False),
+        stage2=StageConfig(blur=BlurConfig(prob=0.3, sigma=(0.2, 0.8)), resize=ResizeConfig(probs=(0.0, 0.0, 1.0)),
+                           noise=quiet, jpeg=None),
+        final_sinc_prob=0.2,
+        codecs=("libx264", "mpeg4"),
+        bitrate=(300, 6_000),
+    )
+
+
 DEGRADATION_PRESETS: dict[str, DegradationConfig] = {
     "realbasicvsr": DegradationConfig(),
     "realesrgan": _realesrgan(),
     "star": _star(),
     "mild": _mild(),
     "severe": _severe(),
+    "codec": _codec(),
 }
 
 

@@ -9,6 +9,7 @@ pixels instead of cropping, so content never moves.
 from __future__ import annotations
 
 import io
+import math
 from fractions import Fraction
 
 import cv2
@@ -92,6 +93,9 @@ def codec_options(codec: str) -> dict[str, str]:
 def video_compress(frames: list[np.ndarray], p: CodecParams, *, threads: int = 1) -> list[np.ndarray]:
     """Encode a clip as one video stream (1 fps, so ``bitrate`` is bits per frame) and decode it back.
 
+    libx264 refuses rates under 1 kbit/s: below 1,000 bits a frame the stream runs at ``ceil(1000 / bitrate)`` fps
+    with the rate scaled to match, so ``bitrate`` stays the bits a frame gets.
+
     libx264 / h264 need even sizes: odd sizes are padded with replicated pixels and cropped after decoding.
     ``threads`` is fixed so the bytes do not depend on the machine's core count, and libx264 runs without its
     macroblock tree (:data:`X264_PARAMS`), the one setting found to make its output vary between runs.
@@ -104,16 +108,17 @@ def video_compress(frames: list[np.ndarray], p: CodecParams, *, threads: int = 1
     pad_h, pad_w = (h % 2, w % 2) if p.codec in ("libx264", "h264") else (0, 0)
     buf = io.BytesIO()
     with av.open(buf, mode="w", format="mp4") as container:
-        stream = container.add_stream(p.codec, rate=Fraction(1), options=codec_options(p.codec))
+        fps = max(1, math.ceil(1000 / p.bitrate))
+        stream = container.add_stream(p.codec, rate=Fraction(fps), options=codec_options(p.codec))
         stream.width, stream.height, stream.pix_fmt = w + pad_w, h + pad_h, "yuv420p"
-        stream.bit_rate = int(p.bitrate)
+        stream.bit_rate = int(p.bitrate) * fps
         stream.codec_context.thread_count = threads
         for i, f in enumerate(frames):
             u8 = to_uint8(f)
             if pad_h or pad_w:
                 u8 = np.pad(u8, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             vf = av.VideoFrame.from_ndarray(u8, format="rgb24")
-            vf.pts, vf.time_base = i, Fraction(1)
+            vf.pts, vf.time_base = i, Fraction(1, fps)
             container.mux(stream.encode(vf))
         container.mux(stream.encode())
     out = []

@@ -1,0 +1,61 @@
+"""DIS-initialised RAFT ("DIS→RAFT refiner", the bundled default flow model of issue 15).
+
+A classical estimate is a strong start on degraded video: DIS (Kroeger et al. 2016) is robust to large motion
+but noisy on blur, noise and codec blocks; a small RAFT trained on degraded clips is the opposite at our
+training budget. The refiner is RAFT-small (Teed & Deng 2020) warm-started from DIS, RAFT's own ``flow_init``
+mechanism (the official code's warm start for video):
+
+    f₀ = avgpool₈(DIS(I₁, I₂)) / 8                       (1/8 resolution, in 1/8-pixel units)
+    f_{k+1} = f_k + Δf_k(corr(f_k), context)              (RAFT's GRU update, Eq. 18's iterations)
+    f = 8 · up₈(f_K)                                      (bilinear, RAFT-small's upsampling)
+
+so every iteration looks up the correlation pyramid around DIS's answer and corrects it. The network weights are
+a plain RAFT-small state dict (``raft.safetensors``); the DIS settings are fixed (medium preset on the grey frames,
+:func:`daflow.models.classical.classical_flow`), so a saved refiner is fully described by its weights.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from daflow.models.raft import RAFT, InputPadder, RAFTOutput
+
+
+DEFAULT_ITERS = 8  # the training's iteration count (re-measured: see BENCHMARKS.md "The bundled default")
+
+
+def dis_flows(image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
+    """DIS (medium) on each pair of a batch: ``[B, 3, H, W]`` RGB 0..255 → ``[B, 2, H, W]`` float32."""
+    from daflow.models.classical import classical_flow
+
+    out = []
+    for a, b in zip(image1, image2):
+        f1 = a.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
+        f2 = b.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
+        out.append(torch.from_numpy(np.ascontiguousarray(classical_flow(f1, f2, "dis"))).permute(2, 0, 1))
+    return torch.stack(out).to(image1.device)
+
+
+def dis_init(dis: torch.Tensor) -> torch.Tensor:
+    """``[B, 2, H, W]`` full-resolution flow (H, W multiples of 8) → RAFT's ``flow_init`` ``[B, 2, H/8, W/8]``."""
+    if dis.shape[-1] % 8 or dis.shape[-2] % 8:
+        raise ValueError(f"flow sides must be multiples of 8 (pad first), got {tuple(dis.shape)}")
+    return F.avg_pool2d(dis, 8) / 8
+
+
+def refine(model: RAFT, image1: torch.Tensor, image2: torch.Tensor, dis: torch.Tensor | None = None, *,
+           iters: int = DEFAULT_ITERS) -> RAFTOutput:
+    """Run the refiner on frames ``[B, 3, H, W]`` (0..255, any size; padded here and cropped back).
+
+    ``dis`` ``[B, 2, H, W]`` is the initial flow (computed here with DIS when None). The returned flows
+    (``flow``, ``flow_predictions``) are at the input size; ``flow_low`` stays at the padded 1/8 size.
+    """
+    if dis is None:
+        dis = dis_flows(image1, image2)
+    padder = InputPadder(image1.shape)
+    image1, image2, dis = padder.pad_images(image1, image2, dis)
+    out = model(image1, image2, iters=iters, flow_init=dis_init(dis))
+    preds = [padder.unpad(p) for p in out.flow_predictions]
+    return RAFTOutput(flow=preds[-1], flow_low=out.flow_low, flow_predictions=preds)

@@ -1,0 +1,140 @@
+"""Training the DIS→RAFT refiner (:mod:`daflow.models.refine`) on the mixture clips of :mod:`daflow.data.mixture`.
+
+Loss: RAFT's sequence loss (Eq. 18) on every iteration's flow against the exact synthetic flow; the network sees
+the degraded frames and DIS run on them (on the whole frame, before cropping, as at inference). One-cycle
+schedule, AdamW, exact resume (:mod:`daflow.train.loop`). Items are addressed by the running sample counter
+(:mod:`daflow.train.data`): clip, pair, crop and flips of item ``i`` come from ``SeedSequence([seed, i])``.
+Augmentation: random crop, horizontal and vertical flips (the flow's sign flipped with them).
+
+    daflow train refine --cache MIX -o RUN --preset default      (MIX: daflow.data.mixture.build_cache)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from daflow.data.mixture import MixtureCache
+from daflow.models.raft import RAFT, load_raft, read_state_dict
+from daflow.models.refine import dis_init
+from daflow.train.flow import one_cycle_lr
+from daflow.train.losses import sequence_loss
+from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.raft import WEIGHTS, save_raft
+
+
+@dataclass(frozen=True)
+class RefineTrainConfig:
+    steps: int = 4000
+    batch: int = 4
+    crop: tuple[int, int] = (256, 256)
+    lr: float = 4e-4
+    weight_decay: float = 1e-4
+    grad_clip: float = 1.0
+    iters: int = 8
+    gamma: float = 0.8
+    max_flow: float = 400.0
+    mixed_precision: str = "auto"
+    seed: int = 0
+    save_every: int = 250
+    log_every: int = 10
+    keep: int = 2
+    workers: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
+        LoopSettings.of(self)
+        if any(c % 8 for c in self.crop) or min(self.crop) < 64:
+            raise ValueError(f"crop sides must be multiples of 8 and at least 64, got {self.crop}")
+
+
+REFINE_PRESETS = {
+    "default": RefineTrainConfig(),
+    "tiny": RefineTrainConfig(steps=6, batch=2, crop=(64, 64), iters=3, save_every=3, log_every=1),
+}
+RUN_KEYS = ("batch", "crop", "lr", "weight_decay", "iters", "gamma", "max_flow", "seed", "steps", "cache", "init")
+
+
+class MixturePairs(torch.utils.data.Dataset):
+    """Item ``i``: ``lq`` ``[2, 3, h, w]`` (float 0..255), ``flow`` and ``dis`` ``[2, h, w]``, ``valid`` ``[h, w]``."""
+
+    def __init__(self, cache: MixtureCache, crop: tuple[int, int], seed: int = 0):
+        self.cache, self.crop, self.seed = cache, crop, seed
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        n = len(self.cache)
+        epoch, slot = divmod(i, n)
+        index = int(np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 7])).permutation(n)[slot])
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, i]))
+        clip = self.cache[index]
+        k = int(rng.integers(len(clip["flow"])))
+        h, w = clip["lq"].shape[1:3]
+        ch, cw = min(self.crop[0], h // 8 * 8), min(self.crop[1], w // 8 * 8)
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        win = (slice(top, top + ch), slice(left, left + cw))
+        lq = torch.from_numpy(np.ascontiguousarray(clip["lq"][k : k + 2][:, win[0], win[1]])).permute(0, 3, 1, 2).float()
+        flow = torch.from_numpy(np.ascontiguousarray(clip["flow"][k][win])).permute(2, 0, 1).float()
+        dis = torch.from_numpy(np.ascontiguousarray(clip["dis"][k][win])).permute(2, 0, 1).float()
+        if rng.random() < 0.5:  # horizontal flip
+            lq, flow, dis = lq.flip(-1), flow.flip(-1), dis.flip(-1)
+            flow[0], dis[0] = -flow[0], -dis[0]
+        if rng.random() < 0.2:  # vertical flip
+            lq, flow, dis = lq.flip(-2), flow.flip(-2), dis.flip(-2)
+            flow[1], dis[1] = -flow[1], -dis[1]
+        return {"lq": lq, "flow": flow, "dis": dis, "valid": torch.ones(ch, cw)}
+
+
+def init_refiner(init: str | Path | None, *, seed: int = 0) -> RAFT:
+    """The refiner before training: RAFT-small with the convex-upsampling head (:class:`SmallUpdateBlock`), from
+    ``init`` (a plain RAFT-small state dict: its mask head starts at zero, i.e. an even 3×3 mix) or seeded random."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = RAFT(small=True, convex=True)
+    if init is None:
+        return model
+    state = read_state_dict(init)
+    if not any(k.startswith("update_block.mask.") for k in state):
+        head = model.update_block.mask[2]
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+        state = {**state, **{f"update_block.mask.{k}": v for k, v in model.update_block.mask.state_dict().items()}}
+    return load_raft(state, small=True, convex=True)
+
+
+def train_refiner(cache: str | Path, run: str | Path, config: RefineTrainConfig, *, init: str | Path | None = None,
+                  device: str | torch.device = "cpu", progress: bool = True, stop_at: int | None = None) -> dict:
+    """Train (or resume) the refiner on the mixture clips in ``cache`` into ``run/model/raft.safetensors``.
+    ``init``: RAFT-small weights to start from (e.g. the bundled RAFT*-tiny); random otherwise."""
+    device = torch.device(device)
+    model = init_refiner(init, seed=config.seed)
+    model.to(device).train()
+    total = config.steps + 100
+
+    def loss(module, batch, step: int, rank: int) -> torch.Tensor:
+        lq, dis = batch["lq"], batch["dis"]
+        out = module(lq[:, 0], lq[:, 1], iters=config.iters, flow_init=dis_init(dis))
+        return sequence_loss(out.flow_predictions, batch["flow"], batch["valid"], gamma=config.gamma,
+                             max_flow=config.max_flow)
+
+    def read_model(folder: Path) -> None:
+        model.load_state_dict(load_raft(folder / "model" / WEIGHTS, small=True, convex=True).state_dict())
+
+    stage = Stage(
+        name="refine", module=model, params=list(model.parameters()), loss=loss,
+        dataset=MixturePairs(MixtureCache(cache), config.crop, config.seed),
+        make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
+        lr=lambda step: one_cycle_lr(step, total, config.lr),
+        write_model=lambda module, folder: save_raft(module, folder / "model"), read_model=read_model,
+        record={**dataclasses.asdict(config), "crop": list(config.crop), "cache": str(cache),
+                "init": str(init) if init else None},
+        run_keys=RUN_KEYS)
+    summary = train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)
+    model.eval()
+    return summary

@@ -1,0 +1,132 @@
+"""The DIS→RAFT refiner (issue 15): its training data (the mixture), the model, its trainer, the codec preset."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from daflow.data.degrade import degrade_clip, sample_params
+from daflow.data.degrade.ops import video_compress
+from daflow.data.degrade.params import CodecParams
+from daflow.data.mixture import MIXTURE_PRESETS, MixtureCache, MixtureConfig, build_cache, render_mixture_clip
+from daflow.data.synthetic import SyntheticConfig, available_photos
+from daflow.models.classical import classical_flow
+from daflow.models.raft import RAFT, load_raft
+from daflow.models.refine import dis_init, refine
+from daflow.train.refine import REFINE_PRESETS, MixturePairs, init_refiner, train_refiner
+
+
+def test_all_photo_sources_load():
+    assert len(available_photos(photos="all")) >= len(available_photos()) + 10
+    with pytest.raises(ValueError, match="photos"):
+        SyntheticConfig(photos="some")
+
+
+@pytest.mark.parametrize("codec", ["libx264", "mpeg4"])
+def test_video_compress_below_one_kilobit_per_frame(codec):
+    frames = [np.random.default_rng(i).random((48, 64, 3)).astype(np.float32) for i in range(3)]
+    low, high = (np.stack(video_compress(frames, CodecParams(codec, b))) for b in (300, 20_000))
+    assert low.shape == (3, 48, 64, 3)
+    ref = np.stack(frames)
+    assert np.abs(low - ref).mean() > np.abs(high - ref).mean()  # fewer bits, more damage
+
+
+def test_codec_preset_is_deterministic_and_damages():
+    clip = np.random.default_rng(0).integers(0, 255, (3, 64, 80, 3), dtype=np.uint8)
+    a = degrade_clip(clip, sample_params("codec", 3, (64, 80), 5))
+    b = degrade_clip(clip, sample_params("codec", 3, (64, 80), 5))
+    assert a.shape == clip.shape and np.array_equal(a, b)
+    assert np.abs(a.astype(float) - clip).mean() > 5
+
+
+def test_mixture_clip_contents_and_static_scenes():
+    cfg = MixtureConfig(sizes=((96, 128),), static_prob=1.0)
+    clip = render_mixture_clip(cfg, 3)
+    assert clip["lq"].shape == (3, 96, 128, 3) and clip["lq"].dtype == np.uint8
+    assert clip["flow"].shape == clip["dis"].shape == (2, 96, 128, 2)
+    assert clip["meta"]["static"] and np.abs(clip["flow"]).max() < 1e-6
+    np.testing.assert_array_equal(clip["dis"][0], classical_flow(clip["lq"][0], clip["lq"][1], "dis"))
+    moving = render_mixture_clip(MixtureConfig(sizes=((96, 128),), static_prob=0.0, motion_min=0.1, motion_max=0.125), 3)
+    assert np.abs(moving["flow"]).max() > 1
+
+
+def test_mixture_motion_reaches_an_eighth_of_the_width():
+    cfg = MixtureConfig(sizes=((128, 256),), static_prob=0.0)
+    peaks = [np.abs(render_mixture_clip(cfg, s)["flow"]).max() for s in range(12)]
+    assert max(peaks) > 256 / 16 and min(peaks) < 256 / 16
+
+
+def test_cache_resumes_and_refuses_other_settings(tmp_path):
+    build_cache(tmp_path / "m", 2, config="tiny", progress=False)
+    first = (tmp_path / "m" / "000000.npz").stat().st_mtime_ns
+    build_cache(tmp_path / "m", 3, config="tiny", progress=False)
+    assert (tmp_path / "m" / "000000.npz").stat().st_mtime_ns == first
+    cache = MixtureCache(tmp_path / "m")
+    assert len(cache) == 3 and cache[2]["meta"]["size"] in [list(s) for s in MIXTURE_PRESETS["tiny"].sizes]
+    with pytest.raises(ValueError, match="other settings"):
+        build_cache(tmp_path / "m", 3, config="tiny", seed=1, progress=False)
+    with pytest.raises(FileNotFoundError, match="no mixture clips"):
+        MixtureCache(tmp_path / "empty")
+
+
+def test_pairs_flip_keeps_flow_consistent(tmp_path):
+    build_cache(tmp_path / "m", 2, config="tiny", progress=False)
+    ds = MixturePairs(MixtureCache(tmp_path / "m"), (64, 64), seed=0)
+    for i in range(6):
+        item = ds[i]
+        assert item["lq"].shape == (2, 3, 64, 64) and item["flow"].shape == item["dis"].shape == (2, 64, 64)
+        # the DIS init and the exact flow are flipped together: they still agree in sign where DIS is good
+        good = (item["dis"] - item["flow"]).norm(dim=0) < 0.5
+        if good.sum() > 100:
+            assert torch.sign(item["dis"][0][good]).eq(torch.sign(item["flow"][0][good])).float().mean() > 0.5
+    assert torch.equal(ds[4]["lq"], ds[4]["lq"])  # a pure function of the counter
+
+
+def test_dis_init_is_the_area_mean_in_eighth_pixels():
+    f = torch.arange(2 * 16 * 24, dtype=torch.float32).view(1, 2, 16, 24)
+    init = dis_init(f)
+    assert init.shape == (1, 2, 2, 3)
+    assert torch.allclose(init[0, :, 0, 0], f[0, :, :8, :8].mean((-1, -2)) / 8)
+    with pytest.raises(ValueError, match="multiples of 8"):
+        dis_init(torch.zeros(1, 2, 10, 16))
+
+
+def test_refiner_starts_at_dis_and_upsamples_convexly():
+    model = init_refiner(None).eval()
+    assert isinstance(model, RAFT) and hasattr(model.update_block, "mask")
+    a = torch.rand(1, 3, 70, 90) * 255
+    dis = torch.randn(1, 2, 70, 90)
+    with torch.no_grad():
+        out = refine(model, a, a, dis, iters=2)
+    assert out.flow.shape == (1, 2, 70, 90) and len(out.flow_predictions) == 2
+
+
+def test_init_from_plain_raft_small_zeroes_the_mask_head(tmp_path):
+    from safetensors.torch import save_file
+
+    plain = RAFT(small=True)
+    save_file(plain.state_dict(), str(tmp_path / "r.safetensors"))
+    model = init_refiner(tmp_path / "r.safetensors")
+    assert torch.count_nonzero(model.update_block.mask[2].weight) == 0
+    assert torch.equal(model.fnet.conv1.weight, plain.fnet.conv1.weight)
+
+
+def test_train_resume_and_load_as_estimator(tmp_path):
+    from daflow.models.bundled import bundle_refiner, dis_raft
+
+    build_cache(tmp_path / "m", 3, config="tiny", progress=False)
+    cfg = REFINE_PRESETS["tiny"]
+    train_refiner(tmp_path / "m", tmp_path / "a", cfg, progress=False)
+    train_refiner(tmp_path / "m", tmp_path / "b", cfg, progress=False, stop_at=3)
+    train_refiner(tmp_path / "m", tmp_path / "b", cfg, progress=False)
+    wa = load_raft(tmp_path / "a" / "model" / "raft.safetensors", small=True, convex=True).state_dict()
+    wb = load_raft(tmp_path / "b" / "model" / "raft.safetensors", small=True, convex=True).state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # an interrupted run ends where the uninterrupted one does
+    (tmp_path / "a" / "mixture").symlink_to(tmp_path / "m")
+    folder = bundle_refiner(tmp_path / "a", tmp_path / "weights", command="test")
+    record = json.loads((folder / "PROVENANCE.json").read_text())
+    assert record["command"] == "test" and record["training"]["steps"] == cfg.steps and record["mixture"]["n"] == 3
+    est = dis_raft(iters=2, root=tmp_path / "weights")
+    frames = torch.rand(2, 3, 64, 72) * 255
+    assert est(frames[:1], frames[1:]).shape == (1, 2, 64, 72)
