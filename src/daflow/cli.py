@@ -838,7 +838,7 @@ def _add_train_refine(stages) -> None:
     p.add_argument("--clips", type=int, default=1500, help="mixture clips to render (default 1500)")
     p.add_argument("--mixture", default=None, choices=("default", "tiny"), help="mixture preset (default: as --preset)")
     p.add_argument("--init", type=Path, help="RAFT-small weights to start from (default: the bundled RAFT*-tiny)")
-    p.add_argument("--steps", type=int, help="optimisation steps (default 4000)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 2500)")
     p.add_argument("--workers", type=int, default=2, help="processes rendering the clips (default 2)")
     p.add_argument("--bundle-into", type=Path, help="after training, copy the model with its provenance into this "
                    "folder (src/daflow/weights ships it with the package)")

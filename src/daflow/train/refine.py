@@ -29,7 +29,7 @@ from daflow.train.raft import WEIGHTS, save_raft
 
 @dataclass(frozen=True)
 class RefineTrainConfig:
-    steps: int = 4000
+    steps: int = 2500
     batch: int = 4
     crop: tuple[int, int] = (256, 256)
     lr: float = 4e-4
