@@ -17,52 +17,16 @@ Reference rows in the same run: zero flow and DIS on the same degraded frames.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
 
-import cv2
 import numpy as np
 import torch
 
-from daflow.data.degrade import degrade_clip, sample_params
-from daflow.data.synthetic import SYNTHETIC_PRESETS, _skimage_data_dir, render_clip
+from daflow.eval.held_out import SEEDS, held_out_clip, motorcycle
 from daflow.eval.video_quality import visible_mask, warp_error
 from daflow.flow.metrics import flow_metrics
-
-SEEDS = (9001, 9002, 9003, 9004, 9005, 9006)
-
-
-def held_out_clip(size: tuple[int, int], seed: int, degrade: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(clean ``[4, H, W, 3]``, LQ, exact flow ``[3, H, W, 2]``) of one held-out clip."""
-    cfg = dataclasses.replace(SYNTHETIC_PRESETS["large-motion"], height=size[0], width=size[1], num_frames=4)
-    clip = render_clip(cfg, seed)
-    lq = degrade_clip(clip.frames, sample_params(degrade, 4, size, seed))
-    return clip.frames, lq, clip.flow
-
-
-def motorcycle(kind: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(clean ``[2, H, W, 3]``, degraded, flow ``[1, H, W, 2]``, valid ``[1, H, W]``) of the real stereo pair."""
-    folder = _skimage_data_dir()
-    left = cv2.imread(str(folder / "motorcycle_left.png"))[:, :, ::-1]
-    right = cv2.imread(str(folder / "motorcycle_right.png"))[:, :, ::-1]
-    disp = np.load(folder / "motorcycle_disp.npz")["arr_0"]
-    size = (370, 250) if kind == "realbasicvsr" else (176, 144)
-    s = size[0] / left.shape[1]
-    clean = np.stack([cv2.resize(np.ascontiguousarray(x), size, interpolation=cv2.INTER_AREA) for x in (left, right)])
-    d = cv2.resize(np.where(np.isfinite(disp), disp, 0), size, interpolation=cv2.INTER_NEAREST) * s
-    finite = cv2.resize(np.isfinite(disp).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
-    flow = np.stack([-d, np.zeros_like(d)], -1)[None].astype(np.float32)
-    if kind == "realbasicvsr":
-        lq = degrade_clip(clean, sample_params("realbasicvsr", 2, clean.shape[1:3], 0))
-    else:  # real H.264 damage only: ~60 bytes a frame
-        from daflow.data.degrade.ops import video_compress
-        from daflow.data.degrade.params import CodecParams
-
-        out = video_compress([f.astype(np.float32) / 255 for f in clean], CodecParams("libx264", 480))
-        lq = np.stack([np.clip(np.rint(f * 255), 0, 255).astype(np.uint8) for f in out])
-    return clean, lq, flow, finite[None]
 
 
 def estimators(weights: str | None, iters: int | None, with_daflow: bool) -> dict:

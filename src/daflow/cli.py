@@ -211,13 +211,15 @@ def _run_degrade(args) -> int:
 
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="run the bundled demonstration end to end", description=(
-        "Synthesise a clip with exact ground truth, degrade it (realbasicvsr), estimate the flow of its first pair with "
-        "the bundled DA-Flow-tiny and RAFT*-tiny (and OpenCV's DIS for reference), print their EPE and outlier rates "
-        "against the exact ground truth, and write one picture (HQ, LQ, ground truth, estimates, error maps; error colours saturate at 10 px). "
+        "Synthesise a clip with exact ground truth and real-size motion (the large-motion scene preset: objects up to "
+        "24 px a frame), degrade it (realbasicvsr), estimate the flow of its first pair with the bundled default "
+        "(dis-raft, the DIS->RAFT refiner), DA-Flow-tiny and RAFT*-tiny, against OpenCV's DIS on the same degraded "
+        "frames and zero flow; print their EPE and outlier rates against the exact ground truth, and write one picture "
+        "(HQ, LQ, ground truth, estimates, error maps; error colours saturate at 10 px). "
         "Without bundled weights it shows the classical references only."))
     p.add_argument("-o", "--output", type=Path, default=Path("demo_out"), help="output folder (default demo_out)")
     p.add_argument("--seed", type=int, default=0, help="random seed of the synthetic clip (default 0)")
-    p.add_argument("--size", type=_parse_size, default=(128, 128), help="HxW (default 128x128, the tiny models' training size)")
+    p.add_argument("--size", type=_parse_size, default=(256, 256), help="HxW (default 256x256)")
     p.set_defaults(func=_run_demo)
 
 
@@ -237,33 +239,37 @@ def _run_demo(args) -> int:
 
     _output_dir(args.output)
     t0 = time.perf_counter()
-    cfg = dataclasses.replace(SYNTHETIC_PRESETS["default"], height=args.size[0], width=args.size[1], num_frames=3)
+    cfg = dataclasses.replace(SYNTHETIC_PRESETS["large-motion"], height=args.size[0], width=args.size[1], num_frames=3)
     clip = render_clip(cfg, args.seed)
     lq = degrade_clip(clip.frames, sample_params("realbasicvsr", 3, args.size, args.seed))
     gt = clip.flow[0]
     results, flows = {}, {}
+    frames = torch.from_numpy(lq).permute(0, 3, 1, 2).float().unsqueeze(0)
+    if (bundled.BUNDLE_DIR / bundled.REFINER).is_dir():
+        default = bundled.dis_raft()
+        flows["DIS->RAFT (default)"] = default(frames[:, 0], frames[:, 1])[0].permute(1, 2, 0).numpy()
     if bundled.available():
         from daflow.inference import daflow_estimator
 
         print(f"daflow demo: {bundled.NOTICE}")
         model = bundled.load_daflow_tiny()
-        frames = torch.from_numpy(lq).permute(0, 3, 1, 2).float().unsqueeze(0)
         flows["DA-Flow-tiny"] = daflow_estimator(model)(frames)[0, 0].permute(1, 2, 0).numpy()
         star = bundled.raft_star_tiny()
         flows["RAFT*-tiny"] = star(frames[:, 0], frames[:, 1])[0].permute(1, 2, 0).numpy()
-    else:
-        print("daflow demo: no bundled DA-Flow-tiny in this installation; showing the classical references only")
+    if not flows:
+        print("daflow demo: no bundled models in this installation; showing the classical references only")
     flows["DIS"] = classical_flow(lq[0], lq[1], "dis")
-    results["DIS (HQ)"] = flow_metrics(classical_flow(clip.frames[0], clip.frames[1], "dis"), gt)  # the clean reference
     for name, f in flows.items():
         results[f"{name} (LQ)"] = flow_metrics(f, gt)
     results["zero flow"] = flow_metrics(np.zeros_like(gt), gt)
+    results["DIS (HQ), clean reference"] = flow_metrics(classical_flow(clip.frames[0], clip.frames[1], "dis"), gt)
     print(markdown_table(results))
     out = args.output
     tiles = [("HQ frame k", clip.frames[0])] + flow_panel_tiles(lq[0], lq[1], flows, gt=gt, frame_titles=("LQ frame k", "LQ frame k+1"))
     write_panel(out / "demo.png", tiles, ncols=4)
     atomic_write_text(out / "metrics.json", json.dumps({"seed": args.seed, "size": list(args.size), "metrics": results,
-                                                        "bundled": bundled.provenance() if bundled.available() else None},
+                                                        "bundled": bundled.provenance() if bundled.available() else None,
+                                                        "default": bundled.provenance(bundled.BUNDLE_DIR / bundled.REFINER)},
                                                        indent=2))
     print(f"wrote {out / 'demo.png'} and {out / 'metrics.json'} in {time.perf_counter() - t0:.1f} s")
     return 0
@@ -920,15 +926,17 @@ def _add_estimate(sub) -> None:
     p = sub.add_parser("estimate", help="optical flow of every consecutive pair of a video or frame folder",
                        formatter_class=argparse.RawDescriptionHelpFormatter, description=(
         "Estimate the flow k -> k+1 of every consecutive frame pair of a video file or a folder of frames and write\n"
-        "OUT/flow/<frame>.<fmt> (optionally backward flow, occlusion masks and colour-wheel pictures). DA-Flow runs on\n"
+        "OUT/flow/<frame>.<fmt> (optionally backward flow, occlusion masks and colour-wheel pictures). The default\n"
+        "model, dis-raft, refines OpenCV's DIS with a RAFT-small trained on degraded clips. DA-Flow runs on\n"
         "3-frame chunks sharing their boundary frame; --step picks the flow: 0, the single-step mode (default: one DiT\n"
         "call per chunk), one step K (the denoising stops after it), or mean, the mean over all denoising steps\n"
         "(~9x the time, the same accuracy in our measurements). Resumable: pairs whose files exist are skipped; every file is written atomically."))
     p.add_argument("input", type=Path, help="video file or folder of frames")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--model", default="daflow", help="daflow (default: --weights, else the bundled DA-Flow-tiny), "
-                   "daflow-tiny (the bundled model), or any `evaluate` model (raft, sea-raft-m, dis, raft-star-tiny, ...)")
-    _add_model_args(p, default_iters_help="refinement iterations (default: DA-Flow 20, RAFT 12)")
+    p.add_argument("--model", default="dis-raft", help="dis-raft (default: the bundled DIS->RAFT refiner, the most "
+                   "accurate model that runs without downloads: see BENCHMARKS.md), daflow (DA-Flow: --weights, else "
+                   "the bundled DA-Flow-tiny), daflow-tiny, or any `evaluate` model (raft, sea-raft-m, dis, ...)")
+    _add_model_args(p, default_iters_help="refinement iterations (default: dis-raft 8, DA-Flow 20, RAFT 12)")
     _add_daflow_args(p)
     p.add_argument("--step", default="0", help="DA-Flow: a denoising step index (default 0, the single-step mode: one "
                    "DiT call per chunk, measured as accurate as the mean of steps at a ninth of the time), or mean")
@@ -953,6 +961,13 @@ def _model_record(args) -> dict:
         return {"weights": None, "random_init": True, "provenance": "random weights (--random-init)"}
     if args.weights:
         return {"weights": str(args.weights), "random_init": False}
+    if args.model == "dis-raft":
+        from daflow.models import bundled
+
+        prov = bundled.provenance(bundled.BUNDLE_DIR / bundled.REFINER)
+        return {"weights": f"bundled:{bundled.REFINER}", "random_init": False,
+                "bundled_path": str(bundled.BUNDLE_DIR / bundled.REFINER),
+                "provenance": {k: prov.get(k) for k in ("command", "daflow", "git_commit") if k in prov}}
     if args.model in DAFLOW_NAMES or args.model == "raft-star-tiny":
         from daflow.models import bundled
 
@@ -1039,6 +1054,155 @@ def _run_pseudo_gt(args) -> int:
     return 0
 
 
+# -------------------------------------------------------------------------------------------- restore
+
+
+def _add_restore(sub) -> None:
+    p = sub.add_parser("restore", help="flow-guided video restoration with the lifted DiT4SR (paper App. C.4)",
+                       formatter_class=argparse.RawDescriptionHelpFormatter, description=(
+        "Restore a video or frame folder with the lifted DiT4SR in overlapping chunks, with MGLD-style motion\n"
+        "guidance: at every denoising step the predicted clean frames are warped onto their neighbours with the flow\n"
+        "of --flow-model (estimated once on the LQ input) and take a gradient step on the occlusion-masked warping\n"
+        "loss (weight --guidance; 0 = per-frame restoration). Writes OUT/frames/*.png at the input size, OUT/restored.mp4\n"
+        "for a video input, OUT/restore.json. Resumable: finished chunks are kept. Score it with\n"
+        "`daflow evaluate-restoration OUT --reference HQ`."))
+    p.add_argument("input", type=Path, help="video file or folder of frames (degraded)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    p.add_argument("--guidance", type=float, default=0.5, help="guidance weight w (default 0.5; 0 = off)")
+    p.add_argument("--guidance-space", default="latent", choices=("latent", "image"),
+                   help="latent (MGLD's, default) or image (the paper's variant, through the VAE decoder)")
+    p.add_argument("--flow-model", default="dis-raft", help="flow for the guidance: any `evaluate` model (dis-raft, "
+                   "dis, raft, sea-raft-m, raft-star-tiny, ...) or daflow-tiny (default dis-raft)")
+    p.add_argument("--flow-weights", type=Path, help="weights of --flow-model where it needs them")
+    p.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
+    p.add_argument("--chunk", type=int, default=3, help="frames restored together (default 3, the lifting's F)")
+    p.add_argument("--overlap", type=int, default=1, help="frames shared with the previous chunk (default 1)")
+    p.add_argument("--scale", type=int, default=1, choices=(1, 2, 4), help="upsample a truly low-resolution input "
+                   "first (bicubic); degraded mirrors are already at the HQ size (default 1)")
+    _add_diffusion_args(p)
+    p.set_defaults(func=_run_restore)
+
+
+def _restore_backbone(args):
+    from daflow.models.backbone import DiffusionBackbone
+
+    dtype = _device_and_dtype(args)
+    if args.random_init:
+        if args.dit4sr or args.vae:
+            raise ValueError("--random-init and --dit4sr/--vae exclude each other")
+        print(f"warning: random {args.preset} DiT4SR and VAE (--random-init): the restoration is meaningless",
+              file=sys.stderr)
+        return DiffusionBackbone.from_preset(args.preset, seed=args.seed).to(args.device)
+    if args.dit4sr or args.vae:
+        if not (args.dit4sr and args.vae):
+            raise ValueError("give both --dit4sr and --vae (the published DiT4SR and the SD3.5 VAE)")
+        return DiffusionBackbone.from_pretrained(args.dit4sr, args.vae, args.null_prompt, dtype=dtype, device=args.device)
+    from daflow.models import bundled
+
+    if not bundled.available():
+        raise ValueError("this installation has no bundled backbone: pass --dit4sr and --vae")
+    print("note: restoring with the bundled tiny DiT4SR of DA-Flow-tiny (a demonstration); for the paper's "
+          "model pass --dit4sr, --vae and --null-prompt", file=sys.stderr)
+    return bundled.load_daflow_tiny(device=args.device).backbone
+
+
+def _flow_estimator(name: str, weights, device, *, seed: int = 0):
+    """A ClipEstimator for any flow-model name (pairwise models and DA-Flow-tiny)."""
+    from daflow.inference import daflow_estimator, pairwise
+    from daflow.models.catalog import FLOW_MODELS
+    from daflow.models.registry import build_flow_model
+
+    if name == "daflow-tiny":
+        from daflow.models import bundled
+
+        return daflow_estimator(bundled.load_daflow_tiny(device=device), step=0, seed=seed)
+    if name not in FLOW_MODELS:
+        raise ValueError(f"--flow-model {name!r} is not known; choose daflow-tiny or one of {', '.join(FLOW_MODELS)}")
+    return pairwise(build_flow_model(name, weights, device=device))
+
+
+def _run_restore(args) -> int:
+    from daflow.data.video import FrameSource
+    from daflow.restoration import RestoreSettings, restore_video
+
+    settings = RestoreSettings(guidance=args.guidance, space=args.guidance_space, flow_model=args.flow_model,
+                               steps=args.steps, chunk=args.chunk, overlap=args.overlap, scale=args.scale,
+                               seed=args.seed)
+    _output_dir(args.output)
+    source = FrameSource(args.input)
+    if len(source) < 1:
+        raise ValueError(f"{args.input}: no frames")
+    args.device = _device(args.device)
+    estimator = _flow_estimator(args.flow_model, args.flow_weights, args.device, seed=args.seed) if args.guidance > 0 else None
+    backbone = _restore_backbone(args)
+    record = {"dit4sr": str(args.dit4sr) if args.dit4sr else ("random" if args.random_init else "bundled:daflow-tiny"),
+              "vae": str(args.vae) if args.vae else None, "null_prompt": str(args.null_prompt) if args.null_prompt else None,
+              "flow": estimator.description if estimator else None}
+    print(f"daflow restore: {len(source)} frames of {args.input}, guidance {args.guidance} ({args.guidance_space}) "
+          f"with {record['flow'] or 'no flow'}")
+    report = restore_video(backbone, source, args.output, settings, flow_estimator=estimator,
+                           progress=not args.no_progress, record=record)
+    print(f"{report.frames} frames in {report.chunks} chunks ({report.skipped} already done) -> {args.output} "
+          f"[{report.seconds:.1f} s]")
+    return 0
+
+
+def _add_evaluate_restoration(sub) -> None:
+    p = sub.add_parser("evaluate-restoration", help="temporal consistency (E*warp) and PSNR/SSIM of a restored video",
+                       description=(
+        "E_warp of Lai et al. 2018 (frames in [0, 1], flow and occlusion of --flow-model on the reference video: "
+        "forward-backward check and motion-boundary test; masked squared error summed over channels / visible "
+        "pixels, mean over pairs), reported as E*warp = E_warp x 1000; with --reference also PSNR and SSIM. The "
+        "flow comes from the reference (HQ) video when given, so every restoration is scored on the same pixels."))
+    p.add_argument("restored", type=Path, help="restored video, frame folder, or a `daflow restore` output folder")
+    p.add_argument("--reference", type=Path, help="the HQ video or frame folder (same length and size)")
+    p.add_argument("--flow-model", default="dis", help="flow model for E_warp (default dis; any `evaluate` model)")
+    p.add_argument("--flow-weights", type=Path, help="weights of --flow-model where it needs them")
+    p.add_argument("--device", default="auto", help="torch device (default auto)")
+    p.add_argument("-o", "--output", type=Path, help="write the result as JSON here")
+    p.set_defaults(func=_run_evaluate_restoration)
+
+
+def _run_evaluate_restoration(args) -> int:
+    from daflow.data.video import FrameSource
+    from daflow.eval.consistency import ConsistencyResult, psnr, ssim, warp_error
+    from daflow.files import atomic_write_text
+    from daflow.restoration import clip_flows
+
+    path = args.restored / "frames" if (args.restored / "restore.json").is_file() else args.restored
+    restored = FrameSource(path)
+    frames = restored.read(0, len(restored))
+    reference = None
+    if args.reference is not None:
+        ref = FrameSource(args.reference)
+        if len(ref) != len(restored):
+            raise ValueError(f"--reference {args.reference} has {len(ref)} frames but {path} has {len(restored)}")
+        reference = ref.read(0, len(ref))
+        if reference.shape != frames.shape:
+            raise ValueError(f"--reference {args.reference} frames are {reference.shape[2]}x{reference.shape[1]}, "
+                             f"the restored ones {frames.shape[2]}x{frames.shape[1]}; they must match")
+    if len(frames) < 2:
+        raise ValueError(f"{path}: E_warp needs at least 2 frames, got {len(frames)}")
+    device = _device(args.device)
+    estimator = _flow_estimator(args.flow_model, args.flow_weights, device)
+    base = reference if reference is not None else frames
+    flows = clip_flows(estimator, base, device)
+    ewarp = warp_error(frames, flows.fw.permute(0, 2, 3, 1).numpy(), flows.bw.permute(0, 2, 3, 1).numpy())
+    result = ConsistencyResult(ewarp_star=1000 * ewarp, frames=len(frames), flow_model=estimator.description,
+                               flow_from="reference" if reference is not None else "restored",
+                               psnr=psnr(frames, reference) if reference is not None else None,
+                               ssim=ssim(frames, reference) if reference is not None else None)
+    print("| video | E*warp | PSNR | SSIM |\n|---|---|---|---|")
+    fmt = (lambda v: "-" if v is None else f"{v:.3f}")
+    print(f"| {args.restored} | {result.ewarp_star:.3f} | {fmt(result.psnr)} | {fmt(result.ssim)} |")
+    print(f"(flow: {result.flow_model}, on the {result.flow_from} frames)")
+    if args.output:
+        atomic_write_text(args.output, json.dumps({**result.to_dict(), "restored": str(path),
+                                                   "reference": str(args.reference) if args.reference else None},
+                                                  indent=2))
+    return 0
+
+
 # ----------------------------------------------------------------------------------------------- main
 
 
@@ -1049,7 +1213,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"daflow {daflow.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_demo, _add_analyze, _add_degrade, _add_estimate, _add_evaluate, _add_pseudo_gt, _add_synth, _add_train, _add_viz):
+    for add in (_add_demo, _add_analyze, _add_degrade, _add_estimate, _add_evaluate, _add_evaluate_restoration,
+                _add_pseudo_gt, _add_restore, _add_synth, _add_train, _add_viz):
         add(sub)
     _add_threads(parser)
     return parser

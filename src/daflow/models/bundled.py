@@ -26,8 +26,9 @@ def bundled_path(name: str, root: Path | None = None) -> Path:
     """The folder of bundled model ``name`` (``daflow-tiny`` or ``raft-star-tiny``); a clear error if absent."""
     folder = (root or BUNDLE_DIR) / name
     if not folder.is_dir():
+        how = "daflow train refine" if name == REFINER else "daflow train recipe tiny"
         raise FileNotFoundError(f"the bundled model {name} is not in this installation ({folder}); train it with "
-                                "`daflow train recipe tiny -o RUN --bundle-into src/daflow/weights` or pass --weights")
+                                f"`{how} -o RUN --bundle-into src/daflow/weights` or pass --weights")
     return folder
 
 

@@ -86,6 +86,10 @@ def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale
     device = torch.device(device)
     if name in CLASSICAL:
         return FlowEstimator(name, description, _classical_fn(name), torch.device("cpu"))
+    if name in BUNDLED and random_init:
+        raise ValueError(f"{name} is a bundled, trained model: --random-init does not apply to it")
+    if name == "raft-star-tiny" and weights is not None:
+        raise ValueError("raft-star-tiny is the bundled RAFT-small; for other weights use --model raft-small --weights")
     if name == "dis-raft":
         from daflow.models.bundled import dis_raft
 
