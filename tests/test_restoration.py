@@ -1,0 +1,137 @@
+"""Flow-guided restoration (issue 16): guidance, chunking with anchors, resume, the CLI's errors."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from daflow.data.video import FrameSource
+from daflow.files import write_image
+from daflow.models.backbone import DiffusionBackbone
+from daflow.models.guidance import MotionGuidance, PairFlows, warping_loss
+from daflow.restoration import RestoreSettings, chunk_plan, restore_clip, restore_video
+
+
+@pytest.fixture(scope="module")
+def backbone():
+    return DiffusionBackbone.from_preset("tiny", seed=0).eval()
+
+
+@pytest.fixture()
+def clip_dir(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    for k in range(5):
+        write_image(tmp_path / "lq" / f"frame_{k:04d}.png", np.ascontiguousarray(np.roll(base, k, axis=1)[:32, :48]))
+    return tmp_path / "lq"
+
+
+def test_chunk_plan_covers_every_frame_once_as_new():
+    for n, c, o in [(7, 3, 1), (8, 3, 1), (2, 3, 1), (10, 4, 2), (9, 3, 0), (3, 3, 2)]:
+        plan = chunk_plan(n, c, o)
+        new = [i for s, count, a in plan for i in range(s + a, s + count)]
+        assert new == list(range(n)), (n, c, o, plan)
+        assert all(count == min(c, n) for _, count, _ in plan)
+
+
+def test_guidance_step_moves_towards_the_warped_neighbour():
+    z = torch.randn(3, 4, 8, 8)
+    fw = torch.zeros(2, 2, 8, 8)
+    flows = PairFlows(fw, -fw)
+    g = MotionGuidance(flows, 0.25, latent_size=(8, 8))
+    before = warping_loss(z, g.flows, g.masks)
+    after_z, loss = g(z)
+    assert loss == pytest.approx(float(before), rel=1e-5)
+    assert warping_loss(after_z, g.flows, g.masks) < 0.5 * before
+    frozen = torch.tensor([True, False, False])
+    kept, _ = g(z, frozen)
+    assert torch.equal(kept[0], z[0]) and not torch.equal(kept[1], z[1])
+    assert MotionGuidance(flows, 0.0, latent_size=(8, 8))(z)[0] is z
+    with pytest.raises(ValueError, match=">= 0"):
+        MotionGuidance(flows, -1.0, latent_size=(8, 8))
+
+
+def test_flows_resize_scales_values():
+    fw = torch.ones(1, 2, 16, 32) * torch.tensor([4.0, 2.0]).view(1, 2, 1, 1)
+    small = PairFlows(fw, -fw).resized((4, 8))
+    assert small.fw.shape == (1, 2, 4, 8) and torch.allclose(small.fw[0, 0], torch.full((4, 8), 1.0))
+    assert torch.allclose(small.fw[0, 1], torch.full((4, 8), 0.5))
+
+
+def test_image_space_guidance_reaches_the_latents(backbone):
+    z = torch.randn(2, 16, 4, 4)
+    fw = torch.zeros(1, 2, 32, 32)
+    g = MotionGuidance(PairFlows(fw, -fw), 1.0, space="image", vae=backbone.vae)
+    moved, loss = g(z)
+    assert loss > 0 and not torch.allclose(moved, z)
+
+
+def test_anchors_are_kept_exactly(backbone):
+    frames = np.random.default_rng(1).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    anchors = torch.randn(1, 16, 4, 4)
+    out = restore_clip(backbone, frames, steps=2, anchors=anchors)
+    assert torch.allclose(out[0], anchors[0]) and out.shape == (3, 16, 4, 4)
+
+
+def test_restore_resumes_without_recomputing(backbone, clip_dir, tmp_path, monkeypatch):
+    import daflow.restoration as restoration
+    from daflow.inference import pairwise
+    from daflow.models.registry import build_flow_model
+
+    est = pairwise(build_flow_model("dis"))
+    settings = RestoreSettings(guidance=0.5, flow_model="dis", steps=2, chunk=3, overlap=1)
+    full = restore_video(backbone, FrameSource(clip_dir), tmp_path / "a", settings, flow_estimator=est, progress=False)
+    assert full.chunks == 2 and len(list((tmp_path / "a" / "frames").glob("*.png"))) == 5
+    record = json.loads((tmp_path / "a" / "restore.json").read_text())
+    assert record["settings"]["guidance"] == 0.5 and record["frames"] == 5
+
+    # interrupt after the first chunk, then resume: the finished chunk is not recomputed, the result is identical
+    calls = []
+    real = restoration.restore_clip
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(restoration, "restore_clip", counting)
+    with pytest.raises(KeyboardInterrupt):
+        restore_video(backbone, FrameSource(clip_dir), tmp_path / "b", settings, flow_estimator=est, progress=False)
+    calls.clear()
+    monkeypatch.setattr(restoration, "restore_clip", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    report = restore_video(backbone, FrameSource(clip_dir), tmp_path / "b", settings, flow_estimator=est,
+                           progress=False)
+    assert report.skipped == 1 and len(calls) == 1
+    a, b = FrameSource(tmp_path / "a" / "frames"), FrameSource(tmp_path / "b" / "frames")
+    np.testing.assert_array_equal(a.read(0, 5), b.read(0, 5))
+    with pytest.raises(ValueError, match="other settings"):
+        restore_video(backbone, FrameSource(clip_dir), tmp_path / "b", RestoreSettings(guidance=0.0, steps=2),
+                      progress=False)
+
+
+def test_cli_restore_and_evaluate_errors(clip_dir, tmp_path, capsys):
+    from daflow.cli import main
+
+    common = ["restore", str(clip_dir), "-o", str(tmp_path / "r"), "--random-init", "--steps", "1", "--no-progress"]
+    assert main(common + ["--guidance", "-1"]) == 1
+    assert "--guidance must be >= 0" in capsys.readouterr().err
+    assert main(common + ["--flow-model", "nope"]) == 1
+    assert "--flow-model 'nope' is not known" in capsys.readouterr().err
+    assert main(common + ["--flow-model", "dis"]) == 0
+    out = tmp_path / "r"
+    assert len(list((out / "frames").glob("*.png"))) == 5
+    assert main(["evaluate-restoration", str(out), "--reference", str(clip_dir), "-o", str(tmp_path / "e.json")]) == 0
+    result = json.loads((tmp_path / "e.json").read_text())
+    assert result["ewarp_star"] > 0 and result["psnr"] is not None and result["flow_from"] == "reference"
+    short = tmp_path / "short"
+    for k in range(3):
+        write_image(short / f"f_{k}.png", np.zeros((32, 48, 3), np.uint8))
+    assert main(["evaluate-restoration", str(out), "--reference", str(short)]) == 1
+    assert "has 3 frames but" in capsys.readouterr().err
+    small = tmp_path / "small"
+    for k in range(5):
+        write_image(small / f"f_{k}.png", np.zeros((16, 16, 3), np.uint8))
+    assert main(["evaluate-restoration", str(out), "--reference", str(small)]) == 1
+    assert "must match" in capsys.readouterr().err
