@@ -135,3 +135,18 @@ def test_cli_restore_and_evaluate_errors(clip_dir, tmp_path, capsys):
         write_image(small / f"f_{k}.png", np.zeros((16, 16, 3), np.uint8))
     assert main(["evaluate-restoration", str(out), "--reference", str(small)]) == 1
     assert "must match" in capsys.readouterr().err
+
+
+def test_restore_recipe_smoke_bundles_a_loadable_restorer(tmp_path):
+    from daflow.cli import main
+    from daflow.models.bundled import RESTORER, load_restorer
+
+    assert main(["train", "recipe", "restore-smoke", "-o", str(tmp_path / "run"), "--no-progress",
+                 "--bundle-into", str(tmp_path / "weights")]) == 0
+    assert not (tmp_path / "run" / "raft").exists()  # the restorer's recipe stops after the lifting
+    record = json.loads((tmp_path / "weights" / RESTORER / "PROVENANCE.json").read_text())
+    assert record["recipe"]["config"]["vae_preset"] == "small" and "lift" in record["stages"]
+    backbone = load_restorer(root=tmp_path / "weights")
+    assert backbone.origin == f"bundled:{RESTORER}"
+    frames = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
+    assert restore_clip(backbone, frames, steps=1).shape == (3, 16, 4, 4)

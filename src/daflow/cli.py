@@ -891,7 +891,9 @@ def _add_train_recipe(stages) -> None:
         "zero-shot layer analysis, stage 2 (pseudo and exact labels), RAFT* and Baseline*. Resumable: finished\n"
         "stages are skipped and every trainer resumes from its last checkpoint.\n\n"
         + recipe.__doc__.split("\n\n")[2]))
-    p.add_argument("preset", choices=("tiny", "smoke"), help="tiny: the real budget; smoke: every stage for a few steps")
+    p.add_argument("preset", choices=("tiny", "smoke", "restore", "restore-smoke"),
+                   help="tiny: the real budget; smoke: every stage for a few steps; restore: the tiny restorer of "
+                   "`daflow restore` (data, a wider VAE, per-frame DiT, lifting)")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     p.add_argument("--only", action="append", help="run only this stage (repeatable)")
     p.add_argument("--bundle-into", type=Path, help="after the run, copy DA-Flow-tiny and RAFT*-tiny with their "
@@ -910,10 +912,13 @@ def _run_train_recipe(args) -> int:
     times = recipe.run_all(only=args.only)
     print(f"recipe {args.preset}: {len(times)} stage(s) run in {sum(times.values()):.0f} s -> {args.output}")
     if args.bundle_into:
-        from daflow.models.bundled import bundle_recipe
+        from daflow.models.bundled import bundle_recipe, bundle_restorer
 
         command = f"daflow train recipe {args.preset} -o {args.output}"
-        print(f"bundled DA-Flow-tiny and RAFT*-tiny into {bundle_recipe(args.output, args.bundle_into, command=command)}")
+        if args.preset.startswith("restore"):
+            print(f"bundled the tiny restorer into {bundle_restorer(args.output, args.bundle_into, command=command)}")
+        else:
+            print(f"bundled DA-Flow-tiny and RAFT*-tiny into {bundle_recipe(args.output, args.bundle_into, command=command)}")
     return 0
 
 
@@ -1099,11 +1104,17 @@ def _restore_backbone(args):
         return DiffusionBackbone.from_pretrained(args.dit4sr, args.vae, args.null_prompt, dtype=dtype, device=args.device)
     from daflow.models import bundled
 
+    if (bundled.BUNDLE_DIR / bundled.RESTORER).is_dir():
+        print("note: restoring with the bundled tiny restorer (`daflow train recipe restore`, a demonstration); for "
+              "the paper's model pass --dit4sr, --vae and --null-prompt", file=sys.stderr)
+        return bundled.load_restorer(device=args.device)
     if not bundled.available():
         raise ValueError("this installation has no bundled backbone: pass --dit4sr and --vae")
     print("note: restoring with the bundled tiny DiT4SR of DA-Flow-tiny (a demonstration); for the paper's "
           "model pass --dit4sr, --vae and --null-prompt", file=sys.stderr)
-    return bundled.load_daflow_tiny(device=args.device).backbone
+    backbone = bundled.load_daflow_tiny(device=args.device).backbone
+    backbone.origin = "bundled:daflow-tiny"
+    return backbone
 
 
 def _flow_estimator(name: str, weights, device, *, seed: int = 0):
@@ -1135,7 +1146,7 @@ def _run_restore(args) -> int:
     args.device = _device(args.device)
     estimator = _flow_estimator(args.flow_model, args.flow_weights, args.device, seed=args.seed) if args.guidance > 0 else None
     backbone = _restore_backbone(args)
-    record = {"dit4sr": str(args.dit4sr) if args.dit4sr else ("random" if args.random_init else "bundled:daflow-tiny"),
+    record = {"dit4sr": str(args.dit4sr) if args.dit4sr else ("random" if args.random_init else backbone.origin),
               "vae": str(args.vae) if args.vae else None, "null_prompt": str(args.null_prompt) if args.null_prompt else None,
               "flow": estimator.description if estimator else None}
     print(f"daflow restore: {len(source)} frames of {args.input}, guidance {args.guidance} ({args.guidance_space}) "

@@ -36,6 +36,7 @@ class DiffusionBackbone(nn.Module):
         self.vae = vae.eval().requires_grad_(False)
         cfg = transformer.config
         self.prompt = prompt.check(cfg.joint_attention_dim, cfg.pooled_projection_dim)
+        self.origin = "given"  # where the weights came from, for records (e.g. "bundled:daflow-tiny")
 
     @classmethod
     def from_preset(cls, name: str = "tiny", *, seed: int = 0) -> "DiffusionBackbone":

@@ -18,6 +18,7 @@ from pathlib import Path
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "weights"
 PROVENANCE = "PROVENANCE.json"
 REFINER = "dis-raft"
+RESTORER = "restorer-tiny"
 NOTICE = ("using the bundled demonstration model DA-Flow-tiny (trained on synthetic clips by `daflow train recipe "
           "tiny`); for the paper's model pass --weights, --dit4sr, --vae and --null-prompt")
 
@@ -66,6 +67,42 @@ def dis_raft(weights=None, *, iters: int | None = None, device="cpu", corr_mode:
     source = "bundled" if weights is None else str(weights)
     return FlowEstimator("dis-raft", f"DIS->RAFT refiner ({source}), {n} iterations",
                          lambda a, b: refine(model, a, b, iters=n).flow, torch.device(device), module=model)
+
+
+def load_restorer(*, device="cpu", root: Path | None = None):
+    """The bundled tiny restorer (``daflow train recipe restore``): a :class:`DiffusionBackbone` (lifted DiT4SR, VAE,
+    zero null prompt)."""
+    from daflow.models.backbone import DiffusionBackbone
+    from daflow.models.dit4sr import load_dit4sr
+    from daflow.models.prompt import zero_prompt
+    from daflow.models.vae import load_vae
+
+    folder = bundled_path(RESTORER, root)
+    dit = load_dit4sr(folder / "transformer")
+    backbone = DiffusionBackbone(dit, load_vae(folder / "vae"),
+                                 zero_prompt(dit.config.joint_attention_dim, dit.config.pooled_projection_dim))
+    backbone.origin = f"bundled:{RESTORER}"
+    return backbone.to(device).eval()
+
+
+def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
+    """Copy a finished ``daflow train recipe restore`` run's lifted DiT and VAE into ``dest/restorer-tiny``."""
+    import daflow
+
+    run, dest = Path(run), Path(dest)
+    transformer, vae = run / "lift" / "transformer", run / "vae" / "vae"
+    if not (run / "lift" / "done.json").is_file():
+        raise FileNotFoundError(f"{run} has no finished lifting stage ({run / 'lift'}); run the restore recipe first")
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(transformer, tmp / RESTORER / "transformer")
+    shutil.copytree(vae, tmp / RESTORER / "vae")
+    record = {"command": command or f"daflow train recipe restore -o {run}", "daflow": daflow.__version__,
+              "git_commit": _git_commit(), "recipe": json.loads((run / "recipe.json").read_text()),
+              "stages": _stage_records(run)}
+    (tmp / RESTORER / PROVENANCE).write_text(json.dumps(record, indent=2))
+    _replace_entries(tmp, dest)
+    return dest / RESTORER
 
 
 def provenance(root: Path | None = None) -> dict:

@@ -74,9 +74,15 @@ class RecipeConfig:
     analysis_steps: int = 10
     teacher: str = "best"
     seed: int = 0
+    vae_preset: str = "tiny"  # the VAE's width (daflow.models.vae.VAE_PRESETS)
+    stages: tuple[str, ...] = STAGES  # the stages this preset runs (the restorer needs only the first four)
 
     def __post_init__(self):
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
+        object.__setattr__(self, "stages", tuple(self.stages))
+        unknown = set(self.stages) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
         object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
         if self.teacher not in TEACHERS + ("best",):
             raise ValueError(f"teacher must be one of {TEACHERS + ('best',)}, got {self.teacher!r}")
@@ -89,6 +95,12 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
     # every stage for a few steps: what the test suite runs
     "smoke": RecipeConfig(size=(64, 64), train_clips=4, val_clips=1, eval_clips=1, dit_layers=5, vae_steps=2,
                           dit0_steps=2, lift_steps=2, raft_steps=2, flow_steps=2, star_steps=2, analysis_steps=2),
+    # the tiny restorer of `daflow restore` (issue 16): data, a wider VAE, the per-frame DiT and its lifting
+    "restore": RecipeConfig(vae_preset="small", stages=("data", "vae", "dit0", "lift"), vae_steps=3000,
+                            dit0_steps=2400, lift_steps=1200),
+    "restore-smoke": RecipeConfig(size=(64, 64), train_clips=4, val_clips=1, eval_clips=1, dit_layers=5,
+                                  vae_preset="small", stages=("data", "vae", "dit0", "lift"), vae_steps=2,
+                                  dit0_steps=2, lift_steps=2),
 }
 
 
@@ -187,7 +199,7 @@ class Recipe:
         source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={self.data('train', 'lq')}", num_frames=1)
         return train_vae(source, self.run / "vae", VAETrainConfig(steps=c.vae_steps, batch=4, frames=1, crop=c.crop,
                                                                   seed=c.seed, save_every=max(c.vae_steps // 3, 1)),
-                         device=self.device, progress=self.progress)
+                         preset=c.vae_preset, device=self.device, progress=self.progress)
 
     def _lift(self, stage: str, transformer: Path | None, frames: int, steps: int) -> dict:
         from daflow.train.data import build_clip_source
@@ -312,7 +324,7 @@ class Recipe:
         if unknown:
             raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
         times = {}
-        for stage in STAGES:
+        for stage in self.config.stages:
             if (only and stage not in only) or _done(self.run, stage):
                 continue
             report(f"recipe: stage {stage} ...")
