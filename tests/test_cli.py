@@ -50,5 +50,5 @@ def test_demo_runs_and_writes_picture(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "| DIS (LQ) |" in proc.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]
-    assert metrics["DIS (HQ)"]["epe"] < metrics["DIS (LQ)"]["epe"] < metrics["zero flow"]["epe"]
+    assert metrics["DIS (HQ), clean reference"]["epe"] < metrics["DIS (LQ)"]["epe"] < metrics["zero flow"]["epe"]
     assert read_image(tmp_path / "demo.png").ndim == 3

@@ -141,14 +141,14 @@ def test_degrade_bad_range(tmp_path, capsys):
 
 def test_threads_default_and_option(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    assert cli._default_threads() == 1
+    assert cli.default_threads() == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert 1 <= cli._default_threads() <= (os.cpu_count() or 1)
+    assert 1 <= cli.default_threads() <= (os.cpu_count() or 1)
     n = torch.get_num_threads()
     try:
-        assert cli._apply_threads(1) == 1 and torch.get_num_threads() == 1
+        assert cli.apply_threads(1) == 1 and torch.get_num_threads() == 1
         with pytest.raises(ValueError, match="--threads"):
-            cli._apply_threads(0)
+            cli.apply_threads(0)
     finally:
         torch.set_num_threads(n)
     args = cli.build_parser().parse_args(["estimate", "x", "-o", "y", "--threads", "3"])

@@ -25,12 +25,11 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from daflow.choices import FLOW_FILE_FORMATS as FORMATS
 from daflow.data.base import CHUNKS, window_plan
 from daflow.data.video import FrameSource
 from daflow.files import atomic_write_text, check_output_dir, write_image
 from daflow.flow.io import write_flow
-
-FORMATS = ("flo", "npy", "png", "flo5")
 
 
 @dataclass

@@ -1,26 +1,31 @@
-"""Datasets: every reader yields :class:`~daflow.data.base.FlowSample` (frames, flow, valid, metadata)."""
+"""Datasets: every reader yields :class:`~daflow.data.base.FlowSample` (frames, flow, valid, metadata).
 
-from daflow.data.base import DatasetLayoutError, FlowSample
-from daflow.data.sintel import Sintel
-from daflow.data.spring import Spring
-from daflow.data.synthetic import SYNTHETIC_PRESETS, SyntheticClips, SyntheticConfig, render_clip
-from daflow.data.tartanair import TartanAir
-from daflow.data.video import FrameSource, VideoFrames, read_video, write_video
-from daflow.data.youhq import YouHQ
+The names below are loaded on first use (PEP 562), so that importing a light submodule such as
+``daflow.data.degrade.config`` does not load torch.
+"""
 
-__all__ = [
-    "SYNTHETIC_PRESETS",
-    "DatasetLayoutError",
-    "FlowSample",
-    "FrameSource",
-    "Sintel",
-    "Spring",
-    "SyntheticClips",
-    "SyntheticConfig",
-    "TartanAir",
-    "VideoFrames",
-    "YouHQ",
-    "read_video",
-    "render_clip",
-    "write_video",
-]
+import importlib
+
+_EXPORTS = {
+    "DatasetLayoutError": "daflow.data.base",
+    "FlowSample": "daflow.data.base",
+    "Sintel": "daflow.data.sintel",
+    "Spring": "daflow.data.spring",
+    "SYNTHETIC_PRESETS": "daflow.data.synthetic",
+    "SyntheticClips": "daflow.data.synthetic",
+    "SyntheticConfig": "daflow.data.synthetic",
+    "render_clip": "daflow.data.synthetic",
+    "TartanAir": "daflow.data.tartanair",
+    "FrameSource": "daflow.data.video",
+    "VideoFrames": "daflow.data.video",
+    "read_video": "daflow.data.video",
+    "write_video": "daflow.data.video",
+    "YouHQ": "daflow.data.youhq",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'daflow.data' has no attribute {name!r}")

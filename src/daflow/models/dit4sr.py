@@ -22,7 +22,6 @@ Per block (x: noisy-latent tokens, c: LQ tokens, e: text tokens, all ``[B·F, T,
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import asdict, dataclass, fields

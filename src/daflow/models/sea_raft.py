@@ -19,11 +19,9 @@ a model that a checkpoint then overwrites; here construction never touches the n
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import asdict, dataclass, fields
-from pathlib import Path
 
 import torch
 import torch.nn as nn

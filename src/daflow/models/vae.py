@@ -53,8 +53,6 @@ class VAEConfig:
     @classmethod
     def from_json(cls, path_or_dict) -> "VAEConfig":
         """From a diffusers ``config.json``: keys of other ``AutoencoderKL`` variants must have SD3's values."""
-        import json
-        from pathlib import Path
 
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):

@@ -22,6 +22,7 @@ import torch
 from tqdm import tqdm
 
 import daflow
+from daflow.choices import LABEL_FORMATS
 from daflow.data.labeled import find_clip_roots, label_dir
 from daflow.data.video import FrameSource
 from daflow.files import atomic_write_text
@@ -30,7 +31,6 @@ from daflow.models.registry import FlowEstimator
 
 log = logging.getLogger(__name__)
 
-LABEL_FORMATS = ("flo", "flo5", "npy")
 MANIFEST = "pseudo_gt.json"
 
 

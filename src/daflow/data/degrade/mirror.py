@@ -29,14 +29,25 @@ from pathlib import Path
 import numpy as np
 
 import daflow
+from daflow.choices import MIRROR_KINDS as KINDS
 from daflow.data.base import DatasetLayoutError, natural_key, require_dir
 from daflow.data.degrade.config import DegradationConfig, get_preset
 from daflow.data.degrade.params import DegradationParams, sample_params
 from daflow.data.degrade.pipeline import check_clip, degrade_clip
-from daflow.data.video import count_video_frames, frame_indices, list_frame_files, read_video
-from daflow.files import atomic_write_text, check_output_dir, read_image, read_json, write_image
+from daflow.data.video import (
+    count_video_frames,
+    frame_indices,
+    list_frame_files,
+    read_video,
+)
+from daflow.files import (
+    atomic_write_text,
+    check_output_dir,
+    read_image,
+    read_json,
+    write_image,
+)
 
-KINDS = ("frames", "video", "sintel", "spring", "tartanair", "youhq")
 STATE_DIR = ".daflow-degrade"
 
 

@@ -1,0 +1,7 @@
+"""``python -m daflow.cli``."""
+
+import sys
+
+from daflow.cli import main
+
+sys.exit(main())

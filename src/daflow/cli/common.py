@@ -1,0 +1,321 @@
+"""Helpers every command shares: devices, threads, output folders, model and backbone options and builders.
+
+Nothing here imports torch at module level, so that ``daflow --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+DAFLOW_NAMES = ("daflow", "daflow-tiny")  # --model values served by DA-Flow (daflow-tiny: the bundled model)
+
+
+def resolve_device(name: str) -> str:
+    """``--device``: ``auto`` is cuda when available, else cpu; anything else as given, if torch knows it."""
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, ...): {err}") from None
+    return name
+
+
+def output_dir(path: Path) -> Path:
+    """``-o``: :func:`daflow.files.check_output_dir`, imported here so that ``daflow --help`` does not load OpenCV."""
+    from daflow.files import check_output_dir
+
+    return check_output_dir(path)
+
+
+def default_threads() -> int:
+    """``OMP_NUM_THREADS`` when set; else the CPUs this process may use minus those other processes keep busy
+    (the 1-minute load average), at least 1: torch's default of every core is 7-30x slower on a loaded machine."""
+    import os
+
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"OMP_NUM_THREADS must be a positive integer, got {env!r}") from None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        busy = int(round(os.getloadavg()[0]))
+    except OSError:
+        busy = 0
+    return max(1, min(cpus, cpus - busy))
+
+
+def apply_threads(threads: int | None) -> int:
+    """Set torch's and OpenCV's thread counts (``--threads``; default :func:`default_threads`)."""
+    n = default_threads() if threads is None else threads
+    if n < 1:
+        raise ValueError(f"--threads must be >= 1, got {n}")
+    import cv2
+    import torch
+
+    torch.set_num_threads(n)
+    cv2.setNumThreads(n)
+    return n
+
+
+def add_threads(parser: argparse.ArgumentParser) -> None:
+    """``--threads`` on a command and, recursively, on its sub-commands."""
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]  # noqa: SLF001
+    if not subs:
+        parser.add_argument(
+            "--threads",
+            type=int,
+            default=None,
+            help="CPU threads for torch and OpenCV (default: "
+            "OMP_NUM_THREADS if set, else the CPUs not kept busy by other processes)",
+        )
+    for action in subs:
+        for child in action.choices.values():
+            add_threads(child)
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be HxW (e.g. 256x256), got {text!r}") from None
+    if h < 16 or w < 16:
+        raise argparse.ArgumentTypeError(f"size must be at least 16x16, got {text!r}")
+    return h, w
+
+
+def add_model_args(p, *, default_iters_help: str) -> None:
+    p.add_argument("--weights", type=Path, help="the published checkpoint of the model (never downloaded)")
+    p.add_argument("--iters", type=int, help=default_iters_help)
+    p.add_argument(
+        "--scale",
+        type=int,
+        choices=(0, -1),
+        help="SEA-RAFT input resize exponent: -1 runs at half resolution "
+        "and scales the flow back (SEA-RAFT's Spring protocol); default: the preset's",
+    )
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
+    p.add_argument(
+        "--corr",
+        default="auto",
+        choices=("auto", "all-pairs", "windowed"),
+        help="correlation: all-pairs volume or on-the-fly windows (linear memory); auto picks by size",
+    )
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random weights instead of --weights: smoke tests only, the flow is meaningless and every output says so",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_model(args, name: str):
+    from daflow.models.registry import build_flow_model
+
+    args.device = resolve_device(args.device)
+    if args.iters is not None and args.iters < 1:
+        raise ValueError(f"--iters must be >= 1, got {args.iters}")
+    if args.scale is not None and not name.startswith("sea-raft"):
+        raise ValueError(f"--scale applies to SEA-RAFT only (its resize protocol); --model {name} does not take it")
+    if args.corr != "auto" and name in ("dis", "farneback"):
+        raise ValueError(f"--corr applies to RAFT-family models; --model {name} has no correlation volume")
+    model = build_flow_model(
+        name,
+        args.weights,
+        iters=args.iters,
+        scale=args.scale,
+        device=args.device,
+        corr_mode=args.corr,
+        random_init=args.random_init,
+    )
+    return model  # with --random-init the library has logged a warning and the description says so
+
+
+def add_backbone_args(p, *, in_weights: bool = False) -> None:
+    """The DiT4SR / VAE / null-prompt options every diffusion command shares (``in_weights``: a DA-Flow model
+    folder given with ``--weights`` already holds the DiT and VAE, so these only override it)."""
+    dit_help, vae_help = (
+        ("DiT4SR transformer (default: WEIGHTS/transformer)", "SD3.5 VAE (default: WEIGHTS/vae)")
+        if in_weights
+        else (
+            "DiT4SR transformer: dit4sr_q folder, its transformer/ folder, or the safetensors file (never "
+            "downloaded; Hugging Face acceptee/DiT4SR)",
+            "SD3.5 VAE: the stable-diffusion-3.5-medium folder, its vae/ folder or the file",
+        )
+    )
+    p.add_argument("--dit4sr", type=Path, help=dit_help)
+    p.add_argument("--vae", type=Path, help=vae_help)
+    p.add_argument(
+        "--null-prompt",
+        type=Path,
+        help="folder with NULL_prompt_embeds.pt and NULL_pooled_prompt_embeds.pt "
+        "(published with DiT4SR); default: zeros, logged",
+    )
+    p.add_argument(
+        "--preset", default="tiny", choices=("tiny", "paper"), help="model size for --random-init (default tiny)"
+    )
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        choices=("auto", "float32", "bfloat16", "float16"),
+        help="DiT weights dtype (default auto: bfloat16 on CUDA, float32 on CPU); the VAE stays float32",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
+
+
+def add_diffusion_args(p) -> None:
+    add_backbone_args(p)
+    p.add_argument(
+        "--random-init",
+        action="store_true",
+        help="random weights at --preset size instead of --dit4sr/--vae "
+        "(smoke tests: the features carry no learned correspondence)",
+    )
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def device_and_dtype(args):
+    """Resolve ``--device auto`` in place and return the DiT dtype of ``--dtype`` (auto: bf16 on CUDA, else fp32)."""
+    import torch
+
+    args.device = resolve_device(args.device)
+    return {
+        "auto": torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32,
+        "float32": torch.float32,
+        "bfloat16": torch.bfloat16,
+        "float16": torch.float16,
+    }[args.dtype]
+
+
+def build_backbone(args):
+    from daflow.models.backbone import DiffusionBackbone
+
+    dtype = device_and_dtype(args)
+    if args.random_init:
+        if args.dit4sr or args.vae:
+            raise ValueError("--random-init and --dit4sr/--vae exclude each other")
+        print(
+            f"warning: random {args.preset} weights (--random-init): the features carry no learned correspondence",
+            file=sys.stderr,
+        )
+        backbone = DiffusionBackbone.from_preset(args.preset, seed=args.seed)
+        backbone.transformer.to(dtype)  # the VAE stays float32, as from_pretrained keeps it
+        return backbone.to(args.device)
+    if not (args.dit4sr and args.vae):
+        raise ValueError("give --dit4sr and --vae (the published DiT4SR transformer and SD3.5 VAE), or --random-init")
+    return DiffusionBackbone.from_pretrained(args.dit4sr, args.vae, args.null_prompt, dtype=dtype, device=args.device)
+
+
+def add_daflow_args(p) -> None:
+    g = p.add_argument_group(
+        "DA-Flow (--model daflow)",
+        "--weights is the folder written by `daflow train flow` "
+        "(config.json, flownet.safetensors, and transformer/ + vae/ unless given here)",
+    )
+    add_backbone_args(g, in_weights=True)
+    g.add_argument("--denoise-steps", type=int, default=10, help="denoising schedule length (default 10, the paper's)")
+
+
+def build_daflow(args):
+    if args.model == "daflow-tiny" and (args.weights or args.random_init):
+        raise ValueError("--model daflow-tiny is the bundled model; use --model daflow with --weights or --random-init")
+    if getattr(args, "scale", None) is not None:
+        raise ValueError("--scale applies to SEA-RAFT only; DA-Flow runs at the input resolution")
+    dtype = device_and_dtype(args)
+    if args.denoise_steps < 1:
+        raise ValueError(f"--denoise-steps must be >= 1, got {args.denoise_steps}")
+    model = load_daflow(args, dtype)
+    model.raft.corr_mode = args.corr  # --corr: all-pairs, windowed or auto, as for RAFT
+    return model
+
+
+def load_daflow(args, dtype):
+    from daflow.models.daflow import DAFlow
+
+    if args.random_init:
+        if args.weights:
+            raise ValueError("--random-init and --weights exclude each other")
+        print(
+            f"warning: random {args.preset} DA-Flow weights (--random-init): the flow is meaningless", file=sys.stderr
+        )
+        model = DAFlow(args.preset, seed=args.seed)
+        model.backbone.transformer.to(dtype)
+        return model.to(args.device).eval()
+    if not args.weights:
+        from daflow.models import bundled
+
+        if not bundled.available():
+            raise ValueError(
+                "--model daflow needs --weights FOLDER (written by daflow train flow), or --random-init "
+                "(this installation has no bundled DA-Flow-tiny)"
+            )
+        print(f"note: {bundled.NOTICE}", file=sys.stderr)
+        return bundled.load_daflow_tiny(device=args.device)
+    return DAFlow.load(
+        args.weights, dit4sr=args.dit4sr, vae=args.vae, null_prompt=args.null_prompt, dtype=dtype, device=args.device
+    ).eval()
+
+
+def int_list(text: str, name: str) -> list[int]:
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be comma-separated integers, got {text!r}") from None
+
+
+def add_range_args(p) -> None:
+    p.add_argument("--start", type=int, default=0, help="first frame (0-based index; default 0)")
+    p.add_argument("--end", type=int, default=None, help="stop before this frame index (default: the last frame)")
+    p.add_argument("--stride", type=int, default=1, help="take every N-th frame (default 1)")
+
+
+def flow_estimator(name: str, weights, device, *, seed: int = 0):
+    """A ClipEstimator for any flow-model name (pairwise models and DA-Flow-tiny)."""
+    from daflow.inference import daflow_estimator, pairwise
+    from daflow.models.catalog import FLOW_MODELS
+    from daflow.models.registry import build_flow_model
+
+    if name == "daflow-tiny":
+        from daflow.models import bundled
+
+        return daflow_estimator(bundled.load_daflow_tiny(device=device), step=0, seed=seed)
+    if name not in FLOW_MODELS:
+        raise ValueError(f"--flow-model {name!r} is not known; choose daflow-tiny or one of {', '.join(FLOW_MODELS)}")
+    return pairwise(build_flow_model(name, weights, device=device))
+
+
+def model_record(args) -> dict:
+    """What estimate.json says about the model: its name and where its weights came from."""
+    if args.random_init:
+        return {"weights": None, "random_init": True, "provenance": "random weights (--random-init)"}
+    if args.weights:
+        return {"weights": str(args.weights), "random_init": False}
+    if args.model == "dis-raft":
+        from daflow.models import bundled
+
+        prov = bundled.provenance(bundled.BUNDLE_DIR / bundled.REFINER)
+        return {
+            "weights": f"bundled:{bundled.REFINER}",
+            "random_init": False,
+            "bundled_path": str(bundled.BUNDLE_DIR / bundled.REFINER),
+            "provenance": {k: prov.get(k) for k in ("command", "daflow", "git_commit") if k in prov},
+        }
+    if args.model in DAFLOW_NAMES or args.model == "raft-star-tiny":
+        from daflow.models import bundled
+
+        name = "raft-star-tiny" if args.model == "raft-star-tiny" else "daflow-tiny"
+        prov = bundled.provenance()
+        return {
+            "weights": f"bundled:{name}",
+            "random_init": False,
+            "bundled_path": str(bundled.BUNDLE_DIR / name),
+            "provenance": {k: prov.get(k) for k in ("command", "daflow", "git_commit", "stages") if k in prov},
+        }
+    return {"weights": None, "random_init": False}

@@ -1,0 +1,461 @@
+"""daflow train: lift (stage 1), flow (stage 2), raft (baselines), refine (the default model), recipe."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from daflow.cli.common import (
+    add_diffusion_args,
+    build_backbone,
+    int_list,
+    output_dir,
+    parse_size,
+    resolve_device,
+)
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train DA-Flow's stages (lift, flow), the RAFT baselines (raft), or all at tiny size (recipe)",
+        description=(
+            "Training stages of the paper. `daflow train lift` fine-tunes the lifted DiT4SR (stage 1, paper §4.2);\n"
+            "`daflow train flow` trains the DPT heads and the hybrid RAFT with the DiT frozen (stage 2, §4.4);\n"
+            "`daflow train raft` trains plain RAFT on the same data (the RAFT / RAFT* baselines, App. C.2);\n"
+            "`daflow train recipe tiny` runs every stage at small size on a CPU."
+        ),
+    )
+    stages = p.add_subparsers(dest="stage", metavar="STAGE")
+    _add_train_lift(stages)
+    _add_train_flow(stages)
+    _add_train_raft(stages)
+    _add_train_recipe(stages)
+    _add_train_refine(stages)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _add_train_lift(stages) -> None:
+    from daflow.choices import module_doc
+
+    p = stages.add_parser(
+        "lift",
+        help="stage 1: fine-tune the lifted DiT4SR with the flow-matching loss",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Fine-tune DiT4SR with full spatio-temporal attention on F-frame clips (paper §4.2, Eq. 6): HQ and LQ frames\n"
+            "through the frozen VAE, logit-normal timesteps, x0-preconditioned flow-matching loss (DiT4SR's), null\n"
+            "prompt. Writes RUN/transformer (loadable with --dit4sr), RUN/checkpoints/step_N (safetensors, resumed\n"
+            "automatically when RUN already holds one), RUN/log.jsonl and RUN/train_lift.json. Multi-GPU:\n"
+            "  accelerate launch -m daflow.cli train lift ...\n\n"
+            "--preset tiny trains the tiny model from random weights on CPU, e.g.\n"
+            "  daflow train lift --preset tiny --random-init --data 'synthetic:tiny?n=64&size=64x64' -o runs/lift\n"
+            "--preset paper has the paper's settings (20K steps; batch 8 per GPU, 4 GPUs; 512x512 crops; 3 frames):\n"
+            "  daflow train lift --preset paper --dit4sr dit4sr_q --vae sd3.5 --null-prompt dit4sr_null \\\n"
+            "      --data youhq:YouHQ-Train -o runs/lift\n\n" + "\n\n".join(module_doc("daflow.train.data").split("\n\n")[1:3])
+        ),
+    )
+    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips (see above)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    add_diffusion_args(p)
+    p.add_argument("--steps", type=int, help="total optimisation steps (tiny 200, paper 20000)")
+    p.add_argument("--batch", type=int, help="clips per step and process (tiny 2, paper 8)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 3)")
+    p.add_argument("--crop", type=parse_size, help="random crop HxW, multiples of 16 (tiny 64x64, paper 512x512)")
+    p.add_argument("--lr", type=float, help="AdamW learning rate (tiny 5e-4, paper 5e-5 as DiT4SR)")
+    p.add_argument(
+        "--trainable",
+        choices=("control", "attention", "all"),
+        help="which parameters train (paper: control, DiT4SR's choice; tiny: all)",
+    )
+    p.add_argument(
+        "--loss", choices=("x0", "velocity"), help="x0: DiT4SR's preconditioned loss (default); velocity: Eq. 6"
+    )
+    p.add_argument(
+        "--degrade",
+        default="realbasicvsr",
+        help="on-the-fly degradation preset for sources without LQ "
+        "frames (default realbasicvsr, the paper's; none to train on clean LQ = HQ)",
+    )
+    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), help="default auto: bf16 on CUDA")
+    p.add_argument(
+        "--gradient-checkpointing",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="recompute blocks in the backward pass (paper preset: on)",
+    )
+    p.add_argument("--save-every", type=int, help="checkpoint interval in steps")
+    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.set_defaults(func=_run_train_lift)
+
+
+def _run_train_lift(args) -> int:
+    import dataclasses
+
+    from daflow.models.vae import save_vae
+    from daflow.train.data import build_clip_source
+    from daflow.train.lift import LIFT_PRESETS, train_lift
+
+    output_dir(args.output)
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "batch": args.batch,
+            "frames": args.frames,
+            "crop": args.crop,
+            "lr": args.lr,
+            "trainable": args.trainable,
+            "loss": args.loss,
+            "mixed_precision": args.mixed_precision,
+            "gradient_checkpointing": args.gradient_checkpointing,
+            "save_every": args.save_every,
+            "workers": args.workers,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    config = dataclasses.replace(LIFT_PRESETS[args.preset], **overrides)
+    source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
+    backbone = build_backbone(args)
+    info = {
+        "dit4sr": str(args.dit4sr) if args.dit4sr else None,
+        "vae": str(args.vae) if args.vae else None,
+        "random_init": args.random_init,
+        "preset": args.preset,
+    }
+    print(
+        f"daflow train lift: {args.preset} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
+        f"{config.crop[0]}x{config.crop[1]} clips from {args.data}; trainable: {config.trainable}"
+    )
+    summary = train_lift(backbone, source, args.output, config, model_info=info, progress=not args.no_progress)
+    if args.random_init:  # the VAE is part of the model only when it was made here
+        save_vae(backbone.vae, args.output / "vae")
+    print(
+        f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f} "
+        f"({summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s); "
+        f"transformer in {args.output / 'transformer'}"
+    )
+    return 0
+
+
+def _add_train_flow(stages) -> None:
+    from daflow.choices import module_doc
+
+    p = stages.add_parser(
+        "flow",
+        help="stage 2: train the DPT heads and hybrid RAFT on frozen diffusion features",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Train DA-Flow's flow network (three DPT heads + hybrid RAFT, Eq. 13-18) on LQ clips with flow labels, the\n"
+            "lifted DiT4SR frozen: a random denoising step per batch, M = 12 iterations, gamma 0.8, AdamW, RAFT's\n"
+            "one-cycle schedule. RAFT starts from --raft-init (raft-things.pth, the paper's) with zero GRU columns for\n"
+            "the diffusion context. Writes RUN/model (config.json + flownet.safetensors; loadable with\n"
+            "daflow estimate/evaluate --model daflow --weights RUN/model), checkpoints (resumed automatically), logs.\n\n"
+            "Tiny, on CPU, from a stage-1 run:\n"
+            "  daflow train flow --preset tiny --dit4sr runs/lift/transformer --vae runs/lift/vae \\\n"
+            "      --data 'synthetic:tiny?n=256&size=64x64' -o runs/flow\n"
+            "Paper: --preset paper --dit4sr runs/lift/transformer --vae sd3.5 --null-prompt dit4sr_null \\\n"
+            "      --raft-init raft-things.pth --data 'labeled:YouHQ-LQ?labels=YouHQ-pgt' -o runs/flow\n\n"
+            + "\n\n".join(module_doc("daflow.train.data").split("\n\n")[1:3])
+        ),
+    )
+    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips with flow labels (see above)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    add_diffusion_args(p)
+    p.add_argument("--raft-init", type=Path, help="RAFT weights to start from (raft-things.pth; default: random)")
+    p.add_argument("--blocks", help="tapped blocks, comma-separated (default: the preset's; paper 3,13,16,17)")
+    p.add_argument("--head", choices=("dpt", "bilinear"), help="upsampling heads (default dpt; bilinear: App. C.3)")
+    p.add_argument("--steps", type=int, help="optimisation steps (tiny 300, paper 20000)")
+    p.add_argument("--batch", type=int, help="clips per step and process (tiny 2, paper 8)")
+    p.add_argument("--frames", type=int, help="frames per clip (default 3)")
+    p.add_argument("--crop", type=parse_size, help="random crop HxW, multiples of 16 (tiny 64x64, paper 512x512)")
+    p.add_argument("--lr", type=float, help="peak learning rate (tiny 4e-4, paper 5e-5)")
+    p.add_argument("--iters", type=int, help="refinement iterations M (tiny 6, paper 12)")
+    p.add_argument("--denoise-steps", type=int, help="denoising schedule length (default 10)")
+    p.add_argument(
+        "--degrade",
+        default="realbasicvsr",
+        help="on-the-fly degradation for sources without LQ frames (default realbasicvsr; none for clean frames)",
+    )
+    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), help="default auto: bf16 on CUDA")
+    p.add_argument("--save-every", type=int, help="checkpoint interval in steps")
+    p.add_argument("--workers", type=int, help="data-loading worker processes")
+    p.set_defaults(func=_run_train_flow)
+
+
+def _run_train_flow(args) -> int:
+    import dataclasses
+
+    from daflow.models.daflow import DAFLOW_PRESETS, DAFlow
+    from daflow.train.data import build_clip_source
+    from daflow.train.flow import FLOW_PRESETS, train_flow
+
+    output_dir(args.output)
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "batch": args.batch,
+            "frames": args.frames,
+            "crop": args.crop,
+            "lr": args.lr,
+            "iters": args.iters,
+            "num_steps": args.denoise_steps,
+            "mixed_precision": args.mixed_precision,
+            "save_every": args.save_every,
+            "workers": args.workers,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    config = dataclasses.replace(FLOW_PRESETS[args.preset], **overrides)
+    model_config = DAFLOW_PRESETS[args.preset]
+    if args.blocks:
+        blocks = tuple(int_list(args.blocks, "--blocks"))
+        if len(blocks) != len(model_config.blocks):
+            raise ValueError(
+                f"--blocks: the DPT heads take {len(model_config.blocks)} levels (scales "
+                f"{model_config.dpt_scales}); give {len(model_config.blocks)} blocks, got {list(blocks)}"
+            )
+        model_config = dataclasses.replace(model_config, blocks=blocks)
+    if args.head:
+        model_config = dataclasses.replace(model_config, head=args.head)
+    source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
+    backbone = build_backbone(args)
+    model = DAFlow(model_config, backbone)
+    if args.raft_init:
+        model.init_raft(args.raft_init)
+    info = {
+        "dit4sr": str(args.dit4sr) if args.dit4sr else None,
+        "vae": str(args.vae) if args.vae else None,
+        "random_init": args.random_init,
+        "preset": args.preset,
+        "raft_init": str(args.raft_init) if args.raft_init else None,
+        "config": model_config.to_dict(),
+    }
+    print(
+        f"daflow train flow: {args.preset} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
+        f"{config.crop[0]}x{config.crop[1]} clips from {args.data}; blocks {list(model_config.blocks)}, "
+        f"RAFT-{model_config.raft} from {args.raft_init or 'random weights'}"
+    )
+    summary = train_flow(
+        model,
+        source,
+        args.output,
+        config,
+        model_info=info,
+        save_backbone=args.random_init,
+        progress=not args.no_progress,
+    )
+    print(
+        f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} "
+        f"({summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s); model in "
+        f"{args.output / 'model'}"
+    )
+    return 0
+
+
+def _add_train_raft(stages) -> None:
+    p = stages.add_parser(
+        "raft",
+        help="RAFT on clean or LQ frames with flow labels (RAFT / RAFT* baselines, App. C.2)",
+        description=(
+            "Train RAFT with DA-Flow's stage-2 setup (Eq. 18, one-cycle, crops, labels) on the clean (--inputs hq) or "
+            "degraded (--inputs lq, RAFT*) frames of the clips; --init starts from RAFT weights (raft-things.pth or an "
+            "earlier run). Writes RUN/model/raft.safetensors (evaluate with --model raft or raft-small --weights ...)."
+        ),
+    )
+    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips with flow labels")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument(
+        "--preset", default="tiny", choices=("tiny", "paper"), help="settings (tiny: RAFT-small, 64x64 crops)"
+    )
+    p.add_argument(
+        "--inputs", choices=("hq", "lq"), help="train on the clean (hq) or degraded (lq, RAFT*) frames (default lq)"
+    )
+    p.add_argument("--init", type=Path, help="RAFT weights to start from")
+    p.add_argument("--steps", type=int, help="optimisation steps")
+    p.add_argument("--batch", type=int, help="clips per step and process")
+    p.add_argument("--crop", type=parse_size, help="random crop HxW")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--iters", type=int, help="refinement iterations")
+    p.add_argument("--degrade", default="realbasicvsr", help="on-the-fly degradation preset (default realbasicvsr)")
+    p.add_argument("--device", default="auto", help="torch device (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_train_raft)
+
+
+def _run_train_raft(args) -> int:
+    import dataclasses
+
+    from daflow.train.data import build_clip_source
+    from daflow.train.raft import RAFT_PRESETS, train_raft
+
+    output_dir(args.output)
+    overrides = {
+        k: v
+        for k, v in {
+            "steps": args.steps,
+            "batch": args.batch,
+            "crop": args.crop,
+            "lr": args.lr,
+            "iters": args.iters,
+            "inputs": args.inputs,
+            "seed": args.seed,
+        }.items()
+        if v is not None
+    }
+    config = dataclasses.replace(RAFT_PRESETS[args.preset], **overrides)
+    source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
+    device = resolve_device(args.device)
+    print(
+        f"daflow train raft: RAFT-{'small' if config.small else 'large'} on {config.inputs} frames of {args.data}, "
+        f"{config.steps} steps, from {args.init or 'random weights'}"
+    )
+    summary = train_raft(source, args.output, config, init=args.init, device=device, progress=not args.no_progress)
+    print(
+        f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; "
+        f"model in {args.output / 'model'}"
+    )
+    return 0
+
+
+def _add_train_refine(stages) -> None:
+    p = stages.add_parser(
+        "refine",
+        help="the bundled default: RAFT-small refining DIS on degraded clips (issue 15)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Train the DIS->RAFT refiner (daflow.models.refine) that ships as the default flow model: N mixture clips\n"
+            "(sizes 256x256..384x512, sub-pixel to 1/8-width motion, static scenes, every bundled photo and procedural\n"
+            "textures, RealBasicVSR / mild / severe / real-codec degradations) are rendered into RUN/mixture with DIS on\n"
+            "their LQ pairs, then RAFT-small learns to correct DIS. Resumable: finished clips and checkpoints are kept.\n"
+            "The shipped weights: `daflow train refine -o RUN --bundle-into src/daflow/weights` (about 1.5 h on 2 cores)."
+        ),
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder (RUN/mixture holds the clips)")
+    p.add_argument(
+        "--preset",
+        default="default",
+        choices=("default", "tiny"),
+        help="training settings (tiny: a few steps on 64x64 crops, for tests)",
+    )
+    p.add_argument("--clips", type=int, default=1500, help="mixture clips to render (default 1500)")
+    p.add_argument("--mixture", default=None, choices=("default", "tiny"), help="mixture preset (default: as --preset)")
+    p.add_argument("--init", type=Path, help="RAFT-small weights to start from (default: the bundled RAFT*-tiny)")
+    p.add_argument("--steps", type=int, help="optimisation steps (default 2500)")
+    p.add_argument("--workers", type=int, default=2, help="processes rendering the clips (default 2)")
+    p.add_argument(
+        "--bundle-into",
+        type=Path,
+        help="after training, copy the model with its provenance into this "
+        "folder (src/daflow/weights ships it with the package)",
+    )
+    p.add_argument("--device", default="auto", help="torch device (default auto)")
+    p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train_refine)
+
+
+def _run_train_refine(args) -> int:
+    import dataclasses
+
+    from daflow.data.mixture import build_cache
+    from daflow.models.bundled import bundled_path
+    from daflow.train.refine import REFINE_PRESETS, train_refiner
+
+    out = output_dir(args.output)
+    if args.clips < 1:
+        raise SystemExit(f"daflow train refine: --clips must be >= 1, got {args.clips}")
+    init = args.init or bundled_path("raft-star-tiny") / "raft.safetensors"
+    overrides = {"seed": args.seed} | ({"steps": args.steps} if args.steps is not None else {})
+    config = dataclasses.replace(REFINE_PRESETS[args.preset], **overrides)
+    cache = build_cache(
+        out / "mixture",
+        args.clips,
+        config=args.mixture or args.preset,
+        seed=args.seed,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    summary = train_refiner(
+        cache, out, config, init=init, device=resolve_device(args.device), progress=not args.no_progress
+    )
+    print(
+        f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']} -> {summary['last_loss']}; "
+        f"model in {out / 'model'}"
+    )
+    if args.bundle_into:
+        from daflow.models.bundled import bundle_refiner
+
+        command = (
+            f"daflow train refine -o {out} --preset {args.preset} --clips {args.clips} --steps {config.steps} "
+            f"--seed {args.seed}" + (f" --init {args.init}" if args.init else "")
+        )
+        print(f"bundled the DIS->RAFT refiner into {bundle_refiner(out, args.bundle_into, command=command)}")
+    return 0
+
+
+def _add_train_recipe(stages) -> None:
+    from daflow.choices import module_doc
+
+    p = stages.add_parser(
+        "recipe",
+        help="every stage of the paper at small size on a CPU (the tiny recipe)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Run the tiny recipe into RUN_DIR: synthetic data with exact ground truth and its degraded mirror, stage 0\n"
+            "(VAE, per-frame DiT4SR), stage 1 (lifting), the RAFT teacher and baseline, pseudo ground truth, the\n"
+            "zero-shot layer analysis, stage 2 (pseudo and exact labels), RAFT* and Baseline*. Resumable: finished\n"
+            "stages are skipped and every trainer resumes from its last checkpoint.\n\n"
+            + module_doc("daflow.train.recipe").split("\n\n")[2]
+        ),
+    )
+    p.add_argument(
+        "preset",
+        choices=("tiny", "smoke", "restore", "restore-smoke"),
+        help="tiny: the real budget; smoke: every stage for a few steps; restore: the tiny restorer of "
+        "`daflow restore` (data, a wider VAE, per-frame DiT, lifting)",
+    )
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    p.add_argument("--only", action="append", help="run only this stage (repeatable)")
+    p.add_argument(
+        "--bundle-into",
+        type=Path,
+        help="after the run, copy DA-Flow-tiny and RAFT*-tiny with their "
+        "provenance into this folder (src/daflow/weights ships them with the package)",
+    )
+    p.add_argument(
+        "--device", default="auto", help="torch device for every stage (default auto: cuda if available, else cpu)"
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train_recipe)
+
+
+def _run_train_recipe(args) -> int:
+    from daflow.train.recipe import RECIPE_PRESETS, Recipe
+
+    output_dir(args.output)
+    recipe = Recipe(
+        args.output, RECIPE_PRESETS[args.preset], progress=not args.no_progress, device=resolve_device(args.device)
+    )
+    times = recipe.run_all(only=args.only)
+    print(f"recipe {args.preset}: {len(times)} stage(s) run in {sum(times.values()):.0f} s -> {args.output}")
+    if args.bundle_into:
+        from daflow.models.bundled import bundle_recipe, bundle_restorer
+
+        command = f"daflow train recipe {args.preset} -o {args.output}"
+        if args.preset.startswith("restore"):
+            print(f"bundled the tiny restorer into {bundle_restorer(args.output, args.bundle_into, command=command)}")
+        else:
+            print(
+                f"bundled DA-Flow-tiny and RAFT*-tiny into {bundle_recipe(args.output, args.bundle_into, command=command)}"
+            )
+    return 0
+
+
+def register(sub) -> None:
+    """Add this module's command(s) to the ``daflow`` parser."""
+    _add_train(sub)
