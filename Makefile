@@ -23,6 +23,8 @@ demo: $(STAMP)
 	$(BIN)/daflow demo -o $(DEMO_OUT)
 
 test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
 
 test-slow: $(STAMP)

@@ -34,11 +34,18 @@ def main() -> None:
     ap.add_argument("--size", default="436x1024", help="frame HxW (default Sintel's 436x1024)")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=2)
-    ap.add_argument("--data", help="dataset spec for the accuracy side (e.g. synthetic:default?n=16&size=64x64&degrade=realbasicvsr)")
+    ap.add_argument(
+        "--data",
+        help="dataset spec for the accuracy side (e.g. synthetic:default?n=16&size=64x64&degrade=realbasicvsr)",
+    )
     ap.add_argument("--max-chunks", type=int, default=None)
     args = ap.parse_args()
     dev = torch.device(args.device)
-    dtype = {"bf16": torch.bfloat16, "fp32": torch.float32, "auto": torch.bfloat16 if dev.type == "cuda" else torch.float32}[args.dtype]
+    dtype = {
+        "bf16": torch.bfloat16,
+        "fp32": torch.float32,
+        "auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
+    }[args.dtype]
     torch.manual_seed(0)
     if args.weights:
         model = DAFlow.load(args.weights, dit4sr=args.dit4sr, vae=args.vae, dtype=dtype, device=dev).eval()
@@ -48,8 +55,10 @@ def main() -> None:
         model.to(dev)
     h, w = (int(v) for v in args.size.split("x"))
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
-    print(f"DA-Flow {'from ' + args.weights if args.weights else args.preset + ' (random weights)'}, {name}, "
-          f"DiT {dtype}, {w}x{h}, 3-frame chunk, {args.iters} iterations, best of {args.repeats}")
+    print(
+        f"DA-Flow {'from ' + args.weights if args.weights else args.preset + ' (random weights)'}, {name}, "
+        f"DiT {dtype}, {w}x{h}, 3-frame chunk, {args.iters} iterations, best of {args.repeats}"
+    )
 
     spent: dict[str, float] = defaultdict(float)
 
@@ -95,20 +104,27 @@ def main() -> None:
         shares["DiT (VAE + denoising)"] = best - sum(v for k, v in shares.items() if k != "RAFT encoders")
         rows.append((label, best, mem, shares))
     ref = rows[0][1]
-    print("\n| mode | s per chunk | pairs per s | peak memory | ratio | DiT | DPT heads | hybrid RAFT | of which encoders |")
+    print(
+        "\n| mode | s per chunk | pairs per s | peak memory | ratio | DiT | DPT heads | hybrid RAFT | of which encoders |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for label, t, mem, shares in rows:
         part = {k: 100 * v / t for k, v in shares.items()}
-        print(f"| {label} | {t:.3f} | {2 / t:.2f} | {mem:.2f} GB | {t / ref:.2f} | {part['DiT (VAE + denoising)']:.0f} % | "
-              f"{part.get('DPT heads', 0):.0f} % | {part.get('hybrid RAFT', 0):.0f} % | {part.get('RAFT encoders', 0):.0f} % |")
+        print(
+            f"| {label} | {t:.3f} | {2 / t:.2f} | {mem:.2f} GB | {t / ref:.2f} | {part['DiT (VAE + denoising)']:.0f} % | "
+            f"{part.get('DPT heads', 0):.0f} % | {part.get('hybrid RAFT', 0):.0f} % | {part.get('RAFT encoders', 0):.0f} % |"
+        )
 
     if args.data:
         from daflow.data.base import CHUNKS
         from daflow.eval.datasets import build_eval_sets
         from daflow.eval.stepwise import evaluate_daflow, per_step_table
 
-        results = [evaluate_daflow(model, e, iters=args.iters, max_samples=args.max_chunks, progress=False)
-                   for spec in [args.data] for e in build_eval_sets(spec, num_frames=3, stride=CHUNKS)]
+        results = [
+            evaluate_daflow(model, e, iters=args.iters, max_samples=args.max_chunks, progress=False)
+            for spec in [args.data]
+            for e in build_eval_sets(spec, num_frames=3, stride=CHUNKS)
+        ]
         print()
         print(per_step_table(results))
 

@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 from daflow.data.degrade import degrade_clip, sample_params
 from daflow.data.synthetic import SyntheticConfig, render_clip
@@ -44,8 +43,10 @@ def main() -> None:
             read_image(Path(tmp) / f"{i}.png")
         io_per_frame = (time.perf_counter() - t1) / len(clip)
     per_frame = total / n
-    print(f"{n} frames: {per_frame * 1e3:.0f} ms/frame = {1 / per_frame:.2f} frames/s per worker "
-          f"(PNG read+write floor {io_per_frame * 1e3:.0f} ms/frame; ratio {per_frame / io_per_frame:.1f}x)")
+    print(
+        f"{n} frames: {per_frame * 1e3:.0f} ms/frame = {1 / per_frame:.2f} frames/s per worker "
+        f"(PNG read+write floor {io_per_frame * 1e3:.0f} ms/frame; ratio {per_frame / io_per_frame:.1f}x)"
+    )
     for k, v in sorted(timings.items(), key=lambda kv: -kv[1]):
         print(f"  {k:9s} {v / n * 1e3:7.1f} ms/frame  {100 * v / total:5.1f} %")
     sintel = 2 * 1064 * (per_frame + io_per_frame) / 2

@@ -26,7 +26,9 @@ def main() -> None:
     ap.add_argument("--preset", default="paper", choices=("paper", "tiny"))
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--dtype", default="bf16", choices=("bf16", "fp16", "fp32"))
-    ap.add_argument("--size", action="append", help="image HxW (multiple of 16); repeatable (default 512x512, 448x1024)")
+    ap.add_argument(
+        "--size", action="append", help="image HxW (multiple of 16); repeatable (default 512x512, 448x1024)"
+    )
     ap.add_argument("--frames", type=int, action="append", help="frames per clip; repeatable (default 1, 2, 3, 5)")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
@@ -74,8 +76,10 @@ def main() -> None:
             per_frame, _ = timed(lambda: (model(z, lq, text, pooled, 1000.0, num_frames=1, taps=rec), rec.pop()))
             lifted, mem = timed(lambda: (model(z, lq, text[:1], pooled[:1], 1000.0, num_frames=f, taps=rec), rec.pop()))
             tokens = f * (2 * (h // 16) * (w // 16) + 154)  # HQ + LQ + text tokens of every frame
-            print(f"{w}x{h} F={f}: lifted {lifted * 1e3:8.1f} ms ({tokens} tokens per attention), per-frame "
-                  f"{per_frame * 1e3:8.1f} ms, x{lifted / per_frame:.2f}; peak {mem:.2f} GB")
+            print(
+                f"{w}x{h} F={f}: lifted {lifted * 1e3:8.1f} ms ({tokens} tokens per attention), per-frame "
+                f"{per_frame * 1e3:8.1f} ms, x{lifted / per_frame:.2f}; peak {mem:.2f} GB"
+            )
 
     print("\n## a whole chunk: VAE encode + denoising with taps, 1 step vs 10 steps")
     from daflow.models.backbone import DiffusionBackbone
@@ -88,7 +92,9 @@ def main() -> None:
         frames = torch.rand(1, 3, 3, h, w, device=dev) * 255
         one, _ = timed(lambda: list(backbone.features(frames, taps=spec, steps=10, stop_after=0)))
         ten, mem = timed(lambda: list(backbone.features(frames, taps=spec, steps=10)))
-        print(f"{w}x{h} F=3: 1 step {one * 1e3:8.1f} ms, 10 steps {ten * 1e3:8.1f} ms, x{ten / one:.2f}; peak {mem:.2f} GB")
+        print(
+            f"{w}x{h} F=3: 1 step {one * 1e3:8.1f} ms, 10 steps {ten * 1e3:8.1f} ms, x{ten / one:.2f}; peak {mem:.2f} GB"
+        )
 
 
 def _prompt(cfg):

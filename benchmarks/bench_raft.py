@@ -58,8 +58,11 @@ def configs(suite: str, size: tuple[int, int], device: str):
     h, w = size
     out = [("raft", m, i, h, w, False) for m in ("all-pairs", "windowed") for i in (12, 20)]
     if device == "cuda":
-        out += [("raft", "all-pairs", 12, h, w, True), ("raft", "all-pairs", 12, 1080, 1920, False),
-                ("raft", "windowed", 12, 1080, 1920, False)]
+        out += [
+            ("raft", "all-pairs", 12, h, w, True),
+            ("raft", "all-pairs", 12, 1080, 1920, False),
+            ("raft", "windowed", 12, 1080, 1920, False),
+        ]
     if suite == "all":
         # the pseudo-ground-truth teacher: spring-M runs 1080p inputs at 540x960; 4 (analysis) and 20 (training) iterations
         out += [("sea-raft-m", "all-pairs", i, 540, 960, False) for i in (4, 20)]
@@ -80,8 +83,19 @@ def main() -> None:
     mem_name = "peak CUDA alloc" if args.device == "cuda" else "peak RSS"
     print(f"device {args.device}, best of {args.repeats} after a warm-up")
     for model, mode, iters, ch, cw, amp in configs(args.suite, (h, w), args.device):
-        cmd = [sys.executable, "-c", CHILD, model, mode, str(iters), str(args.repeats), str(ch), str(cw), args.device,
-               "1" if amp else "0"]
+        cmd = [
+            sys.executable,
+            "-c",
+            CHILD,
+            model,
+            mode,
+            str(iters),
+            str(args.repeats),
+            str(ch),
+            str(cw),
+            args.device,
+            "1" if amp else "0",
+        ]
         out = subprocess.run(cmd, capture_output=True, text=True)
         label = f"{model:10s} {cw}x{ch} {mode:9s} {iters:2d} it {'amp ' if amp else 'fp32'}"
         if out.returncode:
@@ -89,8 +103,10 @@ def main() -> None:
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         ref = ref or r
-        print(f"{label}: {r['best'] * 1e3:8.1f} ms (median {r['median'] * 1e3:.1f}), {mem_name} {r['mem_gb']:.2f} GB; "
-              f"time x{r['best'] / ref['best']:.2f}, memory x{r['mem_gb'] / ref['mem_gb']:.2f} vs first  [{r['name']}]")
+        print(
+            f"{label}: {r['best'] * 1e3:8.1f} ms (median {r['median'] * 1e3:.1f}), {mem_name} {r['mem_gb']:.2f} GB; "
+            f"time x{r['best'] / ref['best']:.2f}, memory x{r['mem_gb'] / ref['mem_gb']:.2f} vs first  [{r['name']}]"
+        )
 
 
 if __name__ == "__main__":

@@ -26,7 +26,9 @@ def best_of(fn, repeats=5):
 
 
 def main() -> None:
-    print(f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, cv2 {cv2.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads, cv2 {cv2.__version__}"
+    )
     render_clip("default", 0)  # warm the photo cache
     for size, frames in ((256, 3), (512, 3), (256, 8)):
         cfg = SyntheticConfig(height=size, width=size, num_frames=frames)
@@ -36,8 +38,10 @@ def main() -> None:
         mx, my = np.meshgrid(np.arange(size, dtype=np.float32) * 0.9, np.arange(size, dtype=np.float32) * 0.9)
         ref_min, _ = best_of(lambda: [cv2.remap(tex, mx, my, cv2.INTER_LINEAR) for _ in range(n_layers * frames)])
         t_min, t_med = best_of(lambda: render_clip(cfg, 1))
-        print(f"{frames} frames {size}x{size}, {n_layers} layers: render min {t_min * 1e3:.1f} ms (median {t_med * 1e3:.1f} ms); "
-              f"remap floor {ref_min * 1e3:.1f} ms; ratio {t_min / ref_min:.1f}x")
+        print(
+            f"{frames} frames {size}x{size}, {n_layers} layers: render min {t_min * 1e3:.1f} ms (median {t_med * 1e3:.1f} ms); "
+            f"remap floor {ref_min * 1e3:.1f} ms; ratio {t_min / ref_min:.1f}x"
+        )
 
 
 if __name__ == "__main__":

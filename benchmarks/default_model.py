@@ -32,9 +32,12 @@ from daflow.flow.metrics import flow_metrics
 def estimators(weights: str | None, iters: int | None, with_daflow: bool) -> dict:
     from daflow.models.registry import build_flow_model
 
-    out = {"zero flow": None, "DIS (LQ)": build_flow_model("dis"),
-           "RAFT*-tiny": build_flow_model("raft-star-tiny"),
-           "DIS->RAFT (default)": build_flow_model("dis-raft", weights, iters=iters)}
+    out = {
+        "zero flow": None,
+        "DIS (LQ)": build_flow_model("dis"),
+        "RAFT*-tiny": build_flow_model("raft-star-tiny"),
+        "DIS->RAFT (default)": build_flow_model("dis-raft", weights, iters=iters),
+    }
     if with_daflow:
         from daflow.inference import daflow_estimator
 
@@ -73,13 +76,18 @@ def main() -> None:
                     f = flows(est, lq)
                     seconds[name] += time.perf_counter() - t
                     rows[name].append(float(np.mean([flow_metrics(f[k], gt[k])["epe"] for k in range(len(gt))])))
-            record["synthetic"][key] = {"epe": rows, "seconds_per_pair": {n: s / (3 * len(SEEDS)) for n, s in seconds.items()}}
+            record["synthetic"][key] = {
+                "epe": rows,
+                "seconds_per_pair": {n: s / (3 * len(SEEDS)) for n, s in seconds.items()},
+            }
             ref = np.mean(rows["DIS (LQ)"])
             print(f"\n### held-out large motion, {key}, EPE per clip (seeds {SEEDS[0]}-{SEEDS[-1]})\n")
             print("| model | per clip | mean | / DIS | s/pair |\n|---|---|---|---|---|")
             for name, v in rows.items():
-                print(f"| {name} | {', '.join(f'{x:.2f}' for x in v)} | {np.mean(v):.2f} | {np.mean(v) / ref:.2f} | "
-                      f"{seconds[name] / (3 * len(SEEDS)):.2f} |")
+                print(
+                    f"| {name} | {', '.join(f'{x:.2f}' for x in v)} | {np.mean(v):.2f} | {np.mean(v) / ref:.2f} | "
+                    f"{seconds[name] / (3 * len(SEEDS)):.2f} |"
+                )
     print("\n### real stereo pair (motorcycle, ground-truth disparity)\n")
     print("| input | model | EPE | warping error |\n|---|---|---|---|")
     for kind in ("realbasicvsr", "h264-480bits"):

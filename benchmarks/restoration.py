@@ -41,9 +41,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(2)
     backbone = bundled.load_daflow_tiny().backbone
-    flows = {"DIS": pairwise(build_flow_model("dis")), "RAFT*-tiny": pairwise(build_flow_model("raft-star-tiny")),
-             "DA-Flow-tiny": daflow_estimator(bundled.load_daflow_tiny(), step=0),
-             "dis-raft (default)": pairwise(build_flow_model("dis-raft"))}
+    flows = {
+        "DIS": pairwise(build_flow_model("dis")),
+        "RAFT*-tiny": pairwise(build_flow_model("raft-star-tiny")),
+        "DA-Flow-tiny": daflow_estimator(bundled.load_daflow_tiny(), step=0),
+        "dis-raft (default)": pairwise(build_flow_model("dis-raft")),
+    }
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
     for seed in (int(s) for s in args.seeds.split(",")):
         clip = render_clip(dataclasses.replace(SYNTHETIC_PRESETS["tiny"], num_frames=7), seed)
@@ -61,16 +64,26 @@ def main() -> None:
             for k, f in enumerate(lq):
                 write_image(Path(tmp) / "lq" / f"frame_{k:04d}.png", f)
             source = FrameSource(Path(tmp) / "lq")
-            runs = [("unguided (w = 0)", 0.0, None)] + [(f"guided, {n} flow", args.guidance, e) for n, e in flows.items()]
+            runs = [("unguided (w = 0)", 0.0, None)] + [
+                (f"guided, {n} flow", args.guidance, e) for n, e in flows.items()
+            ]
             for label, w, est in runs:
                 out = Path(tmp) / label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
                 t = time.perf_counter()
-                restore_video(backbone, source, out, RestoreSettings(guidance=w, space=args.space, flow_model=label),
-                              flow_estimator=est, progress=False)
+                restore_video(
+                    backbone,
+                    source,
+                    out,
+                    RestoreSettings(guidance=w, space=args.space, flow_model=label),
+                    flow_estimator=est,
+                    progress=False,
+                )
                 seconds = time.perf_counter() - t
                 rows.setdefault(label, []).append(score(FrameSource(out / "frames").read(0, 7), seconds))
-    print(f"\n### restoration of {len(args.seeds.split(','))} held-out 7-frame 128x128 clips (realbasicvsr), "
-          f"guidance {args.guidance} in {args.space} space\n")
+    print(
+        f"\n### restoration of {len(args.seeds.split(','))} held-out 7-frame 128x128 clips (realbasicvsr), "
+        f"guidance {args.guidance} in {args.space} space\n"
+    )
     print("| restoration | E*warp | PSNR | SSIM | s/frame |\n|---|---|---|---|---|")
     for label, values in rows.items():
         m = np.mean(values, axis=0)

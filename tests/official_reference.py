@@ -38,7 +38,11 @@ def tensor_for(key: str, shape: list[int], dtype: str) -> torch.Tensor:
     if key.endswith("running_var"):
         v = 0.5 + u
     elif len(shape) <= 1:  # biases, norm weights and means, layer scales
-        v = (2 * u - 1) * 0.1 + (1.0 if key.endswith("weight") and "norm" in key or key.endswith((".bn1.weight", ".bn2.weight", ".bn3.weight")) else 0.0)
+        v = (2 * u - 1) * 0.1 + (
+            1.0
+            if key.endswith("weight") and "norm" in key or key.endswith((".bn1.weight", ".bn2.weight", ".bn3.weight"))
+            else 0.0
+        )
     else:
         fan_in = int(np.prod(shape[1:]))
         v = (2 * u - 1) * (1.0 / np.sqrt(fan_in))

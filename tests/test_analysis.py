@@ -26,8 +26,9 @@ def _shifted_features(h, w, dx, dy, c=None, scale=10.0, seed=0):
     basis = torch.linalg.qr(torch.randn(c, c, generator=g))[0][: h * w] * scale  # [h·w, C] orthogonal rows
     src = basis.reshape(1, h, w, c)
     tgt = torch.zeros_like(src)
-    tgt[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = \
-        src[:, max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)]
+    tgt[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = src[
+        :, max(-dy, 0) : h - max(dy, 0), max(-dx, 0) : w - max(dx, 0)
+    ]
     return src, tgt
 
 
@@ -71,7 +72,9 @@ def test_zero_shot_flow_scales_tokens_to_pixels_and_upsamples():
 
 def test_layer_step_table_ranking_and_markdown():
     m = lambda e: {"epe": e, "1px": 50.0, "3px": 20.0, "5px": 10.0}  # noqa: E731
-    t = LayerStepTable("qk", "attn", [1000.0, 500.0], {0: [m(3.0), m(3.0)], 1: [m(1.0), m(2.0)], 2: [m(1.4), m(1.4)]}, pairs=4)
+    t = LayerStepTable(
+        "qk", "attn", [1000.0, 500.0], {0: [m(3.0), m(3.0)], 1: [m(1.0), m(2.0)], 2: [m(1.4), m(1.4)]}, pairs=4
+    )
     assert t.ranking() == [2, 1, 0] and t.mean_epe()[1] == 1.5
     assert t.epe().shape == (3, 2)
     md = t.markdown()
@@ -84,7 +87,9 @@ class _OracleBackbone:
 
     def __init__(self, dx, dy):
         self.dx, self.dy = dx, dy
-        self.transformer = type("T", (), {"config": type("C", (), {"num_layers": 2, "dual_attention_layers": (0,)})()})()
+        self.transformer = type(
+            "T", (), {"config": type("C", (), {"num_layers": 2, "dual_attention_layers": (0,)})()}
+        )()
 
     def features(self, frames, *, taps, steps, shift, seed):
         from daflow.models.sampler import DenoiseStep
@@ -95,8 +100,14 @@ class _OracleBackbone:
         exact = torch.cat([src, tgt, torch.zeros_like(src)][:f]).unsqueeze(0)  # frames 0 -> 1 exact
         noise = torch.randn(1, f, h, w, h * w + 3, generator=torch.Generator().manual_seed(seed))
         for i in range(steps):
-            yield DenoiseStep(i, 1.0, 1000.0 - i, {0: {"q": noise, "k": noise, "adanorm": noise},
-                                                   1: {"q": exact, "k": exact, "adanorm": exact}}, None, None)
+            yield DenoiseStep(
+                i,
+                1.0,
+                1000.0 - i,
+                {0: {"q": noise, "k": noise, "adanorm": noise}, 1: {"q": exact, "k": exact, "adanorm": exact}},
+                None,
+                None,
+            )
 
 
 def test_run_analysis_on_an_oracle_measures_the_exact_flow():
@@ -107,8 +118,9 @@ def test_run_analysis_on_an_oracle_measures_the_exact_flow():
     valid = np.zeros((1, h, w), bool)
     valid[:, 8:40, 8:40] = True  # away from the border where the shift leaves the grid
     sample.valid = valid
-    tables = run_analysis(_OracleBackbone(1, 0), [sample, sample], features=("qk", "adanorm"), steps=3, mode="hard",
-                          progress=False)
+    tables = run_analysis(
+        _OracleBackbone(1, 0), [sample, sample], features=("qk", "adanorm"), steps=3, mode="hard", progress=False
+    )
     assert [t.feature for t in tables] == ["qk", "adanorm"]
     for t in tables:
         assert t.pairs == 2 and t.timesteps == [1000.0, 999.0, 998.0]
@@ -124,8 +136,10 @@ def test_run_analysis_on_an_oracle_measures_the_exact_flow():
 def test_run_analysis_with_the_tiny_backbone_and_reports(tmp_path):
     backbone = DiffusionBackbone.from_preset("tiny", seed=0)
     rng = np.random.default_rng(0)
-    sample = FlowSample(frames=rng.integers(0, 255, (3, 40, 56, 3), dtype=np.uint8),  # padded to 48x64 inside
-                        flow=rng.normal(size=(2, 40, 56, 2)).astype(np.float32))
+    sample = FlowSample(
+        frames=rng.integers(0, 255, (3, 40, 56, 3), dtype=np.uint8),  # padded to 48x64 inside
+        flow=rng.normal(size=(2, 40, 56, 2)).astype(np.float32),
+    )
     tables = run_analysis(backbone, [sample], features=("qk", "adanorm"), steps=2, progress=False)
     assert [t.blocks for t in tables] == [[0, 1, 2, 3], [0, 1, 2, 3]] and tables[0].pairs == 2
     attn2 = run_analysis(backbone, [sample], attention="attn2", steps=1, progress=False)[0]
@@ -175,8 +189,23 @@ def test_labeled_clips_pair_frames_and_labels_by_index(tmp_path):
 
 def test_daflow_analyze_end_to_end_on_the_tiny_preset(tmp_path, capsys):
     out = tmp_path / "an"
-    rc = main(["analyze", "--data", "synthetic:default?n=2&size=48x64&degrade=realbasicvsr", "--random-init",
-               "--steps", "3", "--features", "both", "--no-progress", "-o", str(out), "--label", "Baseline"])
+    rc = main(
+        [
+            "analyze",
+            "--data",
+            "synthetic:default?n=2&size=48x64&degrade=realbasicvsr",
+            "--random-init",
+            "--steps",
+            "3",
+            "--features",
+            "both",
+            "--no-progress",
+            "-o",
+            str(out),
+            "--label",
+            "Baseline",
+        ]
+    )
     assert rc == 0
     record = json.loads((out / "analysis.json").read_text())
     assert record["label"] == "Baseline" and [t["feature"] for t in record["tables"]] == ["qk", "adanorm"]
@@ -184,12 +213,29 @@ def test_daflow_analyze_end_to_end_on_the_tiny_preset(tmp_path, capsys):
     for name in ("analysis.md", "top_layers.png", "top4_steps.png", "all_layers.png"):
         assert (out / name).stat().st_size > 0
     assert "best blocks" in capsys.readouterr().out
-    rc = main(["analyze", "--data", "synthetic:default?n=1&size=48x64", "--random-init", "--steps", "2",
-               "--no-progress", "-o", str(tmp_path / "an2"), "--compare", str(out / "analysis.json")])
+    rc = main(
+        [
+            "analyze",
+            "--data",
+            "synthetic:default?n=1&size=48x64",
+            "--random-init",
+            "--steps",
+            "2",
+            "--no-progress",
+            "-o",
+            str(tmp_path / "an2"),
+            "--compare",
+            str(out / "analysis.json"),
+        ]
+    )
     assert rc == 0
     assert "Baseline post-AdaNorm" in (tmp_path / "an2" / "analysis.md").read_text()
     assert main(["analyze", "--data", "synthetic:default?n=1", "-o", str(tmp_path / "x")]) == 1
     assert "--dit4sr and --vae" in capsys.readouterr().err
-    assert main(["analyze", "--data", "synthetic:default?n=1", "--random-init", "--blocks", "9",
-                 "-o", str(tmp_path / "x")]) == 1
+    assert (
+        main(
+            ["analyze", "--data", "synthetic:default?n=1", "--random-init", "--blocks", "9", "-o", str(tmp_path / "x")]
+        )
+        == 1
+    )
     assert "blocks [9] do not exist" in capsys.readouterr().err

@@ -38,7 +38,9 @@ def clips():
 def _mean_epe(flows, clips) -> float:
     from daflow.flow.metrics import flow_metrics
 
-    return float(np.mean([flow_metrics(f, gt[k])["epe"] for fs, (_, gt) in zip(flows, clips) for k, f in enumerate(fs)]))
+    return float(
+        np.mean([flow_metrics(f, gt[k])["epe"] for fs, (_, gt) in zip(flows, clips) for k, f in enumerate(fs)])
+    )
 
 
 def test_the_weights_ship_with_their_provenance():
@@ -74,8 +76,10 @@ def test_raft_star_tiny_beats_its_bound(clips):
 
     star = build_flow_model("raft-star-tiny")  # by name, as the CLI does
     with torch.no_grad():
-        flows = [[star(frames[k:k + 1], frames[k + 1:k + 2])[0].permute(1, 2, 0).numpy() for k in range(2)]
-                 for frames, _ in clips]
+        flows = [
+            [star(frames[k : k + 1], frames[k + 1 : k + 2])[0].permute(1, 2, 0).numpy() for k in range(2)]
+            for frames, _ in clips
+        ]
     epe = _mean_epe(flows, clips)
     assert epe < MARGIN * MEASURED["raft-star-tiny"], epe
     assert epe < 0.9 * MEASURED["zero"], epe

@@ -2,7 +2,6 @@ import json
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from daflow.cli import main
@@ -46,7 +45,9 @@ def test_bad_inputs_exit_nonzero_with_clear_message(tmp_path, capsys):
 
 
 def test_demo_runs_and_writes_picture(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "daflow.cli", "demo", "-o", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-m", "daflow.cli", "demo", "-o", str(tmp_path)], capture_output=True, text=True, timeout=300
+    )
     assert proc.returncode == 0, proc.stderr
     assert "| DIS (LQ) |" in proc.stdout
     metrics = json.loads((tmp_path / "metrics.json").read_text())["metrics"]

@@ -72,8 +72,12 @@ def test_estimate_bad_output_and_bad_options(tmp_path, capsys):
     _one_line_error(capsys, "--corr")
     assert main(["estimate", str(frames), "-o", str(tmp_path / "o"), "--model", "daflow-tiny", "--random-init"]) == 1
     _one_line_error(capsys, "daflow-tiny", "bundled")
-    assert main(["estimate", str(frames), "-o", str(tmp_path / "o"), "--model", "daflow", "--scale", "-1",
-                 "--random-init"]) == 1
+    assert (
+        main(
+            ["estimate", str(frames), "-o", str(tmp_path / "o"), "--model", "daflow", "--scale", "-1", "--random-init"]
+        )
+        == 1
+    )
     _one_line_error(capsys, "--scale")
     assert main(["estimate", str(frames), "-o", str(tmp_path / "o"), "--model", "dis", "--start", "5"]) == 1
     _one_line_error(capsys, "--start 5")
@@ -100,8 +104,26 @@ def test_estimate_range_corr_and_provenance(tmp_path):
     for k, f in enumerate(clip.frames):
         write_image(folder / f"frame_{k:04d}.png", f)
     out = tmp_path / "o"
-    assert main(["estimate", str(folder), "-o", str(out), "--model", "dis", "--start", "1", "--end", "6", "--stride", "2",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "estimate",
+                str(folder),
+                "-o",
+                str(out),
+                "--model",
+                "dis",
+                "--start",
+                "1",
+                "--end",
+                "6",
+                "--stride",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (out / "flow").iterdir()) == ["frame_0001.flo", "frame_0003.flo"]  # pairs 1-3, 3-5
     rec = json.loads((out / "estimate.json").read_text())
     assert (rec["start"], rec["end"], rec["stride"], rec["frames"]) == (1, 6, 2, 3)
@@ -109,8 +131,26 @@ def test_estimate_range_corr_and_provenance(tmp_path):
     flows = {}
     for corr in ("all-pairs", "windowed"):
         o = tmp_path / corr
-        assert main(["estimate", str(folder), "-o", str(o), "--model", "daflow-tiny", "--step", "0", "--end", "3",
-                     "--corr", corr, "--no-progress"]) == 0
+        assert (
+            main(
+                [
+                    "estimate",
+                    str(folder),
+                    "-o",
+                    str(o),
+                    "--model",
+                    "daflow-tiny",
+                    "--step",
+                    "0",
+                    "--end",
+                    "3",
+                    "--corr",
+                    corr,
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
         flows[corr] = read_flow(o / "flow" / "frame_0000.flo")[0]
         rec = json.loads((o / "estimate.json").read_text())
         assert rec["corr"] == corr and rec["weights"] == "bundled:daflow-tiny" and rec["provenance"]["command"]
@@ -123,8 +163,10 @@ def test_degrade_video_range(tmp_path):
     clip = render_clip(SyntheticConfig(height=32, width=48, num_frames=7), 1)
     write_video(tmp_path / "v.mp4", clip.frames)
     out = tmp_path / "lq"
-    assert main(["degrade", "video", str(tmp_path / "v.mp4"), "-o", str(out), "--start", "2", "--stride", "2",
-                 "--quiet"]) == 0
+    assert (
+        main(["degrade", "video", str(tmp_path / "v.mp4"), "-o", str(out), "--start", "2", "--stride", "2", "--quiet"])
+        == 0
+    )
     assert sorted(p.name for p in out.glob("*.png")) == ["frame_000002.png", "frame_000004.png", "frame_000006.png"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["clips"][0]["frames"] == ["frame_000002.png", "frame_000004.png", "frame_000006.png"]

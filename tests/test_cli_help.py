@@ -7,11 +7,15 @@ import sys
 import pytest
 
 
-@pytest.mark.parametrize("argv", [["--help"], ["degrade", "--help"], ["estimate", "--help"], ["train", "recipe", "--help"]])
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["degrade", "--help"], ["estimate", "--help"], ["train", "recipe", "--help"]]
+)
 def test_help_imports_no_torch(argv):
-    code = ("import sys; from daflow.cli import build_parser\n"
-            "try:\n    build_parser().parse_args(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
-            "print('torch' in sys.modules, 'cv2' in sys.modules)")
+    code = (
+        "import sys; from daflow.cli import build_parser\n"
+        "try:\n    build_parser().parse_args(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+        "print('torch' in sys.modules, 'cv2' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "False False", out
 
@@ -37,5 +41,16 @@ def test_every_command_has_its_own_module():
     import daflow.cli
 
     folder = Path(daflow.cli.__file__).parent
-    for command in ("analyze", "degrade", "demo", "estimate", "evaluate", "pseudo_gt", "restore", "synth", "train", "viz"):
+    for command in (
+        "analyze",
+        "degrade",
+        "demo",
+        "estimate",
+        "evaluate",
+        "pseudo_gt",
+        "restore",
+        "synth",
+        "train",
+        "viz",
+    ):
         assert (folder / f"{command}.py").is_file()

@@ -33,9 +33,16 @@ def test_dpt_level_scales_and_layouts():
     with torch.device("meta"):
         paper = DPTHead(DPTConfig())
     names = set(paper.state_dict())
-    assert {"norm.weight", "projects.0.weight", "resize_layers.2.weight", "scratch.layer4_rn.weight",
-            "scratch.refinenet1.resConfUnit1.conv1.weight", "scratch.refinenet4.resConfUnit2.conv2.bias",
-            "scratch.refinenet2.out_conv.weight", "scratch.output_conv1.weight"} <= names
+    assert {
+        "norm.weight",
+        "projects.0.weight",
+        "resize_layers.2.weight",
+        "scratch.layer4_rn.weight",
+        "scratch.refinenet1.resConfUnit1.conv1.weight",
+        "scratch.refinenet4.resConfUnit2.conv2.bias",
+        "scratch.refinenet2.out_conv.weight",
+        "scratch.output_conv1.weight",
+    } <= names
     assert "scratch.refinenet4.resConfUnit1.conv1.weight" not in names  # the coarsest level has no skip input
     assert "resize_layers.0.weight" not in names  # scale 1: identity
     with pytest.raises(ValueError, match="scales"):
@@ -98,8 +105,14 @@ def test_tiny_daflow_on_a_7_frame_clip(tiny):
 
 def test_daflow_equals_raft_when_the_diffusion_features_are_zero():
     torch.manual_seed(0)
-    config = DAFlowConfig(backbone="tiny", blocks=(0, 1, 2, 3), feature_dim=32, context_dim=16,
-                          dpt_out_channels=(16, 32, 64, 64), raft="large")
+    config = DAFlowConfig(
+        backbone="tiny",
+        blocks=(0, 1, 2, 3),
+        feature_dim=32,
+        context_dim=16,
+        dpt_out_channels=(16, 32, 64, 64),
+        raft="large",
+    )
     raft = RAFT().eval()
     model = DAFlow(config).eval()
     model.init_raft(raft.state_dict())  # RAFT-large weights, GRU widened with zero columns
@@ -153,6 +166,7 @@ def test_paper_preset_on_meta():
 
 # ------------------------------------------------------------------------------- chunks, estimate, evaluate
 
+
 def test_chunk_plan_covers_every_pair_exactly_once():
     from daflow.data.base import CHUNKS, window_plan
 
@@ -194,8 +208,9 @@ def test_estimate_writes_every_pair_and_resumes_identically(tmp_path, tiny):
     # batching chunks changes only the float rounding (each chunk's noise follows its start frame)
     estimate_video(est, video, tmp_path / "c", batch=3, progress=False)
     for name in names:
-        np.testing.assert_allclose(read_flow(tmp_path / "c" / "flow" / name)[0], read_flow(tmp_path / "a" / "flow" / name)[0],
-                                   atol=1e-3)
+        np.testing.assert_allclose(
+            read_flow(tmp_path / "c" / "flow" / name)[0], read_flow(tmp_path / "a" / "flow" / name)[0], atol=1e-3
+        )
     with pytest.raises(ValueError, match="step must be"):
         daflow_estimator(tiny, step=12)
 
@@ -207,8 +222,22 @@ def test_estimate_cli_with_a_pairwise_model_and_bad_input(tmp_path, capsys, monk
 
     for i in range(3):
         write_image(tmp_path / "frames" / f"f{i}.png", (torch.rand(64, 64, 3) * 255).to(torch.uint8).numpy())
-    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "out"), "--model", "dis", "--format", "npy",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "estimate",
+                str(tmp_path / "frames"),
+                "-o",
+                str(tmp_path / "out"),
+                "--model",
+                "dis",
+                "--format",
+                "npy",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert sorted(p.name for p in (tmp_path / "out" / "flow").iterdir()) == ["f0.npy", "f1.npy"]
     assert main(["estimate", str(tmp_path / "nothing"), "-o", str(tmp_path / "o2"), "--model", "dis"]) == 1
     assert "input not found" in capsys.readouterr().err
@@ -221,8 +250,26 @@ def test_evaluate_daflow_per_step_table(tmp_path, capsys):
     from daflow.cli import main
 
     out = tmp_path / "res.json"
-    assert main(["evaluate", "--model", "daflow", "--random-init", "--data", "synthetic:default?n=2&size=64x64",
-                 "--steps", "0,3", "--iters", "2", "--no-progress", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "daflow",
+                "--random-init",
+                "--data",
+                "synthetic:default?n=2&size=64x64",
+                "--steps",
+                "0,3",
+                "--iters",
+                "2",
+                "--no-progress",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "| dataset | metric | 0 | 3 | average | mean-flow |" in text
     import json

@@ -19,7 +19,9 @@ def make_sintel(root, scenes=("alley_1", "market_2"), n=4, h=8, w=12):
     for s in scenes:
         for p in ("clean", "final"):
             for i in range(1, n + 1):
-                write_image(root / "training" / p / s / f"frame_{i:04d}.png", _frame(i + (100 if p == "final" else 0), h, w))
+                write_image(
+                    root / "training" / p / s / f"frame_{i:04d}.png", _frame(i + (100 if p == "final" else 0), h, w)
+                )
         for i in range(1, n):
             write_flow(root / "training" / "flow" / s / f"frame_{i:04d}.flo", np.full((h, w, 2), i, np.float32))
             occ = np.zeros((h, w), np.uint8)
@@ -83,7 +85,9 @@ def test_spring_subsampled_and_full_gt(tmp_path):
         Spring(root)
 
 
-def make_tartanair(root, trajs=("abandonedfactory/Easy/P000", "westerndesert/Easy/P001", "soulcity/Hard/P002"), n=4, h=6, w=8):
+def make_tartanair(
+    root, trajs=("abandonedfactory/Easy/P000", "westerndesert/Easy/P001", "soulcity/Hard/P002"), n=4, h=6, w=8
+):
     for t in trajs:
         for i in range(n):
             write_image(root / t / "image_left" / f"{i:06d}_left.png", _frame(i, h, w))
@@ -100,7 +104,10 @@ def make_tartanair(root, trajs=("abandonedfactory/Easy/P000", "westerndesert/Eas
 def test_tartanair_flowseek_val_split(tmp_path):
     root = make_tartanair(tmp_path / "tartan")
     val_all = TartanAir(root, split="val", every=1)
-    assert len(val_all) == 6 and {s.meta["scene"].split("/")[0] for s in (val_all[0], val_all[5])} == {"soulcity", "westerndesert"}
+    assert len(val_all) == 6 and {s.meta["scene"].split("/")[0] for s in (val_all[0], val_all[5])} == {
+        "soulcity",
+        "westerndesert",
+    }
     val = TartanAir(root)  # every 100th pair
     assert len(val) == 1 and val.items[0] == val_all.items[0]
     s = val_all[0]

@@ -211,7 +211,19 @@ def _geometry_only(p):
     from daflow.data.degrade.params import NoiseParams
 
     quiet = NoiseParams("gaussian", True, 0.0)
-    frames = [replace(f, s1_noise=quiet, s2_noise=quiet, s1_jpeg=None, s2_jpeg=None, final_jpeg=None, s1_codec=None, final_codec=None) for f in p.frames]
+    frames = [
+        replace(
+            f,
+            s1_noise=quiet,
+            s2_noise=quiet,
+            s1_jpeg=None,
+            s2_jpeg=None,
+            final_jpeg=None,
+            s1_codec=None,
+            final_codec=None,
+        )
+        for f in p.frames
+    ]
     return replace(p, frames=frames)
 
 
@@ -220,7 +232,13 @@ def test_shift_estimator_detects_known_shift():
     moved = np.roll(clip[0], 1, axis=1)
     dx, dy = _peak(_matched_ncc(clip[0], moved))
     assert dx == pytest.approx(1.0, abs=0.05) and abs(dy) < 0.05
-    warped = cv2.warpAffine(clip[0], np.float32([[1, 0, 0.5], [0, 1, -0.3]]), (151, 101), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
+    warped = cv2.warpAffine(
+        clip[0],
+        np.float32([[1, 0, 0.5], [0, 1, -0.3]]),
+        (151, 101),
+        flags=cv2.INTER_CUBIC,
+        borderMode=cv2.BORDER_REFLECT,
+    )
     dx, dy = _peak(_matched_ncc(clip[0], warped))
     assert dx == pytest.approx(0.5, abs=0.05) and dy == pytest.approx(-0.3, abs=0.05)
     blurred = cv2.GaussianBlur(clip[0], (0, 0), 3)  # symmetric: no shift

@@ -33,7 +33,11 @@ def make_sintel(root, scenes=("alley_1", "market_2"), n=4):
 
 
 def _all_files(root):
-    return {p.relative_to(root): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and ".daflow-degrade" not in p.parts}
+    return {
+        p.relative_to(root): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and ".daflow-degrade" not in p.parts
+    }
 
 
 def test_sintel_mirror_reads_back_and_manifest_reproduces(tmp_path):
@@ -146,7 +150,10 @@ def test_bad_inputs(tmp_path):
 def test_cli_degrade_with_preview(tmp_path, capsys):
     src = make_sintel(tmp_path / "Sintel", scenes=("alley_1",))
     out = tmp_path / "lq"
-    assert main(["degrade", "sintel", str(src), "-o", str(out), "--seed", "3", "--preview", "--quiet", "--workers", "2"]) == 0
+    assert (
+        main(["degrade", "sintel", str(src), "-o", str(out), "--seed", "3", "--preview", "--quiet", "--workers", "2"])
+        == 0
+    )
     assert "2 clips, 8 frames" in capsys.readouterr().out
     assert read_image(out / "preview.png").shape[1] > 3 * 40
     m = json.loads((out / "manifest.json").read_text())

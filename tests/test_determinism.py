@@ -9,11 +9,11 @@ import subprocess
 import sys
 
 import numpy as np
-from test_degrade_mirror import make_sintel
 
 from daflow.data.degrade import degrade_clip
 from daflow.data.degrade.params import sample_params
 from daflow.data.synthetic import SyntheticConfig, render_clip
+from test_degrade_mirror import make_sintel
 
 
 def _tree_digest(root) -> str:
@@ -29,8 +29,25 @@ def test_degrade_command_same_bytes_in_separate_processes(tmp_path):
     src = make_sintel(tmp_path / "S", scenes=("alley_1", "market_2", "cave_4"))
     outs = [tmp_path / f"out{i}" for i in range(4)]
     procs = [
-        subprocess.Popen([sys.executable, "-m", "daflow.cli", "degrade", "sintel", str(src), "-o", str(o), "--seed", "5",
-                          "--workers", "1", "--quiet"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "daflow.cli",
+                "degrade",
+                "sintel",
+                str(src),
+                "-o",
+                str(o),
+                "--seed",
+                "5",
+                "--workers",
+                "1",
+                "--quiet",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for o in outs
     ]
     for p in procs:

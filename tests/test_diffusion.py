@@ -14,12 +14,26 @@ from daflow.models.vae import VAE_PRESETS, VAEConfig, build_vae, decode, encode,
 
 # the published stable-diffusion-3.5-medium/vae/config.json (shared/research/dit4sr_diffusers.md §0)
 PUBLISHED_VAE_CONFIG = {
-    "_class_name": "AutoencoderKL", "_diffusers_version": "0.31.0.dev0", "act_fn": "silu",
+    "_class_name": "AutoencoderKL",
+    "_diffusers_version": "0.31.0.dev0",
+    "act_fn": "silu",
     "block_out_channels": [128, 256, 512, 512],
-    "down_block_types": ["DownEncoderBlock2D"] * 4, "force_upcast": True, "in_channels": 3, "latent_channels": 16,
-    "latents_mean": None, "latents_std": None, "layers_per_block": 2, "mid_block_add_attention": True,
-    "norm_num_groups": 32, "out_channels": 3, "sample_size": 1024, "scaling_factor": 1.5305, "shift_factor": 0.0609,
-    "up_block_types": ["UpDecoderBlock2D"] * 4, "use_post_quant_conv": False, "use_quant_conv": False,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "force_upcast": True,
+    "in_channels": 3,
+    "latent_channels": 16,
+    "latents_mean": None,
+    "latents_std": None,
+    "layers_per_block": 2,
+    "mid_block_add_attention": True,
+    "norm_num_groups": 32,
+    "out_channels": 3,
+    "sample_size": 1024,
+    "scaling_factor": 1.5305,
+    "shift_factor": 0.0609,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "use_post_quant_conv": False,
+    "use_quant_conv": False,
 }
 
 # the published 10-step model timesteps of SD3.5's scheduler with shift 3 (research note §5)
@@ -75,9 +89,15 @@ def test_load_vae_from_the_published_layouts(tmp_path, layout):
     folder.mkdir(parents=True)
     (folder / "config.json").write_text(json.dumps(cfg))
     # published VAE tensors are fp16 (loaded and cast to the requested dtype)
-    save_file({k: v.half().contiguous() for k, v in vae.state_dict().items()}, str(folder / "diffusion_pytorch_model.safetensors"))
-    target = {"file": folder / "diffusion_pytorch_model.safetensors", "vae_folder": folder,
-              "pipeline_folder": tmp_path / "sd35"}[layout]
+    save_file(
+        {k: v.half().contiguous() for k, v in vae.state_dict().items()},
+        str(folder / "diffusion_pytorch_model.safetensors"),
+    )
+    target = {
+        "file": folder / "diffusion_pytorch_model.safetensors",
+        "vae_folder": folder,
+        "pipeline_folder": tmp_path / "sd35",
+    }[layout]
     loaded = load_vae(target, config=VAE_PRESETS["tiny"] if layout == "file" else None)
     assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
     for k, v in vae.state_dict().items():
@@ -161,7 +181,9 @@ def test_backbone_steps_taps_and_stopping(backbone):
     frames = torch.rand(1, 3, 3, 32, 48) * 255
     steps = list(backbone.features(frames, taps=TapSpec(blocks=(1, 3)), steps=10))
     assert [s.index for s in steps] == list(range(10))
-    torch.testing.assert_close(torch.tensor([s.timestep for s in steps]), torch.tensor(PUBLISHED_TIMESTEPS), atol=1e-4, rtol=0)
+    torch.testing.assert_close(
+        torch.tensor([s.timestep for s in steps]), torch.tensor(PUBLISHED_TIMESTEPS), atol=1e-4, rtol=0
+    )
     for s in steps:
         assert set(s.taps) == {1, 3}
         assert s.taps[3]["q"].shape == (1, 3, 2, 3, 16) and s.taps[3]["k"].shape == (1, 3, 2, 3, 16)
@@ -206,12 +228,17 @@ def test_backbone_from_pretrained_files(tmp_path, backbone):
     tr = tmp_path / "dit4sr_q" / "transformer"
     tr.mkdir(parents=True)
     (tr / "config.json").write_text(json.dumps(DIT4SR_PRESETS["tiny"].to_dict()))
-    save_file({k: v.contiguous() for k, v in backbone.transformer.state_dict().items()},
-              str(tr / "diffusion_pytorch_model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in backbone.transformer.state_dict().items()},
+        str(tr / "diffusion_pytorch_model.safetensors"),
+    )
     vae = tmp_path / "vae"
     vae.mkdir()
     (vae / "config.json").write_text(json.dumps({**PUBLISHED_VAE_CONFIG, **VAE_PRESETS["tiny"].to_dict()}))
-    save_file({k: v.contiguous() for k, v in backbone.vae.state_dict().items()}, str(vae / "diffusion_pytorch_model.safetensors"))
+    save_file(
+        {k: v.contiguous() for k, v in backbone.vae.state_dict().items()},
+        str(vae / "diffusion_pytorch_model.safetensors"),
+    )
     loaded = DiffusionBackbone.from_pretrained(tmp_path / "dit4sr_q", vae)
     frames = torch.rand(1, 2, 3, 32, 32) * 255
     a = next(backbone.features(frames, taps=TapSpec(blocks=(3,))))

@@ -14,11 +14,21 @@ from daflow.models.taps import TapRecorder, TapSpec
 
 # the published dit4sr_q/transformer/config.json (shared/research/dit4sr_diffusers.md §0)
 PUBLISHED_CONFIG = {
-    "_class_name": "SD3Transformer2DModel", "_diffusers_version": "0.31.0",
+    "_class_name": "SD3Transformer2DModel",
+    "_diffusers_version": "0.31.0",
     "_name_or_path": "./experiments/sd3_5_sr_zeroconv_ffplus/checkpoint-80000",
-    "sample_size": 128, "patch_size": 2, "in_channels": 16, "out_channels": 16, "num_layers": 24,
-    "attention_head_dim": 64, "num_attention_heads": 24, "joint_attention_dim": 4096, "caption_projection_dim": 1536,
-    "pooled_projection_dim": 2048, "pos_embed_max_size": 384, "dual_attention_layers": list(range(13)),
+    "sample_size": 128,
+    "patch_size": 2,
+    "in_channels": 16,
+    "out_channels": 16,
+    "num_layers": 24,
+    "attention_head_dim": 64,
+    "num_attention_heads": 24,
+    "joint_attention_dim": 4096,
+    "caption_projection_dim": 1536,
+    "pooled_projection_dim": 2048,
+    "pos_embed_max_size": 384,
+    "dual_attention_layers": list(range(13)),
     "qk_norm": "rms_norm",
 }
 
@@ -59,7 +69,10 @@ def test_paper_preset_matches_the_published_layout():
         assert shapes[f"transformer_blocks.0.attn2.{name}.weight"] == (1536, 1536)
         assert shapes[f"transformer_blocks.23.attn.{name}.weight"] == (1536, 1536)
     assert shapes["transformer_blocks.3.attn.norm_added_k.weight"] == (64,)
-    assert "transformer_blocks.23.attn.to_add_out.weight" not in sd and "transformer_blocks.23.ff_context.net.2.weight" not in sd
+    assert (
+        "transformer_blocks.23.attn.to_add_out.weight" not in sd
+        and "transformer_blocks.23.ff_context.net.2.weight" not in sd
+    )
     assert "transformer_blocks.13.attn2.to_q.weight" not in sd and "transformer_blocks.12.attn2.to_q.weight" in sd
     assert DIT4SR_PRESETS["paper"] == m.config
 
@@ -89,8 +102,12 @@ def _randomised(config="tiny", seed=0, **overrides):
 def _inputs(b=2, f=3, h=8, w=12, seed=1):
     g = torch.Generator().manual_seed(seed)
     cfg = DIT4SR_PRESETS["tiny"]
-    return (torch.randn(b * f, 16, h, w, generator=g), torch.randn(b * f, 16, h, w, generator=g),
-            torch.randn(b, 5, cfg.joint_attention_dim, generator=g), torch.randn(b, cfg.pooled_projection_dim, generator=g))
+    return (
+        torch.randn(b * f, 16, h, w, generator=g),
+        torch.randn(b * f, 16, h, w, generator=g),
+        torch.randn(b, 5, cfg.joint_attention_dim, generator=g),
+        torch.randn(b, cfg.pooled_projection_dim, generator=g),
+    )
 
 
 def test_load_published_layout_mixed_dtypes_and_errors(tmp_path):
@@ -100,7 +117,9 @@ def test_load_published_layout_mixed_dtypes_and_errors(tmp_path):
     folder = tmp_path / "dit4sr_q" / "transformer"
     folder.mkdir(parents=True)
     save_file(sd, str(folder / "diffusion_pytorch_model.safetensors"))
-    (folder / "config.json").write_text(json.dumps({"_class_name": "SD3Transformer2DModel", **DIT4SR_PRESETS["tiny"].to_dict()}))
+    (folder / "config.json").write_text(
+        json.dumps({"_class_name": "SD3Transformer2DModel", **DIT4SR_PRESETS["tiny"].to_dict()})
+    )
     for path in (folder, folder / "diffusion_pytorch_model.safetensors", tmp_path / "dit4sr_q"):
         m = load_dit4sr(path)
         for k, v in m.state_dict().items():
@@ -109,7 +128,9 @@ def test_load_published_layout_mixed_dtypes_and_errors(tmp_path):
     del sd["transformer_blocks.1.ff.control_conv.bias"]
     sd["transformer_blocks.0.attn.to_q.weight"] = torch.zeros(3, 3)
     save_file(sd, str(tmp_path / "bad.safetensors"))
-    with pytest.raises(ValueError, match=r"missing 1 keys.*control_conv.bias.*to_q.weight: file \(3, 3\) vs model \(16, 16\)"):
+    with pytest.raises(
+        ValueError, match=r"missing 1 keys.*control_conv.bias.*to_q.weight: file \(3, 3\) vs model \(16, 16\)"
+    ):
         load_dit4sr(tmp_path / "bad.safetensors", config=DIT4SR_PRESETS["tiny"])
     with pytest.raises(FileNotFoundError, match="config.json"):
         load_dit4sr(tmp_path / "bad.safetensors")

@@ -14,7 +14,6 @@ from daflow.files import write_image
 from daflow.flow.io import read_flow
 from daflow.models.registry import MissingWeightsError, build_flow_model
 from daflow.train.pseudo_gt import write_pseudo_gt
-
 from test_datasets import make_sintel, make_spring, make_tartanair
 from test_raft import official_state_dict
 
@@ -61,7 +60,6 @@ def test_eval_sets_for_every_benchmark_layout(tmp_path):
 def test_evaluate_pairs_oracle_zero_and_tables(tmp_path):
     make_sintel(tmp_path / "sintel")
     sets = build_eval_sets(f"sintel:{tmp_path / 'sintel'}")
-    gts = {}
 
     def oracle(a, b):  # the fake tree's flow of pair i is constant i; frame values encode i
         i = float(a[0, 0, 0, 0] % 100)
@@ -96,8 +94,20 @@ def test_registry_needs_weights_and_loads_official_files(tmp_path):
 
 def test_cli_evaluate_writes_json_and_fails_clearly(tmp_path, capsys):
     out = tmp_path / "res.json"
-    rc = main(["evaluate", "--model", "dis", "--data", "synthetic:tiny?n=2&size=64x64", "--data",
-               "synthetic:tiny?n=2&size=64x64&degrade=realbasicvsr", "-o", str(out), "--no-progress"])
+    rc = main(
+        [
+            "evaluate",
+            "--model",
+            "dis",
+            "--data",
+            "synthetic:tiny?n=2&size=64x64",
+            "--data",
+            "synthetic:tiny?n=2&size=64x64&degrade=realbasicvsr",
+            "-o",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert rc == 0
     text = capsys.readouterr().out
     assert "| synthetic-tiny |" in text and "| synthetic-tiny-realbasicvsr |" in text
@@ -105,8 +115,23 @@ def test_cli_evaluate_writes_json_and_fails_clearly(tmp_path, capsys):
     assert record["model"] == "dis" and len(record["results"]) == 2
     assert record["results"][1]["metrics"]["epe"] > record["results"][0]["metrics"]["epe"]  # degradation hurts
     torch.save(official_state_dict(), tmp_path / "raft-things.pth")
-    assert main(["evaluate", "--model", "raft", "--weights", str(tmp_path / "raft-things.pth"), "--iters", "1",
-                 "--data", "synthetic:tiny?n=1&size=64x64", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "raft",
+                "--weights",
+                str(tmp_path / "raft-things.pth"),
+                "--iters",
+                "1",
+                "--data",
+                "synthetic:tiny?n=1&size=64x64",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert main(["evaluate", "--model", "raft", "--data", "synthetic:tiny?n=1"]) == 1
     assert "raft needs its weights" in capsys.readouterr().err
     assert main(["evaluate", "--model", "dis", "--data", f"sintel:{tmp_path / 'nowhere'}"]) == 1
@@ -132,12 +157,20 @@ def test_pseudo_gt_labels_every_pair_and_resumes(tmp_path):
     report = write_pseudo_gt(clips, out, teacher, batch_size=2, progress=False, settings={"iters": 1, "scale": 0})
     assert (report.clips, report.pairs, report.written) == (3, 2 + 1 + 2, 5)
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*.flo"))
-    assert names == ["cat/clip1/img_000.flo", "cat/clip1/img_001.flo", "cat/clip2/img_000.flo",
-                     "videos/v1/000000.flo", "videos/v1/000001.flo"]
+    assert names == [
+        "cat/clip1/img_000.flo",
+        "cat/clip1/img_001.flo",
+        "cat/clip2/img_000.flo",
+        "videos/v1/000000.flo",
+        "videos/v1/000001.flo",
+    ]
     # a label equals the teacher's flow on that pair alone (batching does not change it)
     from daflow.files import read_image
 
-    a, b = (torch.from_numpy(read_image(clips / "cat" / "clip1" / f"img_00{i}.png")).permute(2, 0, 1)[None].float() for i in (1, 2))
+    a, b = (
+        torch.from_numpy(read_image(clips / "cat" / "clip1" / f"img_00{i}.png")).permute(2, 0, 1)[None].float()
+        for i in (1, 2)
+    )
     flow, _ = read_flow(out / "cat" / "clip1" / "img_001.flo")
     np.testing.assert_allclose(flow, teacher(a, b)[0].permute(1, 2, 0).numpy(), atol=1e-4)
     before = (out / "cat" / "clip2" / "img_000.flo").read_bytes()
@@ -153,8 +186,27 @@ def test_pseudo_gt_labels_every_pair_and_resumes(tmp_path):
 
 def test_cli_pseudo_gt_single_folder_and_missing_weights(tmp_path, capsys):
     clip = _clip_folder(tmp_path / "clip", n=2)
-    assert main(["pseudo-gt", str(clip), "-o", str(tmp_path / "out"), "--teacher", "sea-raft-s", "--random-init",
-                 "--iters", "1", "--scale", "0", "--format", "npy", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "pseudo-gt",
+                str(clip),
+                "-o",
+                str(tmp_path / "out"),
+                "--teacher",
+                "sea-raft-s",
+                "--random-init",
+                "--iters",
+                "1",
+                "--scale",
+                "0",
+                "--format",
+                "npy",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "out" / "img_000.npy").is_file()
     assert main(["pseudo-gt", str(clip), "-o", str(tmp_path / "out2")]) == 1
     err = capsys.readouterr().err

@@ -19,8 +19,9 @@ TINY = dataclasses.replace(FLOW_PRESETS["tiny"], iters=3, num_steps=2, save_ever
 def test_one_cycle_lr_matches_torch():
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.AdamW([p], lr=1e-3)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 1e-3, 300, pct_start=0.05, cycle_momentum=False,
-                                                anneal_strategy="linear")
+    sched = torch.optim.lr_scheduler.OneCycleLR(
+        opt, 1e-3, 300, pct_start=0.05, cycle_momentum=False, anneal_strategy="linear"
+    )
     for step in range(299):
         assert one_cycle_lr(step, 300, 1e-3) == pytest.approx(sched.get_last_lr()[0], rel=1e-9, abs=1e-15), step
         opt.step()
@@ -31,8 +32,9 @@ def test_stage2_lowers_held_out_epe_on_degraded_synthetic_clips(tmp_path):
     torch.manual_seed(0)
     model = DAFlow("tiny")
     source = build_clip_source("synthetic:default?n=32&size=64x64&seed=1", num_frames=3)
-    (held_out,) = build_eval_sets("synthetic:default?n=6&size=64x64&seed=99&degrade=realbasicvsr", num_frames=3,
-                                  stride=CHUNKS)
+    (held_out,) = build_eval_sets(
+        "synthetic:default?n=6&size=64x64&seed=99&degrade=realbasicvsr", num_frames=3, stride=CHUNKS
+    )
 
     def epe():
         return evaluate_daflow(model, held_out, steps=[0], num_steps=2, iters=4, progress=False)["per_step"][0]["epe"]
@@ -92,16 +94,85 @@ def test_stage2_resume_continues_exactly(tmp_path):
 
 def test_daflow_train_flow_cli_then_estimate(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "flow", "--preset", "tiny", "--random-init", "--data", "synthetic:tiny?n=4&size=64x64",
-                 "--steps", "2", "--iters", "2", "--denoise-steps", "2", "--no-progress", "-o", str(out)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "flow",
+                "--preset",
+                "tiny",
+                "--random-init",
+                "--data",
+                "synthetic:tiny?n=4&size=64x64",
+                "--steps",
+                "2",
+                "--iters",
+                "2",
+                "--denoise-steps",
+                "2",
+                "--no-progress",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "steps 0 -> 2" in capsys.readouterr().out
     model = DAFlow.load(out / "model")
     assert model.config.raft == "small"
-    assert main(["evaluate", "--model", "daflow", "--weights", str(out / "model"), "--data",
-                 "synthetic:tiny?n=1&size=64x64", "--steps", "0", "--iters", "2", "--denoise-steps", "2",
-                 "--no-progress"]) == 0
-    assert main(["train", "flow", "--preset", "tiny", "--random-init", "--data", "synthetic:tiny?n=4&size=64x64",
-                 "--blocks", "0,1", "-o", str(tmp_path / "x")]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                "--model",
+                "daflow",
+                "--weights",
+                str(out / "model"),
+                "--data",
+                "synthetic:tiny?n=1&size=64x64",
+                "--steps",
+                "0",
+                "--iters",
+                "2",
+                "--denoise-steps",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "flow",
+                "--preset",
+                "tiny",
+                "--random-init",
+                "--data",
+                "synthetic:tiny?n=4&size=64x64",
+                "--blocks",
+                "0,1",
+                "-o",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 1
+    )
     assert "give 4 blocks" in capsys.readouterr().err
-    assert main(["train", "flow", "--preset", "tiny", "--random-init", "--data", "youhq:/nonexistent",
-                 "-o", str(tmp_path / "y")]) == 1
+    assert (
+        main(
+            [
+                "train",
+                "flow",
+                "--preset",
+                "tiny",
+                "--random-init",
+                "--data",
+                "youhq:/nonexistent",
+                "-o",
+                str(tmp_path / "y"),
+            ]
+        )
+        == 1
+    )

@@ -15,8 +15,14 @@ from daflow.models.dit4sr import DiT4SRTransformer, load_dit4sr
 from daflow.models.sampler import training_sigmas
 from daflow.train.checkpoint import list_checkpoints, optimizer_from_tensors, optimizer_to_tensors, read_state
 from daflow.train.data import StepSampler, TrainingClips, build_clip_source
-from daflow.train.lift import (LIFT_PRESETS, flow_matching_loss, sample_sigmas, train_lift, trainable_parameters,
-                               validation_loss)
+from daflow.train.lift import (
+    LIFT_PRESETS,
+    flow_matching_loss,
+    sample_sigmas,
+    train_lift,
+    trainable_parameters,
+    validation_loss,
+)
 
 TINY = dataclasses.replace(LIFT_PRESETS["tiny"], crop=(32, 48), batch=2, save_every=3)
 DATA = "synthetic:tiny?n=6&size=48x64"
@@ -46,8 +52,10 @@ def test_youhq_source_pairs_hq_clips_with_their_mirror(tmp_path):
     rng = np.random.default_rng(0)
     for root in ("hq", "lq"):
         for i in range(4):
-            write_image(tmp_path / root / "cat" / "c1" / f"{'frame_' if root == 'lq' else ''}{i:04d}.png",
-                        rng.integers(0, 255, (32, 32, 3), dtype=np.uint8))
+            write_image(
+                tmp_path / root / "cat" / "c1" / f"{'frame_' if root == 'lq' else ''}{i:04d}.png",
+                rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+            )
     source = build_clip_source(f"youhq:{tmp_path / 'hq'}?lq={tmp_path / 'lq'}", num_frames=3)
     item = TrainingClips(source, seed=0, require=("hq", "lq"))[0]
     assert item["hq"].shape == item["lq"].shape == (3, 3, 32, 32) and "flow" not in item
@@ -129,23 +137,82 @@ def test_stage1_resume_continues_exactly(tmp_path):
     saved = load_dit4sr(tmp_path / "b" / "transformer")
     assert torch.equal(saved.state_dict()["proj_out.weight"], resumed.transformer.state_dict()["proj_out.weight"])
     with pytest.raises(ValueError, match="lr: saved"):
-        train_lift(DiffusionBackbone.from_preset("tiny"), source, tmp_path / "b",
-                   dataclasses.replace(TINY, steps=9, lr=1.0), progress=False)
+        train_lift(
+            DiffusionBackbone.from_preset("tiny"),
+            source,
+            tmp_path / "b",
+            dataclasses.replace(TINY, steps=9, lr=1.0),
+            progress=False,
+        )
 
 
 def test_daflow_train_lift_cli(tmp_path, capsys):
     out = tmp_path / "run"
-    args = ["train", "lift", "--preset", "tiny", "--random-init", "--data", DATA, "--crop", "32x32", "--steps", "2",
-            "--save-every", "1", "--no-progress", "-o", str(out)]
+    args = [
+        "train",
+        "lift",
+        "--preset",
+        "tiny",
+        "--random-init",
+        "--data",
+        DATA,
+        "--crop",
+        "32x32",
+        "--steps",
+        "2",
+        "--save-every",
+        "1",
+        "--no-progress",
+        "-o",
+        str(out),
+    ]
     assert main(args) == 0
     assert "steps 0 -> 2" in capsys.readouterr().out
-    for name in ("transformer/config.json", "transformer/diffusion_pytorch_model.safetensors", "vae/config.json",
-                 "train_lift.json", "log.jsonl"):
+    for name in (
+        "transformer/config.json",
+        "transformer/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "train_lift.json",
+        "log.jsonl",
+    ):
         assert (out / name).is_file(), name
     # the trained parts load back as a backbone, e.g. for daflow analyze
     DiffusionBackbone.from_pretrained(out / "transformer", out / "vae")
-    assert main(["analyze", "--data", "synthetic:tiny?n=1&size=32x32", "--dit4sr", str(out / "transformer"),
-                 "--vae", str(out / "vae"), "--steps", "1", "--no-progress", "-o", str(tmp_path / "an")]) == 0
-    assert main(["train", "lift", "--preset", "tiny", "--random-init", "--data", DATA, "--crop", "40x40",
-                 "-o", str(tmp_path / "x")]) == 1
+    assert (
+        main(
+            [
+                "analyze",
+                "--data",
+                "synthetic:tiny?n=1&size=32x32",
+                "--dit4sr",
+                str(out / "transformer"),
+                "--vae",
+                str(out / "vae"),
+                "--steps",
+                "1",
+                "--no-progress",
+                "-o",
+                str(tmp_path / "an"),
+            ]
+        )
+        == 0
+    )
+    assert (
+        main(
+            [
+                "train",
+                "lift",
+                "--preset",
+                "tiny",
+                "--random-init",
+                "--data",
+                DATA,
+                "--crop",
+                "40x40",
+                "-o",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 1
+    )
     assert "multiples of 16" in capsys.readouterr().err

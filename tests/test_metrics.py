@@ -35,7 +35,9 @@ def test_mask_and_nan_ground_truth():
     gt_nan = gt.copy()
     gt_nan[0, 0] = np.nan
     assert flow_metrics(pred, gt_nan)["epe"] == pytest.approx(1 / 3)
-    assert flow_metrics(torch.from_numpy(pred).permute(2, 0, 1), torch.from_numpy(gt).permute(2, 0, 1), torch.from_numpy(valid))["epe"] == pytest.approx(1 / 3)
+    assert flow_metrics(
+        torch.from_numpy(pred).permute(2, 0, 1), torch.from_numpy(gt).permute(2, 0, 1), torch.from_numpy(valid)
+    )["epe"] == pytest.approx(1 / 3)
 
 
 def test_image_vs_pixel_pooling():

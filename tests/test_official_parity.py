@@ -2,17 +2,20 @@
 
 ``tests/fixtures/official/make_fixtures.py`` ran the official RAFT (princeton-vl/RAFT 2888e15) and SEA-RAFT
 (princeton-vl/SEA-RAFT f41d0a7) on CPU with weights that ``official_reference`` rebuilds here from the official
-parameter names alone. RAFT-large and RAFT-small must match bit for bit; SEA-RAFT within 1e-5 px.
+parameter names alone. On the CPU that made the fixtures, RAFT-large and RAFT-small matched bit for bit; other
+CPUs pick other float32 convolution kernels (oneDNN dispatches by instruction set) that differ in the last bit
+(measured on a second AMD EPYC host: 9.5e-7 px after one iteration, 1.5e-5 px after twelve on 0.3 % of the pixels).
+RAFT is therefore held to 1e-4 px and SEA-RAFT (4 iterations) to 1e-5 px, far below the smallest flow difference a
+porting mistake produces here.
 """
 
 import numpy as np
 import pytest
 import torch
-from official_reference import layout, state_dict
 
 from daflow.models.raft import load_raft
 from daflow.models.sea_raft import load_sea_raft
-from official_reference import FIXTURES
+from official_reference import FIXTURES, layout, state_dict
 
 
 def _case(name):
@@ -31,13 +34,14 @@ def one_thread():
 
 @pytest.mark.parametrize("name", ["raft-large", "raft-small"])
 @torch.no_grad()
-def test_raft_equals_official_outputs_bit_for_bit(name, one_thread):
+def test_raft_equals_official_outputs(name, one_thread):
     sd, (a, b), ref = _case(name)
     model = load_raft(sd, small=name == "raft-small", corr_mode="all-pairs").eval()
     for iters in (1, 12):
         out = model(a, b, iters=iters)
-        np.testing.assert_array_equal(out.flow_low.numpy(), ref[f"flow_low_{iters}"], err_msg=f"{name} {iters} it (1/8)")
-        np.testing.assert_array_equal(out.flow.numpy(), ref[f"flow_{iters}"], err_msg=f"{name} {iters} it")
+        low, full = out.flow_low.numpy(), out.flow.numpy()
+        np.testing.assert_allclose(low, ref[f"flow_low_{iters}"], rtol=0, atol=1e-4, err_msg=f"{name} {iters} it (1/8)")
+        np.testing.assert_allclose(full, ref[f"flow_{iters}"], rtol=0, atol=1e-4, err_msg=f"{name} {iters} it")
 
 
 @pytest.mark.parametrize("name", ["sea-raft-s", "sea-raft-m"])
@@ -47,8 +51,12 @@ def test_sea_raft_equals_official_outputs(name, one_thread):
     model = load_sea_raft(sd, name, corr_mode="all-pairs").eval()
     for iters in (1, 4):
         out = model(a, b, iters=iters)
-        np.testing.assert_allclose(out.flow.numpy(), ref[f"flow_{iters}"], rtol=0, atol=1e-5, err_msg=f"{name} {iters} it")
-        np.testing.assert_allclose(out.info.numpy(), ref[f"info_{iters}"], rtol=0, atol=1e-5, err_msg=f"{name} {iters} it")
+        np.testing.assert_allclose(
+            out.flow.numpy(), ref[f"flow_{iters}"], rtol=0, atol=1e-5, err_msg=f"{name} {iters} it"
+        )
+        np.testing.assert_allclose(
+            out.info.numpy(), ref[f"info_{iters}"], rtol=0, atol=1e-5, err_msg=f"{name} {iters} it"
+        )
 
 
 def test_the_fixture_weights_are_not_trivial():

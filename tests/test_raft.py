@@ -38,7 +38,11 @@ def official_state_dict(seed=0):
     sd = {}
     for k, v in m.state_dict().items():
         if v.dtype.is_floating_point:
-            v = torch.rand_like(v) + 0.5 if ("running_var" in k or k.endswith("norm1.weight")) else torch.randn_like(v) * 0.05
+            v = (
+                torch.rand_like(v) + 0.5
+                if ("running_var" in k or k.endswith("norm1.weight"))
+                else torch.randn_like(v) * 0.05
+            )
         sd["module." + k] = v.clone()
     for k in list(sd):  # the aliases hold equal tensors
         if ".downsample.1." in k:
@@ -61,7 +65,7 @@ def test_load_official_layout_and_aliases():
     m = load_raft(sd)
     got = m.state_dict()
     for k, v in sd.items():
-        torch.testing.assert_close(got[k[len("module."):]], v, rtol=0, atol=0)
+        torch.testing.assert_close(got[k[len("module.") :]], v, rtol=0, atol=0)
     without_aliases = {k: v for k, v in sd.items() if ".norm3." not in k}
     assert len(without_aliases) == 169
     load_raft(without_aliases)
@@ -166,14 +170,22 @@ def test_hybrid_equals_raft_at_initialisation_and_learns():
         torch.testing.assert_close(b.flow, a.flow, atol=1e-3, rtol=0)
         # float64: the plumbing and the zero-init surgery are exact
         a64 = raft.double()(x1.double(), x2.double(), iters=4)
-        b64 = hybrid.double()(x1.double(), x2.double(), iters=4, extra_features=(zeros.double(), zeros.double()), extra_context=ctx.double())
+        b64 = hybrid.double()(
+            x1.double(),
+            x2.double(),
+            iters=4,
+            extra_features=(zeros.double(), zeros.double()),
+            extra_context=ctx.double(),
+        )
         torch.testing.assert_close(b64.flow, a64.flow, atol=1e-9, rtol=0)
     raft.float()
     hybrid.float()
     # gradients reach the new, zero-initialised columns
     hybrid.train()
     hybrid.freeze_bn()
-    out = hybrid(x1, x2, iters=2, extra_features=(torch.randn(2, 256, 8, 10), torch.randn(2, 256, 8, 10)), extra_context=ctx)
+    out = hybrid(
+        x1, x2, iters=2, extra_features=(torch.randn(2, 256, 8, 10), torch.randn(2, 256, 8, 10)), extra_context=ctx
+    )
     sequence_loss(out.flow_predictions, torch.zeros_like(out.flow)).backward()
     g = hybrid.update_block.gru.convq2.weight.grad
     assert g[:, 256:384].abs().sum() > 0
@@ -191,7 +203,9 @@ def test_sequence_loss_hand_computed():
     assert float(sequence_loss([p1, p2], gt, valid)) == pytest.approx(0.8 * 1 / 4 + 4 / 4)
     assert float(sequence_loss([p1, p2], gt, torch.tensor([[[1.0, 0.0]]]))) == pytest.approx(0.8 * 1 / 4 + 0)
     # "valid" normalisation divides by 2 * #valid pixels
-    assert float(sequence_loss([p1, p2], gt, torch.tensor([[[1.0, 0.0]]]), normalize="valid")) == pytest.approx(0.8 * 1 / 2)
+    assert float(sequence_loss([p1, p2], gt, torch.tensor([[[1.0, 0.0]]]), normalize="valid")) == pytest.approx(
+        0.8 * 1 / 2
+    )
     big = torch.tensor([[[[500.0, 0.0]], [[0.0, 0.0]]]])
     assert float(sequence_loss([p1], big, valid)) == pytest.approx(0.0)  # |gt| >= 400 is not supervised
     with pytest.raises(ValueError, match="normalize"):
@@ -207,4 +221,3 @@ def test_mixed_precision_and_windowed_mode_agree():
         amp = load_raft(sd, mixed_precision=True).eval()(x1, x2, iters=3).flow
     torch.testing.assert_close(win, ref, atol=1e-3, rtol=0)
     assert amp.dtype == torch.float32 and (amp - ref).abs().mean() < 0.05 * ref.abs().mean() + 0.05
-

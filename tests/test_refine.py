@@ -47,7 +47,9 @@ def test_mixture_clip_contents_and_static_scenes():
     assert clip["flow"].shape == clip["dis"].shape == (2, 96, 128, 2)
     assert clip["meta"]["static"] and np.abs(clip["flow"]).max() < 1e-6
     np.testing.assert_array_equal(clip["dis"][0], classical_flow(clip["lq"][0], clip["lq"][1], "dis"))
-    moving = render_mixture_clip(MixtureConfig(sizes=((96, 128),), static_prob=0.0, motion_min=0.1, motion_max=0.125), 3)
+    moving = render_mixture_clip(
+        MixtureConfig(sizes=((96, 128),), static_prob=0.0, motion_min=0.1, motion_max=0.125), 3
+    )
     assert np.abs(moving["flow"]).max() > 1
 
 

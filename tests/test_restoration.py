@@ -101,14 +101,16 @@ def test_restore_resumes_without_recomputing(backbone, clip_dir, tmp_path, monke
         restore_video(backbone, FrameSource(clip_dir), tmp_path / "b", settings, flow_estimator=est, progress=False)
     calls.clear()
     monkeypatch.setattr(restoration, "restore_clip", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
-    report = restore_video(backbone, FrameSource(clip_dir), tmp_path / "b", settings, flow_estimator=est,
-                           progress=False)
+    report = restore_video(
+        backbone, FrameSource(clip_dir), tmp_path / "b", settings, flow_estimator=est, progress=False
+    )
     assert report.skipped == 1 and len(calls) == 1
     a, b = FrameSource(tmp_path / "a" / "frames"), FrameSource(tmp_path / "b" / "frames")
     np.testing.assert_array_equal(a.read(0, 5), b.read(0, 5))
     with pytest.raises(ValueError, match="other settings"):
-        restore_video(backbone, FrameSource(clip_dir), tmp_path / "b", RestoreSettings(guidance=0.0, steps=2),
-                      progress=False)
+        restore_video(
+            backbone, FrameSource(clip_dir), tmp_path / "b", RestoreSettings(guidance=0.0, steps=2), progress=False
+        )
 
 
 def test_cli_restore_and_evaluate_errors(clip_dir, tmp_path, capsys):
@@ -141,8 +143,21 @@ def test_restore_recipe_smoke_bundles_a_loadable_restorer(tmp_path):
     from daflow.cli import main
     from daflow.models.bundled import RESTORER, load_restorer
 
-    assert main(["train", "recipe", "restore-smoke", "-o", str(tmp_path / "run"), "--no-progress",
-                 "--bundle-into", str(tmp_path / "weights")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "recipe",
+                "restore-smoke",
+                "-o",
+                str(tmp_path / "run"),
+                "--no-progress",
+                "--bundle-into",
+                str(tmp_path / "weights"),
+            ]
+        )
+        == 0
+    )
     assert not (tmp_path / "run" / "raft").exists()  # the restorer's recipe stops after the lifting
     record = json.loads((tmp_path / "weights" / RESTORER / "PROVENANCE.json").read_text())
     assert record["recipe"]["config"]["vae_preset"] == "small" and "lift" in record["stages"]

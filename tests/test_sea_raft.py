@@ -9,8 +9,15 @@ import torch
 import torch.nn.functional as F
 
 from daflow.models.corr import AllPairsCorr, WindowedCorr, halve
-from daflow.models.sea_raft import (SEA_RAFT_PRESETS, SEARAFT, SEARAFTConfig, get_sea_raft_config, laplace_mixture_nll,
-                                    load_sea_raft, uncertainty)
+from daflow.models.sea_raft import (
+    SEA_RAFT_PRESETS,
+    SEARAFT,
+    SEARAFTConfig,
+    get_sea_raft_config,
+    laplace_mixture_nll,
+    load_sea_raft,
+    uncertainty,
+)
 
 # shared/research/raft_family.md §3: SEA-RAFT-M has 472 state-dict entries and 19,663,876 parameters
 M_SHAPES = {
@@ -44,7 +51,11 @@ def official_state_dict(config="sea-raft-m", seed=0):
     sd = {}
     for k, v in SEARAFT(get_sea_raft_config(config)).state_dict().items():
         if v.dtype.is_floating_point:
-            v = torch.rand_like(v) + 0.5 if k.endswith(("running_var", "bn1.weight", "bn2.weight")) else torch.randn_like(v) * 0.03
+            v = (
+                torch.rand_like(v) + 0.5
+                if k.endswith(("running_var", "bn1.weight", "bn2.weight"))
+                else torch.randn_like(v) * 0.03
+            )
         sd[k] = v.clone()
     for k in list(sd):
         if ".downsample.1." in k:
@@ -66,9 +77,24 @@ def test_official_layout_counts_and_shapes():
 
 
 def test_config_from_official_json(tmp_path):
-    official = {"name": "spring-M", "dataset": "spring", "gpus": [0, 1], "use_var": True, "var_min": 0, "var_max": 10,
-                "pretrain": "resnet34", "initial_dim": 64, "block_dims": [64, 128, 256], "radius": 4, "dim": 128,
-                "num_blocks": 2, "iters": 4, "image_size": [540, 960], "scale": -1, "lr": 4e-4}
+    official = {
+        "name": "spring-M",
+        "dataset": "spring",
+        "gpus": [0, 1],
+        "use_var": True,
+        "var_min": 0,
+        "var_max": 10,
+        "pretrain": "resnet34",
+        "initial_dim": 64,
+        "block_dims": [64, 128, 256],
+        "radius": 4,
+        "dim": 128,
+        "num_blocks": 2,
+        "iters": 4,
+        "image_size": [540, 960],
+        "scale": -1,
+        "lr": 4e-4,
+    }
     path = tmp_path / "spring-M.json"
     path.write_text(json.dumps(official))
     assert SEARAFTConfig.from_json(path) == SEA_RAFT_PRESETS["spring-m"]
@@ -159,7 +185,9 @@ def test_half_resolution_protocol(tiny):
     a, b = torch.rand(1, 3, 256, 320) * 255, torch.rand(1, 3, 256, 320) * 255
     flow, info = tiny.estimate(a, b, scale=-1)
     assert flow.shape == (1, 2, 256, 320) and info.shape == (1, 4, 256, 320)
-    half = tiny(F.interpolate(a, scale_factor=0.5, mode="bilinear"), F.interpolate(b, scale_factor=0.5, mode="bilinear"))
+    half = tiny(
+        F.interpolate(a, scale_factor=0.5, mode="bilinear"), F.interpolate(b, scale_factor=0.5, mode="bilinear")
+    )
     torch.testing.assert_close(flow, 2 * F.interpolate(half.flow, scale_factor=2.0, mode="bilinear"))
     flow_odd, _ = tiny.estimate(a[..., :255, :], b[..., :255, :], scale=-1)
     assert flow_odd.shape == (1, 2, 255, 320)
@@ -185,8 +213,10 @@ def test_gradients_reach_every_trainable_parameter(tiny):
     m = SEARAFT(tiny.config).train()
     a, b = torch.rand(2, 3, 128, 128) * 255, torch.rand(2, 3, 128, 128) * 255
     out = m(a, b, iters=2)
-    loss = sum(laplace_mixture_nll(f, i, torch.zeros_like(f)).mean()
-               for f, i in zip(out.flow_predictions, out.info_predictions))
+    loss = sum(
+        laplace_mixture_nll(f, i, torch.zeros_like(f)).mean()
+        for f, i in zip(out.flow_predictions, out.info_predictions)
+    )
     loss.backward()
     silent = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not silent, silent

@@ -52,8 +52,26 @@ def test_raft_baselines_train_resume_and_load_by_name(tmp_path):
 def test_daflow_train_raft_cli(tmp_path, capsys):
     from daflow.cli import main
 
-    assert main(["train", "raft", "--data", DATA, "--inputs", "hq", "--steps", "1", "--iters", "2", "--no-progress",
-                 "-o", str(tmp_path / "r")]) == 0
+    assert (
+        main(
+            [
+                "train",
+                "raft",
+                "--data",
+                DATA,
+                "--inputs",
+                "hq",
+                "--steps",
+                "1",
+                "--iters",
+                "2",
+                "--no-progress",
+                "-o",
+                str(tmp_path / "r"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "r" / "model" / "raft.safetensors").is_file()
     assert main(["train", "raft", "--data", DATA, "--crop", "40x40", "-o", str(tmp_path / "x")]) == 1
     assert "at least 64" in capsys.readouterr().err
@@ -91,7 +109,15 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
         assert (run / model / "model" / "flownet.safetensors").is_file()
     assert (run / "raft_star" / "model" / "raft.safetensors").is_file()
     report = (run / "report" / "report.md").read_text()
-    for row in ("| RAFT |", "| RAFT* |", "| DA-Flow |", "| DA-Flow (exact GT) |", "| Baseline* |", "| DIS |", "| zero flow |"):
+    for row in (
+        "| RAFT |",
+        "| RAFT* |",
+        "| DA-Flow |",
+        "| DA-Flow (exact GT) |",
+        "| Baseline* |",
+        "| DIS |",
+        "| zero flow |",
+    ):
         assert row in report, row
     assert "| model | metric | 0 | 1 |" in report and "mean of 10 steps" in report
     assert "**Smoke run**" in report and "mean nothing" in report  # a smoke report says what it is
@@ -123,25 +149,80 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
         from daflow.files import write_image
 
         write_image(tmp_path / "frames" / f"f{i}.png", (torch.rand(64, 64, 3) * 255).to(torch.uint8).numpy())
-    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "est"), "--step", "0", "--iters", "2",
-                 "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "estimate",
+                str(tmp_path / "frames"),
+                "-o",
+                str(tmp_path / "est"),
+                "--step",
+                "0",
+                "--iters",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert "bundled demonstration model" in capsys.readouterr().err
     assert len(list((tmp_path / "est" / "flow").iterdir())) == 2
-    assert main(["evaluate", "--model", "raft-star-tiny", "--data", "synthetic:default?n=1&size=64x64",
-                 "--no-progress"]) == 0
-    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "est2"), "--model", "daflow-tiny", "--step",
-                 "0", "--iters", "2", "--no-progress"]) == 0
+    assert (
+        main(["evaluate", "--model", "raft-star-tiny", "--data", "synthetic:default?n=1&size=64x64", "--no-progress"])
+        == 0
+    )
+    assert (
+        main(
+            [
+                "estimate",
+                str(tmp_path / "frames"),
+                "-o",
+                str(tmp_path / "est2"),
+                "--model",
+                "daflow-tiny",
+                "--step",
+                "0",
+                "--iters",
+                "2",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert len(list((tmp_path / "est2" / "flow").iterdir())) == 2
-    assert main(["estimate", str(tmp_path / "frames"), "-o", str(tmp_path / "est3"), "--model", "daflow-tiny",
-                 "--weights", str(run / "daflow" / "model"), "--no-progress"]) == 1  # the bundled model takes no weights
+    assert (
+        main(
+            [
+                "estimate",
+                str(tmp_path / "frames"),
+                "-o",
+                str(tmp_path / "est3"),
+                "--model",
+                "daflow-tiny",
+                "--weights",
+                str(run / "daflow" / "model"),
+                "--no-progress",
+            ]
+        )
+        == 1
+    )  # the bundled model takes no weights
     assert "daflow-tiny is the bundled model" in capsys.readouterr().err
     pgt = json.loads((run / "pseudo_gt" / "done.json").read_text())
-    assert pgt["teacher"] in ("raft", "dis") and pgt["teacher"] == min(pgt["clean_val_epe"], key=pgt["clean_val_epe"].get)
+    assert pgt["teacher"] in ("raft", "dis") and pgt["teacher"] == min(
+        pgt["clean_val_epe"], key=pgt["clean_val_epe"].get
+    )
     assert "Pseudo-GT teacher:" in report
 
 
-@pytest.mark.parametrize("module, name", [("daflow.train.vae", "VAETrainConfig"), ("daflow.train.raft", "RAFTTrainConfig"),
-                                          ("daflow.train.flow", "FlowTrainConfig"), ("daflow.train.lift", "LiftConfig")])
+@pytest.mark.parametrize(
+    "module, name",
+    [
+        ("daflow.train.vae", "VAETrainConfig"),
+        ("daflow.train.raft", "RAFTTrainConfig"),
+        ("daflow.train.flow", "FlowTrainConfig"),
+        ("daflow.train.lift", "LiftConfig"),
+    ],
+)
 def test_every_stage_config_checks_its_loop_settings(module, name):
     import importlib
 

@@ -17,7 +17,9 @@ def test_warp_error_is_zero_for_the_true_shift_and_not_for_zero_flow():
     flow = np.zeros((40, 40, 2), np.float32)
     flow[..., 0] = -3.0
     visible = np.ones((40, 40), bool)
-    assert warp_error(a, b, flow, visible) < 1e-3  # bilinear sampling rounding only; in-frame pixels only: the 3 columns leaving the frame are out
+    assert (
+        warp_error(a, b, flow, visible) < 1e-3
+    )  # bilinear sampling rounding only; in-frame pixels only: the 3 columns leaving the frame are out
     manual = np.abs(a.astype(float) - b.astype(float)).mean()
     assert abs(warp_error(a, b, flow * 0, visible) - manual) < 1e-4
     assert fb_consistent(flow, -flow) > 90 and fb_consistent(flow, flow) < 10

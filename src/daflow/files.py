@@ -124,8 +124,10 @@ def write_image(path: str | os.PathLike[str], image: np.ndarray, *, jpeg_quality
         )
     bgr = image if image.ndim == 2 else np.ascontiguousarray(image[:, :, ::-1])
     if path.suffix and path.suffix.lower() not in IMAGE_EXTENSIONS:
-        raise ValueError(f"{path}: cannot write an image with the extension {path.suffix!r}; use one of "
-                         f"{', '.join(IMAGE_EXTENSIONS)}")
+        raise ValueError(
+            f"{path}: cannot write an image with the extension {path.suffix!r}; use one of "
+            f"{', '.join(IMAGE_EXTENSIONS)}"
+        )
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if path.suffix.lower() in (".jpg", ".jpeg") else []
     try:
         ok, buf = cv2.imencode(path.suffix or ".png", bgr, params)

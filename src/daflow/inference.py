@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -49,19 +49,30 @@ class ClipEstimator:
 
 def pairwise(estimator) -> ClipEstimator:
     """A :class:`~daflow.models.registry.FlowEstimator` (pairs) as a 2-frame :class:`ClipEstimator`."""
-    return ClipEstimator(estimator.name, estimator.description, 2,
-                         lambda frames, seeds: estimator(frames[:, 0], frames[:, 1]).unsqueeze(1))
+    return ClipEstimator(
+        estimator.name,
+        estimator.description,
+        2,
+        lambda frames, seeds: estimator(frames[:, 0], frames[:, 1]).unsqueeze(1),
+    )
 
 
-def daflow_estimator(model, *, step: int | str = 0, num_steps: int = 10, iters: int = 20, seed: int = 0) -> ClipEstimator:
+def daflow_estimator(
+    model, *, step: int | str = 0, num_steps: int = 10, iters: int = 20, seed: int = 0
+) -> ClipEstimator:
     """DA-Flow on 3-frame chunks. ``step``: a step index (the denoising stops there; 0 = the fast single-step mode,
     one DiT call per chunk) or ``"mean"`` (the mean of all ``num_steps`` steps' flows)."""
     if step != "mean" and not (isinstance(step, int) and 0 <= step < num_steps):
         raise ValueError(f"step must be 'mean' or an integer in 0..{num_steps - 1}, got {step!r}")
 
     def run(frames: torch.Tensor, seeds: list[int]) -> torch.Tensor:
-        out = model(frames, steps=None if step == "mean" else [step], num_steps=num_steps, iters=iters,
-                    seed=[seed + s for s in seeds])
+        out = model(
+            frames,
+            steps=None if step == "mean" else [step],
+            num_steps=num_steps,
+            iters=iters,
+            seed=[seed + s for s in seeds],
+        )
         return out.mean() if step == "mean" else out.flows[step]
 
     mode = "mean of all steps" if step == "mean" else f"step {step}" + (" (single-step mode)" if step == 0 else "")
@@ -76,10 +87,20 @@ class EstimateReport:
     seconds: float
 
 
-def estimate_video(estimator: ClipEstimator, source: str | os.PathLike | FrameSource, out: str | os.PathLike, *,
-                   fmt: str = "flo", backward: bool = False, occlusion: bool = False, viz: bool = False,
-                   batch: int = 1, device: str | torch.device = "cpu", progress: bool = True,
-                   settings: dict | None = None) -> EstimateReport:
+def estimate_video(
+    estimator: ClipEstimator,
+    source: str | os.PathLike | FrameSource,
+    out: str | os.PathLike,
+    *,
+    fmt: str = "flo",
+    backward: bool = False,
+    occlusion: bool = False,
+    viz: bool = False,
+    batch: int = 1,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    settings: dict | None = None,
+) -> EstimateReport:
     """Write the flow of every consecutive pair of a video or frame folder (see the module docstring)."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
@@ -100,13 +121,35 @@ def estimate_video(estimator: ClipEstimator, source: str | os.PathLike | FrameSo
         paths += [out / "viz" / f"{names[k]}.png"] if viz else []
         return paths
 
-    record = {"input": str(src.path), "frames": len(src), "model": estimator.name, "description": estimator.description,
-              "chunk": chunk, "format": fmt, "backward": backward, "occlusion": occlusion, **(settings or {})}
+    record = {
+        "input": str(src.path),
+        "frames": len(src),
+        "model": estimator.name,
+        "description": estimator.description,
+        "chunk": chunk,
+        "format": fmt,
+        "backward": backward,
+        "occlusion": occlusion,
+        **(settings or {}),
+    }
     check_output_dir(out)
     created = not out.exists()
     try:
-        report = _run_chunks(estimator, src, out, plan, chunk, outputs, fmt=fmt, backward=backward, occlusion=occlusion,
-                             viz=viz, batch=batch, device=device, progress=progress)
+        report = _run_chunks(
+            estimator,
+            src,
+            out,
+            plan,
+            chunk,
+            outputs,
+            fmt=fmt,
+            backward=backward,
+            occlusion=occlusion,
+            viz=viz,
+            batch=batch,
+            device=device,
+            progress=progress,
+        )
     except BaseException:
         if created and out.is_dir() and not any(p.is_file() for p in out.rglob("*")):
             import shutil
@@ -118,15 +161,25 @@ def estimate_video(estimator: ClipEstimator, source: str | os.PathLike | FrameSo
     return report
 
 
-def chunk_flows(estimator: ClipEstimator, read: Callable[[int, int], np.ndarray], chunks: list[tuple[int, int]],
-                chunk: int, *, batch: int = 1, device: str | torch.device = "cpu", backward: bool = False):
+def chunk_flows(
+    estimator: ClipEstimator,
+    read: Callable[[int, int], np.ndarray],
+    chunks: list[tuple[int, int]],
+    chunk: int,
+    *,
+    batch: int = 1,
+    device: str | torch.device = "cpu",
+    backward: bool = False,
+):
     """Run ``estimator`` on the planned ``chunks`` (``(start, first_new_pair)`` of :func:`window_plan`), ``batch`` at
     a time, with frames from ``read(start, count)`` (uint8 ``[count, H, W, 3]``). Yields ``(k, forward, backward)``
     for every pair k → k+1 the chunks own: flows ``[2, H, W]`` on ``device``, ``backward`` (k+1 → k) None unless
     asked for. A chunk's noise seed is its start frame, so batching changes nothing."""
     for i in range(0, len(chunks), batch):
         group = chunks[i : i + batch]
-        frames = torch.from_numpy(np.stack([read(s, chunk) for s, _ in group])).permute(0, 1, 4, 2, 3).float().to(device)
+        frames = (
+            torch.from_numpy(np.stack([read(s, chunk) for s, _ in group])).permute(0, 1, 4, 2, 3).float().to(device)
+        )
         seeds = [s for s, _ in group]
         fw = estimator(frames, seeds).float()
         bw = estimator(frames.flip(1), seeds).float().flip(1) if backward else None  # bw[:, j]: frame j+1 -> j
@@ -135,8 +188,22 @@ def chunk_flows(estimator: ClipEstimator, read: Callable[[int, int], np.ndarray]
                 yield s + j, fw[g, j], None if bw is None else bw[g, j]
 
 
-def _run_chunks(estimator, src, out: Path, plan, chunk: int, outputs, *, fmt: str, backward: bool, occlusion: bool,
-                viz: bool, batch: int, device, progress: bool) -> EstimateReport:
+def _run_chunks(
+    estimator,
+    src,
+    out: Path,
+    plan,
+    chunk: int,
+    outputs,
+    *,
+    fmt: str,
+    backward: bool,
+    occlusion: bool,
+    viz: bool,
+    batch: int,
+    device,
+    progress: bool,
+) -> EstimateReport:
     import time
 
     from daflow.flow.viz import flow_to_color
@@ -144,13 +211,18 @@ def _run_chunks(estimator, src, out: Path, plan, chunk: int, outputs, *, fmt: st
 
     names = src.frame_names()
     out.mkdir(parents=True, exist_ok=True)
-    todo = [(s, first) for s, first in plan if not all(p.is_file() for k in range(s + first, s + chunk - 1) for p in outputs(k))]
+    todo = [
+        (s, first)
+        for s, first in plan
+        if not all(p.is_file() for k in range(s + first, s + chunk - 1) for p in outputs(k))
+    ]
     total_pairs = len(src) - 1
     done_pairs = total_pairs - sum(chunk - 1 - first for _, first in todo)
     bar = tqdm(total=total_pairs, initial=done_pairs, desc="estimate", unit="pair", disable=not progress)
     written, t0 = 0, time.perf_counter()
-    for k, f, b in chunk_flows(estimator, src.read, todo, chunk, batch=batch, device=device,
-                               backward=backward or occlusion):
+    for k, f, b in chunk_flows(
+        estimator, src.read, todo, chunk, batch=batch, device=device, backward=backward or occlusion
+    ):
         write_flow(out / "flow" / f"{names[k]}.{fmt}", f.permute(1, 2, 0).cpu().numpy())
         if backward:
             write_flow(out / "backward" / f"{names[k]}.{fmt}", b.permute(1, 2, 0).cpu().numpy())

@@ -74,8 +74,16 @@ def chunk_plan(n: int, chunk: int, overlap: int) -> list[tuple[int, int, int]]:
     return plan
 
 
-def restore_clip(backbone, frames: np.ndarray, *, guidance: MotionGuidance | None = None, steps: int = DEFAULT_STEPS,
-                 shift: float = DEFAULT_SHIFT, seed: int = 0, anchors: torch.Tensor | None = None) -> torch.Tensor:
+def restore_clip(
+    backbone,
+    frames: np.ndarray,
+    *,
+    guidance: MotionGuidance | None = None,
+    steps: int = DEFAULT_STEPS,
+    shift: float = DEFAULT_SHIFT,
+    seed: int = 0,
+    anchors: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Restore ``frames`` ``[F, H, W, 3]`` uint8 (sides multiples of 16) → final latents ``[F, 16, H/8, W/8]``.
 
     ``anchors`` ``[A, 16, h, w]``: known final latents of the first A frames (see the module docstring)."""
@@ -100,7 +108,7 @@ def restore_clip(backbone, frames: np.ndarray, *, guidance: MotionGuidance | Non
             v = transformer(z.to(dtype), lq.to(dtype), text, pooled, t, num_frames=f).float()
         z0, eps = z - sigma * v, z + (1 - sigma) * v
         if anchors is not None and len(anchors):
-            z0 = torch.cat([anchors, z0[len(anchors):]])
+            z0 = torch.cat([anchors, z0[len(anchors) :]])
         if guidance is not None:
             z0, _ = guidance(z0, frozen)
         z = (1 - sigma_next) * z0 + sigma_next * eps
@@ -122,9 +130,13 @@ def clip_flows(estimator, frames: np.ndarray, device) -> PairFlows:
 
     n = min(estimator.chunk, len(frames))
     plan = window_plan(len(frames), n, CHUNKS)
-    out = sorted(chunk_flows(estimator, lambda s, c: frames[s:s + c], plan, n, device=device, backward=True),
-                 key=lambda item: item[0])
-    return PairFlows(torch.stack([fw for _, fw, _ in out]).cpu().float(), torch.stack([bw for _, _, bw in out]).cpu().float())
+    out = sorted(
+        chunk_flows(estimator, lambda s, c: frames[s : s + c], plan, n, device=device, backward=True),
+        key=lambda item: item[0],
+    )
+    return PairFlows(
+        torch.stack([fw for _, fw, _ in out]).cpu().float(), torch.stack([bw for _, _, bw in out]).cpu().float()
+    )
 
 
 @dataclass
@@ -138,12 +150,21 @@ class RestoreReport:
 def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     if scale == 1:
         return frames
-    return np.stack([cv2.resize(f, (f.shape[1] * scale, f.shape[0] * scale), interpolation=cv2.INTER_CUBIC)
-                     for f in frames])
+    return np.stack(
+        [cv2.resize(f, (f.shape[1] * scale, f.shape[0] * scale), interpolation=cv2.INTER_CUBIC) for f in frames]
+    )
 
 
-def restore_video(backbone, source, out: str | Path, settings: RestoreSettings, *, flow_estimator=None,
-                  progress: bool = True, record: dict | None = None) -> RestoreReport:
+def restore_video(
+    backbone,
+    source,
+    out: str | Path,
+    settings: RestoreSettings,
+    *,
+    flow_estimator=None,
+    progress: bool = True,
+    record: dict | None = None,
+) -> RestoreReport:
     """Restore every frame of ``source`` (a :class:`~daflow.data.video.FrameSource`) into ``out`` (module docstring).
     ``flow_estimator``: a ClipEstimator for the guidance flows (required when ``settings.guidance > 0``)."""
     from safetensors.torch import load_file, save_file
@@ -158,8 +179,9 @@ def restore_video(backbone, source, out: str | Path, settings: RestoreSettings, 
     wanted = {"settings": dataclasses.asdict(settings), "input": str(source.path), "frames": len(source)}
     info = state / "settings.json"
     if info.is_file() and json.loads(info.read_text()) != wanted:
-        raise ValueError(f"{out} holds a restore made with other settings or input ({info}); use another -o or "
-                         "delete it")
+        raise ValueError(
+            f"{out} holds a restore made with other settings or input ({info}); use another -o or delete it"
+        )
     state.mkdir(parents=True, exist_ok=True)
     atomic_write_text(info, json.dumps(wanted, indent=2))
     names = source.frame_names()
@@ -183,12 +205,20 @@ def restore_video(backbone, source, out: str | Path, settings: RestoreSettings, 
         if settings.guidance > 0:
             flows = clip_flows(flow_estimator, frames[:, :h, :w], backbone.device)
             pad = (0, frames.shape[2] - w, 0, frames.shape[1] - h)
-            flows = PairFlows(torch.nn.functional.pad(flows.fw, pad, mode="replicate"),
-                              torch.nn.functional.pad(flows.bw, pad, mode="replicate"))
-            guidance = MotionGuidance(flows.resized(frames.shape[1:3]), settings.guidance, space=settings.space,
-                                      vae=backbone.vae, latent_size=(frames.shape[1] // 8, frames.shape[2] // 8))
-        latents = restore_clip(backbone, frames, guidance=guidance, steps=settings.steps, seed=settings.seed + start,
-                               anchors=anchors)
+            flows = PairFlows(
+                torch.nn.functional.pad(flows.fw, pad, mode="replicate"),
+                torch.nn.functional.pad(flows.bw, pad, mode="replicate"),
+            )
+            guidance = MotionGuidance(
+                flows.resized(frames.shape[1:3]),
+                settings.guidance,
+                space=settings.space,
+                vae=backbone.vae,
+                latent_size=(frames.shape[1] // 8, frames.shape[2] // 8),
+            )
+        latents = restore_clip(
+            backbone, frames, guidance=guidance, steps=settings.steps, seed=settings.seed + start, anchors=anchors
+        )
         with torch.no_grad():
             images = decode(backbone.vae, latents[n_anchor:]).round().byte().permute(0, 2, 3, 1).cpu().numpy()
         for k, image in enumerate(images[:, :h, :w]):
@@ -206,6 +236,10 @@ def restore_video(backbone, source, out: str | Path, settings: RestoreSettings, 
             video = video[:, : video.shape[1] // 2 * 2, : video.shape[2] // 2 * 2]
         write_video(out / "restored.mp4", video)
     seconds = time.perf_counter() - t0
-    atomic_write_text(out / "restore.json", json.dumps({**wanted, **(record or {}), "seconds": seconds,
-                                                        "chunks": len(plan), "skipped_chunks": skipped}, indent=2))
+    atomic_write_text(
+        out / "restore.json",
+        json.dumps(
+            {**wanted, **(record or {}), "seconds": seconds, "chunks": len(plan), "skipped_chunks": skipped}, indent=2
+        ),
+    )
     return RestoreReport(frames=len(source), chunks=len(plan), skipped=skipped, seconds=seconds)

@@ -31,7 +31,8 @@ def _add_estimate(sub) -> None:
             "model, dis-raft, refines OpenCV's DIS with a RAFT-small trained on degraded clips. DA-Flow runs on\n"
             "3-frame chunks sharing their boundary frame; --step picks the flow: 0, the single-step mode (default: one DiT\n"
             "call per chunk), one step K (the denoising stops after it), or mean, the mean over all denoising steps\n"
-            "(~9x the time, the same accuracy in our measurements). Resumable: pairs whose files exist are skipped; every file is written atomically."
+            "(~9x the time, the same accuracy in our measurements). Resumable: pairs whose files exist are skipped;\n"
+            "every file is written atomically."
         ),
     )
     p.add_argument("input", type=Path, help="video file or folder of frames")

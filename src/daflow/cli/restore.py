@@ -199,7 +199,10 @@ def _run_evaluate_restoration(args) -> int:
         ssim=ssim(frames, reference) if reference is not None else None,
     )
     print("| video | E*warp | PSNR | SSIM |\n|---|---|---|---|")
-    fmt = lambda v: "-" if v is None else f"{v:.3f}"
+
+    def fmt(v: float | None) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
     print(f"| {args.restored} | {result.ewarp_star:.3f} | {fmt(result.psnr)} | {fmt(result.ssim)} |")
     print(f"(flow: {result.flow_model}, on the {result.flow_from} frames)")
     if args.output:

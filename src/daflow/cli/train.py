@@ -52,7 +52,8 @@ def _add_train_lift(stages) -> None:
             "  daflow train lift --preset tiny --random-init --data 'synthetic:tiny?n=64&size=64x64' -o runs/lift\n"
             "--preset paper has the paper's settings (20K steps; batch 8 per GPU, 4 GPUs; 512x512 crops; 3 frames):\n"
             "  daflow train lift --preset paper --dit4sr dit4sr_q --vae sd3.5 --null-prompt dit4sr_null \\\n"
-            "      --data youhq:YouHQ-Train -o runs/lift\n\n" + "\n\n".join(module_doc("daflow.train.data").split("\n\n")[1:3])
+            "      --data youhq:YouHQ-Train -o runs/lift\n\n"
+            + "\n\n".join(module_doc("daflow.train.data").split("\n\n")[1:3])
         ),
     )
     p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips (see above)")

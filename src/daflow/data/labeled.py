@@ -55,13 +55,22 @@ class LabeledClips(Sequence):
 
     name = "labeled"
 
-    def __init__(self, lq_root: str | os.PathLike[str], labels_root: str | os.PathLike[str], *, num_frames: int = 2,
-                 stride: int = 1, transform=None):
+    def __init__(
+        self,
+        lq_root: str | os.PathLike[str],
+        labels_root: str | os.PathLike[str],
+        *,
+        num_frames: int = 2,
+        stride: int = 1,
+        transform=None,
+    ):
         self.lq_root, self.labels_root = Path(lq_root), Path(labels_root)
         if not self.lq_root.exists():
             raise DatasetLayoutError(f"labeled: LQ clips not found: {self.lq_root}")
         if not self.labels_root.is_dir():
-            raise DatasetLayoutError(f"labeled: label folder not found: {self.labels_root} (written by daflow pseudo-gt)")
+            raise DatasetLayoutError(
+                f"labeled: label folder not found: {self.labels_root} (written by daflow pseudo-gt)"
+            )
         clips = find_clip_roots(self.lq_root)
         if not clips:
             raise DatasetLayoutError(f"labeled: no videos or frame folders below {self.lq_root}")
@@ -70,11 +79,16 @@ class LabeledClips(Sequence):
         for clip in clips:
             source = FrameSource(clip)
             folder = label_dir(self.lq_root, clip, self.labels_root)
-            labels = sorted((p for p in folder.iterdir() if p.suffix.lower() in LABEL_SUFFIXES), key=natural_key) \
-                if folder.is_dir() else []
+            labels = (
+                sorted((p for p in folder.iterdir() if p.suffix.lower() in LABEL_SUFFIXES), key=natural_key)
+                if folder.is_dir()
+                else []
+            )
             if len(labels) != len(source) - 1:
-                raise DatasetLayoutError(f"labeled: {clip} has {len(source)} frames, so {len(source) - 1} flow files "
-                                         f"were expected in {folder}; found {len(labels)}")
+                raise DatasetLayoutError(
+                    f"labeled: {clip} has {len(source)} frames, so {len(source) - 1} flow files "
+                    f"were expected in {folder}; found {len(labels)}"
+                )
             self.windows += [(source, labels, s, first) for s, first in window_plan(len(source), num_frames, stride)]
         if not self.windows:
             raise DatasetLayoutError(f"labeled: no clip below {self.lq_root} has {num_frames} frames")
@@ -89,14 +103,25 @@ class LabeledClips(Sequence):
         frames = source.read(start, self.num_frames)
         flows, valids = zip(*(read_flow(p) for p in labels[start : start + self.num_frames - 1]))
         if flows[0].shape[:2] != frames.shape[1:3]:
-            raise DatasetLayoutError(f"labeled: frames of {source.path} are {frames.shape[1]}x{frames.shape[2]} but "
-                                     f"{labels[start]} is {flows[0].shape[0]}x{flows[0].shape[1]}; "
-                                     "degrade with the HQ size kept (the default) or label the LQ frames' size")
+            raise DatasetLayoutError(
+                f"labeled: frames of {source.path} are {frames.shape[1]}x{frames.shape[2]} but "
+                f"{labels[start]} is {flows[0].shape[0]}x{flows[0].shape[1]}; "
+                "degrade with the HQ size kept (the default) or label the LQ frames' size"
+            )
         names = source.frame_names()[start : start + self.num_frames]
-        sample = FlowSample(frames=frames, flow=np.stack(flows), valid=np.stack(valids),
-                            meta={"dataset": self.name, "source": str(source.path), "start": start, "frames": names,
-                                  "first_pair": first_pair,
-                                  "labels": [str(p) for p in labels[start : start + self.num_frames - 1]]})
+        sample = FlowSample(
+            frames=frames,
+            flow=np.stack(flows),
+            valid=np.stack(valids),
+            meta={
+                "dataset": self.name,
+                "source": str(source.path),
+                "start": start,
+                "frames": names,
+                "first_pair": first_pair,
+                "labels": [str(p) for p in labels[start : start + self.num_frames - 1]],
+            },
+        )
         return self.transform(sample) if self.transform else sample
 
     def __repr__(self) -> str:

@@ -75,14 +75,28 @@ def sample_scene(config: MixtureConfig, rng: np.random.Generator) -> tuple[Synth
     objects = 0.0 if static else float(np.exp(rng.uniform(lo, hi)))
     spin = 0.0 if static else float(rng.uniform(0, 1))
     scene = SyntheticConfig(
-        height=h, width=w, num_frames=config.num_frames, num_objects=(0, 5), object_radius=(0.08, 0.3),
-        object_speed=objects, object_accel=0.1 * objects, object_rotation=6.0 * spin, object_zoom=0.06 * spin,
-        camera_speed=camera, camera_rotation=3.0 * spin * float(rng.random()),
-        camera_zoom=0.05 * spin * float(rng.random()), photos="all", texture_blur=float(rng.uniform(0.3, 1.2)))
+        height=h,
+        width=w,
+        num_frames=config.num_frames,
+        num_objects=(0, 5),
+        object_radius=(0.08, 0.3),
+        object_speed=objects,
+        object_accel=0.1 * objects,
+        object_rotation=6.0 * spin,
+        object_zoom=0.06 * spin,
+        camera_speed=camera,
+        camera_rotation=3.0 * spin * float(rng.random()),
+        camera_zoom=0.05 * spin * float(rng.random()),
+        photos="all",
+        texture_blur=float(rng.uniform(0.3, 1.2)),
+    )
     names = [name for name, _ in config.degrade]
     preset = names[int(rng.choice(len(names), p=[p for _, p in config.degrade]))]
-    return scene, preset, {"size": [h, w], "static": static, "camera_speed": camera, "object_speed": objects,
-                           "degrade": preset}
+    return (
+        scene,
+        preset,
+        {"size": [h, w], "static": static, "camera_speed": camera, "object_speed": objects, "degrade": preset},
+    )
 
 
 def render_mixture_clip(config: MixtureConfig, seed: int) -> dict:
@@ -115,8 +129,15 @@ def _write_one(args) -> None:
         np.savez(fh, lq=clip["lq"], flow=clip["flow"], dis=clip["dis"], meta=json.dumps(clip["meta"]))
 
 
-def build_cache(folder: str | Path, n: int, *, config: MixtureConfig | str = "default", seed: int = 0,
-                workers: int = 1, progress: bool = True) -> Path:
+def build_cache(
+    folder: str | Path,
+    n: int,
+    *,
+    config: MixtureConfig | str = "default",
+    seed: int = 0,
+    workers: int = 1,
+    progress: bool = True,
+) -> Path:
     """Write clips ``0 … n−1`` of the mixture into ``folder`` (skipping those already there: resumable)."""
     from tqdm import tqdm
 
@@ -127,7 +148,9 @@ def build_cache(folder: str | Path, n: int, *, config: MixtureConfig | str = "de
     info = folder / "mixture.json"
     if info.is_file():
         old = json.loads(info.read_text())
-        if {k: old.get(k) for k in ("seed", "config")} != json.loads(json.dumps({k: record[k] for k in ("seed", "config")})):
+        if {k: old.get(k) for k in ("seed", "config")} != json.loads(
+            json.dumps({k: record[k] for k in ("seed", "config")})
+        ):
             raise ValueError(f"{folder} holds a mixture with other settings ({info}); use another folder")
     atomic_write_text(info, json.dumps(record, indent=2))
     jobs = [(str(folder), config, seed, i) for i in range(n) if not (folder / f"{i:06d}.npz").is_file()]

@@ -15,7 +15,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daflow.data.base import ClipDataset, DatasetLayoutError, natural_key, require_all, require_dir, select_scenes, sequence_items
+from daflow.data.base import (
+    ClipDataset,
+    DatasetLayoutError,
+    natural_key,
+    require_all,
+    require_dir,
+    select_scenes,
+    sequence_items,
+)
 
 SINTEL_PASSES = ("clean", "final")
 
@@ -39,7 +47,9 @@ class Sintel(ClipDataset):
         if split not in ("training", "test"):
             raise ValueError(f"Sintel split must be 'training' or 'test', got {split!r}")
         self.root = Path(root)
-        frames_root = require_dir(self.root / split / dstype, f"Sintel ({dstype} pass) frames as <scene>/frame_0001.png")
+        frames_root = require_dir(
+            self.root / split / dstype, f"Sintel ({dstype} pass) frames as <scene>/frame_0001.png"
+        )
         flow_root = self.root / split / "flow"
         occ_root = self.root / split / "occlusions"
         has_gt = split == "training"

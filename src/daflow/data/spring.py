@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from daflow.data.base import ClipDataset, DatasetLayoutError, natural_key, require_all, require_dir, select_scenes, sequence_items
+from daflow.data.base import (
+    ClipDataset,
+    DatasetLayoutError,
+    natural_key,
+    require_all,
+    require_dir,
+    select_scenes,
+    sequence_items,
+)
 from daflow.flow.io import read_flow
 
 SPRING_VAL_SCENES = ("0045", "0047")

@@ -296,7 +296,10 @@ def _sample_layers(cfg: SyntheticConfig, rng: np.random.Generator) -> tuple[list
         axes = (radius / s0, radius * aspect / s0)
         if rng.random() < 0.5:
             axes = axes[::-1]
-        wobble = [(int(k), float(rng.uniform(0, 0.18)), float(rng.uniform(0, 2 * np.pi))) for k in rng.choice([2, 3, 4, 5], size=2, replace=False)]
+        wobble = [
+            (int(k), float(rng.uniform(0, 0.18)), float(rng.uniform(0, 2 * np.pi)))
+            for k in rng.choice([2, 3, 4, 5], size=2, replace=False)
+        ]
         layers.append(
             LayerMotion(
                 texture=ti,
@@ -353,7 +356,11 @@ def render_clip(config: SyntheticConfig | str = "default", seed: int = 0) -> Syn
             ux, uy = _apply(inv, xs, ys)
             cover = layer.inside(ux, uy)
             color = cv2.remap(
-                textures[layer.texture], ux.astype(np.float32), uy.astype(np.float32), cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT_101
+                textures[layer.texture],
+                ux.astype(np.float32),
+                uy.astype(np.float32),
+                cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REFLECT_101,
             )
             frame[cover] = color[cover]
             idmap[cover] = li

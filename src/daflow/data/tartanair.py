@@ -65,7 +65,9 @@ class TartanAir(ClipDataset):
         elif split == "train":
             trajs = [t for t in trajs if not is_val(t)]
         if not trajs:
-            raise DatasetLayoutError(f"TartanAir: no trajectory of split {split!r} below {self.root} (val = {TARTANAIR_VAL_ENVS})")
+            raise DatasetLayoutError(
+                f"TartanAir: no trajectory of split {split!r} below {self.root} (val = {TARTANAIR_VAL_ENVS})"
+            )
         every = every if every is not None else (100 if split == "val" else 1)
         items = []
         for traj in trajs:
@@ -73,5 +75,7 @@ class TartanAir(ClipDataset):
             ids = [f.name.split("_")[0] for f in frames]
             flows = [traj / "flow" / f"{a}_{b}_flow.npy" for a, b in zip(ids[:-1], ids[1:])]
             require_all(flows, "TartanAir")
-            items += sequence_items(frames, flows, {"scene": str(traj.relative_to(self.root))}, num_frames, stride, names=ids)
+            items += sequence_items(
+                frames, flows, {"scene": str(traj.relative_to(self.root))}, num_frames, stride, names=ids
+            )
         super().__init__(items[::every], transform=transform)

@@ -29,7 +29,9 @@ def list_frame_files(folder: str | os.PathLike[str]) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise DatasetLayoutError(f"frame folder not found: {folder}")
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), key=natural_key)
+    files = sorted(
+        (p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()), key=natural_key
+    )
     if not files:
         raise DatasetLayoutError(f"{folder}: no image files ({', '.join(IMAGE_EXTENSIONS)}) in this folder")
     return files
@@ -76,7 +78,9 @@ def read_video(path: str | os.PathLike[str], start: int = 0, count: int | None =
     if not frames:
         raise ValueError(f"{path}: no frames decoded from index {start}")
     if count is not None and len(frames) < count:
-        raise ValueError(f"{path}: asked for {count} frames from index {start}, the video has only {start + len(frames)}")
+        raise ValueError(
+            f"{path}: asked for {count} frames from index {start}, the video has only {start + len(frames)}"
+        )
     return np.stack(frames)
 
 
@@ -127,7 +131,9 @@ class FrameSource:
             self.files = list_frame_files(self.path)
             self._length = len(self.files)
         elif self.path.exists():
-            raise ValueError(f"{self.path}: neither a video file ({', '.join(VIDEO_EXTENSIONS)}) nor a folder of frames")
+            raise ValueError(
+                f"{self.path}: neither a video file ({', '.join(VIDEO_EXTENSIONS)}) nor a folder of frames"
+            )
         else:
             raise FileNotFoundError(f"input not found: {self.path} (expected a video file or a folder of frames)")
 
@@ -152,7 +158,9 @@ class FrameSource:
         return [p.stem for p in self.files]
 
 
-def frame_indices(n: int, start: int = 0, end: int | None = None, stride: int = 1, *, what: str = "the input") -> list[int]:
+def frame_indices(
+    n: int, start: int = 0, end: int | None = None, stride: int = 1, *, what: str = "the input"
+) -> list[int]:
     """Indices ``start, start+stride, …`` below ``end`` (default ``n``) of ``n`` frames; one-line errors naming the
     ``--start``/``--end``/``--stride`` option at fault."""
     if stride < 1:
@@ -194,12 +202,21 @@ class VideoFrames(ClipDataset):
 
     name = "video"
 
-    def __init__(self, paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]], *, num_frames: int = 2, stride: int = 1, transform=None):
+    def __init__(
+        self,
+        paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        *,
+        num_frames: int = 2,
+        stride: int = 1,
+        transform=None,
+    ):
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
         self.sources = [FrameSource(p) for p in paths]
         self.num_frames = num_frames
-        self.windows = [(s, start, first) for s in self.sources for start, first in window_plan(len(s), num_frames, stride)]
+        self.windows = [
+            (s, start, first) for s in self.sources for start, first in window_plan(len(s), num_frames, stride)
+        ]
         if not self.windows:
             raise ValueError(f"{[str(s.path) for s in self.sources]}: fewer than num_frames={num_frames} frames")
         super().__init__([], transform=transform)
@@ -212,6 +229,12 @@ class VideoFrames(ClipDataset):
         names = source.frame_names()[start : start + self.num_frames]
         sample = FlowSample(
             frames=source.read(start, self.num_frames),
-            meta={"dataset": self.name, "source": str(source.path), "start": start, "frames": names, "first_pair": first_pair},
+            meta={
+                "dataset": self.name,
+                "source": str(source.path),
+                "start": start,
+                "frames": names,
+                "first_pair": first_pair,
+            },
         )
         return self.transform(sample) if self.transform else sample

@@ -17,8 +17,8 @@ teacher pseudo ground truth) into a :class:`LayerStepTable`; :mod:`daflow.eval.r
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -36,19 +36,25 @@ def cost_volume(source: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Eq. 12: ``[B, h, w, C]`` × ``[B, h', w', C]`` → ``[B, h·w, h'·w']`` dot products, in float32
     (token axes may also come flattened: ``[B, N, C]``)."""
     if source.ndim not in (3, 4) or target.ndim not in (3, 4) or source.shape[-1] != target.shape[-1]:
-        raise ValueError(f"features must be [B, h, w, C] with one C, got {tuple(source.shape)} and {tuple(target.shape)}")
+        raise ValueError(
+            f"features must be [B, h, w, C] with one C, got {tuple(source.shape)} and {tuple(target.shape)}"
+        )
     return torch.einsum("bic,bjc->bij", source.flatten(1, -2).float(), target.flatten(1, -2).float())
 
 
 def _token_grid(h: int, w: int, device) -> torch.Tensor:
     """``[h·w, 2]`` token coordinates (x, y)."""
-    ys, xs = torch.meshgrid(torch.arange(h, device=device, dtype=torch.float32),
-                            torch.arange(w, device=device, dtype=torch.float32), indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(h, device=device, dtype=torch.float32),
+        torch.arange(w, device=device, dtype=torch.float32),
+        indexing="ij",
+    )
     return torch.stack([xs, ys], -1).reshape(-1, 2)
 
 
-def match_tokens(source: torch.Tensor, target: torch.Tensor, *, mode: str = "soft", temperature: float = 1.0,
-                 chunk: int = 4096) -> torch.Tensor:
+def match_tokens(
+    source: torch.Tensor, target: torch.Tensor, *, mode: str = "soft", temperature: float = 1.0, chunk: int = 4096
+) -> torch.Tensor:
     """Token displacement ``[B, 2, h, w]`` (x, y; in tokens) from ``source`` to ``target`` features.
 
     ``mode="soft"``: ``Σ_j softmax_j(C(i, j) / temperature) · p_j − p_i``; ``"hard"``: ``argmax_j C(i, j)``.
@@ -76,8 +82,14 @@ def match_tokens(source: torch.Tensor, target: torch.Tensor, *, mode: str = "sof
     return disp.transpose(1, 2).reshape(b, 2, h, w)
 
 
-def zero_shot_flow(source: torch.Tensor, target: torch.Tensor, image_size: tuple[int, int], *, mode: str = "soft",
-                   temperature: float = 1.0) -> torch.Tensor:
+def zero_shot_flow(
+    source: torch.Tensor,
+    target: torch.Tensor,
+    image_size: tuple[int, int],
+    *,
+    mode: str = "soft",
+    temperature: float = 1.0,
+) -> torch.Tensor:
     """Flow ``[B, 2, H, W]`` in pixels: :func:`match_tokens` scaled by the token stride (``H/h``, ``W/w``) and
     bilinearly upsampled (``align_corners=False``: token values sit at token centres) to ``image_size``."""
     h, w = source.shape[1:3]
@@ -122,21 +134,34 @@ class LayerStepTable:
         return sorted(means, key=lambda b: (means[b], b))
 
     def to_dict(self) -> dict:
-        return {"feature": self.feature, "attention": self.attention, "name": self.name, "pairs": self.pairs,
-                "timesteps": self.timesteps, "ranking": self.ranking(), "mean_epe": self.mean_epe(),
-                "metrics": {str(b): v for b, v in self.metrics.items()}}
+        return {
+            "feature": self.feature,
+            "attention": self.attention,
+            "name": self.name,
+            "pairs": self.pairs,
+            "timesteps": self.timesteps,
+            "ranking": self.ranking(),
+            "mean_epe": self.mean_epe(),
+            "metrics": {str(b): v for b, v in self.metrics.items()},
+        }
 
     def markdown(self, metric: str = "epe") -> str:
         """Block × step table of ``metric`` (rows in block order), with the step average and the rank."""
         steps = len(self.timesteps)
         rank = {b: i + 1 for i, b in enumerate(self.ranking())}
         head = "| block | " + " | ".join(str(s) for s in range(steps)) + " | mean | rank |"
-        lines = [f"{self.name}, {metric} over {self.pairs} pairs (columns: denoising step)", "", head,
-                 "|---|" + "---|" * (steps + 2)]
+        lines = [
+            f"{self.name}, {metric} over {self.pairs} pairs (columns: denoising step)",
+            "",
+            head,
+            "|---|" + "---|" * (steps + 2),
+        ]
         fmt = "{:.3f}" if metric == "epe" else "{:.2f}"
         for b in self.blocks:
             vals = [m[metric] for m in self.metrics[b]]
-            lines.append(f"| {b} | " + " | ".join(fmt.format(v) for v in vals) + f" | {fmt.format(np.mean(vals))} | {rank[b]} |")
+            lines.append(
+                f"| {b} | " + " | ".join(fmt.format(v) for v in vals) + f" | {fmt.format(np.mean(vals))} | {rank[b]} |"
+            )
         return "\n".join(lines)
 
 
@@ -147,10 +172,22 @@ def _features(taps: dict[int, dict[str, torch.Tensor]], block: int, kind: str):
     return (entry["adanorm"], entry["adanorm"]) if "adanorm" in entry else None
 
 
-def run_analysis(backbone, samples: Sequence, *, features: Sequence[str] = ("qk",), attention: str = "attn",
-                 blocks: Sequence[int] | None = None, steps: int = 10, shift: float = 3.0, mode: str = "soft",
-                 temperature: float = 1.0, max_clips: int | None = None, seed: int = 0, progress: bool = True,
-                 label: str = "analysis") -> list[LayerStepTable]:
+def run_analysis(
+    backbone,
+    samples: Sequence,
+    *,
+    features: Sequence[str] = ("qk",),
+    attention: str = "attn",
+    blocks: Sequence[int] | None = None,
+    steps: int = 10,
+    shift: float = 3.0,
+    mode: str = "soft",
+    temperature: float = 1.0,
+    max_clips: int | None = None,
+    seed: int = 0,
+    progress: bool = True,
+    label: str = "analysis",
+) -> list[LayerStepTable]:
     """The layer × step zero-shot EPE of ``backbone`` (:class:`~daflow.models.backbone.DiffusionBackbone`) over
     ``samples`` (F-frame :class:`~daflow.data.base.FlowSample` with reference flow for every pair).
 
@@ -209,13 +246,16 @@ def run_analysis(backbone, samples: Sequence, *, features: Sequence[str] = ("qk"
         pairs += frames.shape[0] - 1
     tables = []
     for kind in features:
-        table = LayerStepTable(feature=kind, attention=attention if kind == "qk" else "-", timesteps=timesteps, pairs=pairs)
+        table = LayerStepTable(
+            feature=kind, attention=attention if kind == "qk" else "-", timesteps=timesteps, pairs=pairs
+        )
         for (k, b), row in sorted(cells.items(), key=lambda kv: kv[0][1]):
             if k == kind:
                 table.metrics[b] = [m.compute() for m in row]
         if not table.metrics:
-            raise ValueError(f"no {kind} features were recorded from blocks {blocks} ({attention}); "
-                             f"attn2 exists in blocks {list(cfg.dual_attention_layers)} only")
+            raise ValueError(
+                f"no {kind} features were recorded from blocks {blocks} ({attention}); "
+                f"attn2 exists in blocks {list(cfg.dual_attention_layers)} only"
+            )
         tables.append(table)
     return tables
-

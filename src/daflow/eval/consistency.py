@@ -51,8 +51,9 @@ def occlusion_lai(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor:
     return fb | boundary
 
 
-def pair_warp_error(frame1: torch.Tensor, frame2: torch.Tensor, flow_fw: torch.Tensor,
-                    occlusion: torch.Tensor) -> torch.Tensor:
+def pair_warp_error(
+    frame1: torch.Tensor, frame2: torch.Tensor, flow_fw: torch.Tensor, occlusion: torch.Tensor
+) -> torch.Tensor:
     """Per-pair E_warp ``[B]``: frames ``[B, C, H, W]`` in [0, 1], flow ``[B, 2, H, W]``, occlusion ``[B, H, W]``."""
     visible = (~occlusion).to(frame1.dtype)[:, None]
     diff = (frame1 - backward_warp(frame2, flow_fw)) * visible
@@ -68,8 +69,10 @@ def warp_error(frames: np.ndarray, flows_fw: np.ndarray, flows_bw: np.ndarray) -
     if frames.ndim != 4 or frames.shape[-1] != 3 or len(frames) < 2:
         raise ValueError(f"frames must be [T, H, W, 3] with T >= 2, got {frames.shape}")
     if flows_fw.shape != (len(frames) - 1, *frames.shape[1:3], 2) or flows_bw.shape != flows_fw.shape:
-        raise ValueError(f"flows must be [{len(frames) - 1}, {frames.shape[1]}, {frames.shape[2]}, 2] for frames "
-                         f"{frames.shape}, got {flows_fw.shape} and {flows_bw.shape}")
+        raise ValueError(
+            f"flows must be [{len(frames) - 1}, {frames.shape[1]}, {frames.shape[2]}, 2] for frames "
+            f"{frames.shape}, got {flows_fw.shape} and {flows_bw.shape}"
+        )
     x = torch.from_numpy(frames.astype(np.float64) / 255.0 if frames.dtype == np.uint8 else frames.astype(np.float64))
     x = x.permute(0, 3, 1, 2)
     fw = torch.from_numpy(flows_fw.astype(np.float64)).permute(0, 3, 1, 2)
@@ -89,8 +92,16 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
     computed per RGB channel (scikit-image's ``structural_similarity`` with ``gaussian_weights``)."""
     from skimage.metrics import structural_similarity
 
-    return float(np.mean([structural_similarity(x, y, channel_axis=-1, gaussian_weights=True, sigma=1.5,
-                                                use_sample_covariance=False, data_range=255) for x, y in zip(a, b)]))
+    return float(
+        np.mean(
+            [
+                structural_similarity(
+                    x, y, channel_axis=-1, gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=255
+                )
+                for x, y in zip(a, b)
+            ]
+        )
+    )
 
 
 @dataclass

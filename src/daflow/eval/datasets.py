@@ -30,15 +30,18 @@ Examples: ``sintel-final:/data/Sintel``, ``sintel:/data/Sintel-LQ``, ``spring:/d
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 from urllib.parse import parse_qsl
 
 from daflow.data.base import FlowSample
 
 KINDS = ("sintel-clean", "sintel-final", "sintel", "spring", "tartanair", "synthetic", "labeled", "youhq", "video")
 _OPTIONS = {
-    "sintel-clean": {"scenes"}, "sintel-final": {"scenes"}, "sintel": {"scenes"},
+    "sintel-clean": {"scenes"},
+    "sintel-final": {"scenes"},
+    "sintel": {"scenes"},
     "spring": {"camera", "scenes", "gt"},
     "tartanair": {"split", "every"},
     "synthetic": {"n", "seed", "degrade", "size"},
@@ -74,7 +77,9 @@ def parse_dataset_spec(text: str) -> DatasetSpec:
     """Parse ``KIND:TARGET[?k=v&...]``; raises ``ValueError`` naming what was expected."""
     kind, sep, rest = text.partition(":")
     if not sep or not rest:
-        raise ValueError(f"--data {text!r}: expected KIND:TARGET (e.g. sintel-final:/data/Sintel); kinds: {', '.join(KINDS)}")
+        raise ValueError(
+            f"--data {text!r}: expected KIND:TARGET (e.g. sintel-final:/data/Sintel); kinds: {', '.join(KINDS)}"
+        )
     kind = kind.strip().lower()
     if kind not in KINDS:
         raise ValueError(f"--data {text!r}: unknown dataset kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -82,8 +87,10 @@ def parse_dataset_spec(text: str) -> DatasetSpec:
     options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=False)) if query else {}
     unknown = set(options) - _OPTIONS[kind]
     if unknown:
-        raise ValueError(f"--data {text!r}: unknown option(s) {sorted(unknown)} for {kind}; "
-                         f"allowed: {sorted(_OPTIONS[kind]) or 'none'}")
+        raise ValueError(
+            f"--data {text!r}: unknown option(s) {sorted(unknown)} for {kind}; "
+            f"allowed: {sorted(_OPTIONS[kind]) or 'none'}"
+        )
     return DatasetSpec(kind, target, options)
 
 
@@ -125,7 +132,9 @@ def synthetic_clips(spec: DatasetSpec, *, num_frames: int, default_n: int):
     from daflow.data.synthetic import SYNTHETIC_PRESETS, SyntheticClips
 
     if spec.target not in SYNTHETIC_PRESETS:
-        raise ValueError(f"--data {spec}: unknown synthetic preset {spec.target!r}; choose one of {sorted(SYNTHETIC_PRESETS)}")
+        raise ValueError(
+            f"--data {spec}: unknown synthetic preset {spec.target!r}; choose one of {sorted(SYNTHETIC_PRESETS)}"
+        )
     config = dataclasses.replace(SYNTHETIC_PRESETS[spec.target], num_frames=num_frames)
     if "size" in spec.options:
         try:
@@ -145,8 +154,10 @@ def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int
     kind = spec.kind
     clip = {"num_frames": num_frames, "stride": stride}
     if kind == "youhq":
-        raise ValueError(f"--data {spec}: youhq clips have no flow ground truth; label them with daflow pseudo-gt and "
-                         "use labeled:LQ_ROOT?labels=DIR")
+        raise ValueError(
+            f"--data {spec}: youhq clips have no flow ground truth; label them with daflow pseudo-gt and "
+            "use labeled:LQ_ROOT?labels=DIR"
+        )
     if kind == "labeled":
         from daflow.data.labeled import LabeledClips
 
@@ -157,7 +168,10 @@ def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int
         from daflow.data.sintel import Sintel
 
         passes = ("clean", "final") if kind == "sintel" else (kind.split("-")[1],)
-        return [EvalSet(f"sintel-{p}", Sintel(spec.target, dstype=p, scenes=_scenes(spec), **clip), spec=str(spec)) for p in passes]
+        return [
+            EvalSet(f"sintel-{p}", Sintel(spec.target, dstype=p, scenes=_scenes(spec), **clip), spec=str(spec))
+            for p in passes
+        ]
     if kind == "spring":
         from daflow.data.spring import SPRING_VAL_SCENES, Spring
 
@@ -165,13 +179,25 @@ def build_eval_sets(spec: DatasetSpec | str, *, num_frames: int = 2, stride: int
         gt = spec.options.get("gt", "half")
         if gt not in ("half", "full"):
             raise ValueError(f"--data {spec}: gt must be half or full, got {gt!r}")
-        ds = Spring(spec.target, camera=spec.options.get("camera", "left"), scenes=scenes, full_resolution_gt=gt == "full", **clip)
+        ds = Spring(
+            spec.target,
+            camera=spec.options.get("camera", "left"),
+            scenes=scenes,
+            full_resolution_gt=gt == "full",
+            **clip,
+        )
         return [EvalSet("spring", ds, spring_min=gt == "full", spec=str(spec))]
     if kind == "tartanair":
         from daflow.data.tartanair import TartanAir
 
         every = _int(spec, "every", 0) or None
-        return [EvalSet("tartanair", TartanAir(spec.target, split=spec.options.get("split", "val"), every=every, **clip), spec=str(spec))]
+        return [
+            EvalSet(
+                "tartanair",
+                TartanAir(spec.target, split=spec.options.get("split", "val"), every=every, **clip),
+                spec=str(spec),
+            )
+        ]
     # synthetic
     clips: Any = synthetic_clips(spec, num_frames=max(num_frames, 2), default_n=8)
     seed = clips.seed

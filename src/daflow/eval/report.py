@@ -50,8 +50,11 @@ def plot_top_layers(series: list[Series], path: Path, *, top: int = 10) -> Path:
             ax.annotate(str(b), (r, means[b]), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
     ax.set_xlabel("layer rank (block id annotated)")
     ax.set_ylabel("EPE (averaged over steps)")
-    ax.set_title(f"Zero-shot correspondence: top-{shown} layers" if shown < len(series[0][1].blocks) else
-                 f"Zero-shot correspondence: all {shown} layers, ranked")
+    ax.set_title(
+        f"Zero-shot correspondence: top-{shown} layers"
+        if shown < len(series[0][1].blocks)
+        else f"Zero-shot correspondence: all {shown} layers, ranked"
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return _save(fig, path)
@@ -64,8 +67,13 @@ def plot_top_steps(series: list[Series], path: Path, *, top: int = 4) -> Path:
     for si, (label, table) in enumerate(series):
         epe = dict(zip(table.blocks, table.epe()))
         for b in table.ranking()[:top]:
-            ax.plot(range(len(table.timesteps)), epe[b], marker=".", linestyle=styles[si % len(styles)],
-                    label=f"{label} block {b}")
+            ax.plot(
+                range(len(table.timesteps)),
+                epe[b],
+                marker=".",
+                linestyle=styles[si % len(styles)],
+                label=f"{label} block {b}",
+            )
     ax.set_xticks(range(max(len(t.timesteps) for _, t in series)))
     ax.set_xlabel("denoising step")
     ax.set_ylabel("EPE")
@@ -120,16 +128,22 @@ def load_series(path: str | Path) -> list[Series]:
         data = json.loads(path.read_text())
         out = []
         for entry in data["tables"]:
-            table = LayerStepTable(feature=entry["feature"], attention=entry["attention"], timesteps=entry["timesteps"],
-                                   metrics={int(b): v for b, v in entry["metrics"].items()}, pairs=entry["pairs"])
+            table = LayerStepTable(
+                feature=entry["feature"],
+                attention=entry["attention"],
+                timesteps=entry["timesteps"],
+                metrics={int(b): v for b, v in entry["metrics"].items()},
+                pairs=entry["pairs"],
+            )
             out.append((f"{data['label']} {table.name}", table))
         return out
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"--compare: {path} is not an analysis.json of daflow analyze ({exc})") from exc
 
 
-def write_analysis(out: str | Path, label: str, tables: list[LayerStepTable], *, meta: dict,
-                   compare: list[Series] = ()) -> list[Path]:
+def write_analysis(
+    out: str | Path, label: str, tables: list[LayerStepTable], *, meta: dict, compare: list[Series] = ()
+) -> list[Path]:
     """Write ``analysis.json``, ``analysis.md`` and the figures into ``out``; returns the written paths."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

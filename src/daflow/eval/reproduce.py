@@ -49,7 +49,10 @@ def _teacher_line(run: Path) -> list[str]:
     if "teacher" not in info:
         return []
     scores = ", ".join(f"{k} {v:.3f} px" for k, v in info.get("clean_val_epe", {}).items())
-    return ["", f"Pseudo-GT teacher: `{info['teacher']}` on the clean frames (EPE on the clean validation frames: {scores})."]
+    return [
+        "",
+        f"Pseudo-GT teacher: `{info['teacher']}` on the clean frames (EPE on the clean validation frames: {scores}).",
+    ]
 
 
 def _run_kind(run: Path) -> list[str]:
@@ -61,15 +64,29 @@ def _run_kind(run: Path) -> list[str]:
     for name, preset in RECIPE_PRESETS.items():
         if config == json.loads(json.dumps(dataclasses.asdict(preset))):
             if name == "smoke":
-                return ["", "**Smoke run** (`daflow train recipe smoke`): every stage ran for a few steps to check the "
-                        "pipeline end to end. The models are untrained and these numbers mean nothing."]
-            return ["", f"Recipe preset `{name}`: " + ", ".join(f"{k} {v}" for k, v in config.items() if k.endswith("steps"))
-                    + "."]
+                return [
+                    "",
+                    "**Smoke run** (`daflow train recipe smoke`): every stage ran for a few steps to check the "
+                    "pipeline end to end. The models are untrained and these numbers mean nothing.",
+                ]
+            return [
+                "",
+                f"Recipe preset `{name}`: "
+                + ", ".join(f"{k} {v}" for k, v in config.items() if k.endswith("steps"))
+                + ".",
+            ]
     return ["", "Recipe settings: custom (see recipe.json)."] if config else []
 
 
-def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int = 12, daflow_iters: int = 20,
-              device: str | torch.device = "cpu", progress: bool = True) -> tuple[str, dict]:
+def reproduce(
+    run: str | Path,
+    *,
+    max_chunks: int | None = None,
+    raft_iters: int = 12,
+    daflow_iters: int = 20,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> tuple[str, dict]:
     """Evaluate the models of recipe ``run``; returns (Markdown report, results)."""
     from daflow.models.registry import build_flow_model
 
@@ -79,9 +96,12 @@ def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int
     (chunks,) = build_eval_sets(spec, num_frames=3, stride=CHUNKS)
     max_pairs = None if max_chunks is None else 2 * max_chunks
     rows, results = {}, {"spec": spec}
-    for label, name, weights in (("RAFT", "raft-small", run / "raft" / "model" / "raft.safetensors"),
-                                 ("RAFT*", "raft-small", run / "raft_star" / "model" / "raft.safetensors"),
-                                 ("DIS", "dis", None), ("Farneback", "farneback", None)):
+    for label, name, weights in (
+        ("RAFT", "raft-small", run / "raft" / "model" / "raft.safetensors"),
+        ("RAFT*", "raft-small", run / "raft_star" / "model" / "raft.safetensors"),
+        ("DIS", "dis", None),
+        ("Farneback", "farneback", None),
+    ):
         model = build_flow_model(name, weights, iters=raft_iters, device=device)
         r = evaluate_pairs(model, pairs, max_samples=max_pairs, progress=progress)
         rows[label], results[label] = r["metrics"], r
@@ -96,16 +116,37 @@ def reproduce(run: str | Path, *, max_chunks: int | None = None, raft_iters: int
             results["modes"] = _modes(model, chunks, r, daflow_iters, max_chunks)
     zero = _zero_flow(pairs, max_pairs)
     rows["zero flow"] = zero
-    md = ["# Small-scale reproduction (tiny recipe)", *_run_kind(run), "",
-          f"Held-out set: `{spec}` ({results['RAFT']['pairs']} pairs).", *_teacher_line(run), "", "## Table 1 layout (DA-Flow rows: average over the 10 denoising steps)", "",
-          markdown_table(rows), "", "## Tables 2 and 3 layout: per denoising step", "",
-          per_step_table([per_step["DA-Flow"], per_step["Baseline*"], per_step["DA-Flow (exact GT)"]], method="EPE / outliers",
-                         first_column="model"),
-          "", "## Single step, last step, mean of steps (DA-Flow)", "", "| mode | EPE | 1px | s per chunk |", "|---|---|---|---|"]
+    md = [
+        "# Small-scale reproduction (tiny recipe)",
+        *_run_kind(run),
+        "",
+        f"Held-out set: `{spec}` ({results['RAFT']['pairs']} pairs).",
+        *_teacher_line(run),
+        "",
+        "## Table 1 layout (DA-Flow rows: average over the 10 denoising steps)",
+        "",
+        markdown_table(rows),
+        "",
+        "## Tables 2 and 3 layout: per denoising step",
+        "",
+        per_step_table(
+            [per_step["DA-Flow"], per_step["Baseline*"], per_step["DA-Flow (exact GT)"]],
+            method="EPE / outliers",
+            first_column="model",
+        ),
+        "",
+        "## Single step, last step, mean of steps (DA-Flow)",
+        "",
+        "| mode | EPE | 1px | s per chunk |",
+        "|---|---|---|---|",
+    ]
     for mode, m in results["modes"].items():
         md.append(f"| {mode} | {m['epe']:.3f} | {m['1px']:.2f} | {m['seconds']:.3f} |")
-    md += ["", "Zero-shot analysis figures: `analyze/lifting/top_layers.png`, `top4_steps.png`, `all_layers.png` "
-           "(Baseline vs Lifting, Fig. 3 and 7)."]
+    md += [
+        "",
+        "Zero-shot analysis figures: `analyze/lifting/top_layers.png`, `top4_steps.png`, `all_layers.png` "
+        "(Baseline vs Lifting, Fig. 3 and 7).",
+    ]
     results["zero flow"] = zero
     return "\n".join(md), results
 
@@ -116,9 +157,11 @@ def _modes(model, chunks, full: dict, iters: int, max_chunks: int | None) -> dic
     sample = chunks.dataset[0]
     frames = torch.from_numpy(sample.frames).permute(0, 3, 1, 2).float().unsqueeze(0)
     out = {}
-    for mode, steps, metrics in (("single-step (step 0)", [0], full["per_step"][0]),
-                                 ("step 9 of 10", [9], full["per_step"][9]),
-                                 ("mean of 10 steps", None, full["mean_flow"])):
+    for mode, steps, metrics in (
+        ("single-step (step 0)", [0], full["per_step"][0]),
+        ("step 9 of 10", [9], full["per_step"][9]),
+        ("mean of 10 steps", None, full["mean_flow"]),
+    ):
         t0 = time.perf_counter()
         with torch.no_grad():
             model(frames, steps=steps, iters=iters)
@@ -149,8 +192,10 @@ def write_report(run: str | Path, **kwargs) -> Path:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    ap = argparse.ArgumentParser(prog="python -m daflow.eval.reproduce",
-                                 description="Re-run the small-scale reproduction report on a finished tiny-recipe run.")
+    ap = argparse.ArgumentParser(
+        prog="python -m daflow.eval.reproduce",
+        description="Re-run the small-scale reproduction report on a finished tiny-recipe run.",
+    )
     ap.add_argument("run", type=Path, help="the recipe's run folder (daflow train recipe tiny -o RUN)")
     ap.add_argument("--device", default="cpu", help="torch device (default cpu)")
     ap.add_argument("--max-chunks", type=int, help="evaluate only the first N 3-frame chunks (default all)")

@@ -20,9 +20,18 @@ from daflow.eval.datasets import EvalSet
 from daflow.flow.metrics import FlowMetrics
 
 
-def evaluate_daflow(model, eval_set: EvalSet, *, steps: Sequence[int] | None = None, num_steps: int = 10,
-                    iters: int = 20, seed: int = 0, max_samples: int | None = None, reduce: str = "image",
-                    progress: bool = True) -> dict:
+def evaluate_daflow(
+    model,
+    eval_set: EvalSet,
+    *,
+    steps: Sequence[int] | None = None,
+    num_steps: int = 10,
+    iters: int = 20,
+    seed: int = 0,
+    max_samples: int | None = None,
+    reduce: str = "image",
+    progress: bool = True,
+) -> dict:
     """Score ``model`` (:class:`~daflow.models.daflow.DAFlow`) on the chunks of ``eval_set`` (built with
     ``num_frames=3, stride=CHUNKS``). Returns ``{"label", "per_step": {step: metrics}, "average", "mean_flow",
     "timesteps", "pairs", "seconds", "seconds_per_pair"}``."""
@@ -54,9 +63,17 @@ def evaluate_daflow(model, eval_set: EvalSet, *, steps: Sequence[int] | None = N
         pairs += len(gt)
     results = {s: m.compute(reduce=reduce) for s, m in per_step.items()}
     average = {c: float(np.mean([r[c] for r in results.values()])) for c in METRIC_COLUMNS}
-    return {"label": eval_set.label, "spec": eval_set.spec, "per_step": results, "average": average,
-            "mean_flow": ensemble.compute(reduce=reduce), "timesteps": timesteps, "pairs": pairs,
-            "seconds": seconds, "seconds_per_pair": seconds / max(pairs, 1)}
+    return {
+        "label": eval_set.label,
+        "spec": eval_set.spec,
+        "per_step": results,
+        "average": average,
+        "mean_flow": ensemble.compute(reduce=reduce),
+        "timesteps": timesteps,
+        "pairs": pairs,
+        "seconds": seconds,
+        "seconds_per_pair": seconds / max(pairs, 1),
+    }
 
 
 def per_step_table(results: list[dict], *, method: str = "DA-Flow", first_column: str = "dataset") -> str:
@@ -69,6 +86,9 @@ def per_step_table(results: list[dict], *, method: str = "DA-Flow", first_column
         for c in METRIC_COLUMNS:
             fmt = "{:.3f}" if c == "epe" else "{:.2f}"
             cells = [fmt.format(r["per_step"][s][c]) if s in r["per_step"] else "–" for s in steps]
-            lines.append(f"| {r['label']} | {c.upper() if c == 'epe' else c} | " + " | ".join(cells)
-                         + f" | {fmt.format(r['average'][c])} | {fmt.format(r['mean_flow'][c])} |")
+            lines.append(
+                f"| {r['label']} | {c.upper() if c == 'epe' else c} | "
+                + " | ".join(cells)
+                + f" | {fmt.format(r['average'][c])} | {fmt.format(r['mean_flow'][c])} |"
+            )
     return "\n".join(lines)

@@ -66,57 +66,92 @@ class VideoPairs:
 
     def __post_init__(self):
         if self.clean is not None and len(self.clean) != len(self.source):
-            raise ValueError(f"clean={self.clean.path}: {len(self.clean)} frames, the input {self.source.path} has "
-                             f"{len(self.source)}")
+            raise ValueError(
+                f"clean={self.clean.path}: {len(self.clean)} frames, the input {self.source.path} has "
+                f"{len(self.source)}"
+            )
         if len(self.source) < 2:
             raise ValueError(f"{self.source.path}: {len(self.source)} frame(s); flow needs at least 2")
 
 
-def model_flows(estimator, frames: np.ndarray, *, batch: int = 1, device="cpu", progress: bool = False,
-                desc: str = "flow") -> tuple[np.ndarray, np.ndarray]:
+def model_flows(
+    estimator, frames: np.ndarray, *, batch: int = 1, device="cpu", progress: bool = False, desc: str = "flow"
+) -> tuple[np.ndarray, np.ndarray]:
     """Forward and backward flows ``[N−1, H, W, 2]`` of every consecutive pair of ``frames`` ``[N, H, W, 3]`` with a
     :class:`~daflow.inference.ClipEstimator` (chunks sharing their boundary frame, as ``daflow estimate``)."""
     n = len(frames)
     chunk = min(estimator.chunk, n)
     fw = np.zeros((n - 1, *frames.shape[1:3], 2), np.float32)
     bw = np.zeros_like(fw)
-    pairs = chunk_flows(estimator, lambda s, c: frames[s : s + c], window_plan(n, chunk, CHUNKS), chunk, batch=batch,
-                        device=device, backward=True)
+    pairs = chunk_flows(
+        estimator,
+        lambda s, c: frames[s : s + c],
+        window_plan(n, chunk, CHUNKS),
+        chunk,
+        batch=batch,
+        device=device,
+        backward=True,
+    )
     for k, f, b in tqdm(pairs, total=n - 1, desc=desc, unit="pair", disable=not progress):
         fw[k], bw[k] = f.permute(1, 2, 0).cpu().numpy(), b.permute(1, 2, 0).cpu().numpy()
     return fw, bw
 
 
-def evaluate_video(estimators: dict, pairs: VideoPairs, *, max_pairs: int | None = None, batch: int = 1, device="cpu",
-                   progress: bool = True) -> dict:
+def evaluate_video(
+    estimators: dict,
+    pairs: VideoPairs,
+    *,
+    max_pairs: int | None = None,
+    batch: int = 1,
+    device="cpu",
+    progress: bool = True,
+) -> dict:
     """Score every estimator (``{label: ClipEstimator}``) plus zero flow and DIS on the input; returns
     ``{"pairs": n, "rows": {label: {"warp_error", "fb_consistent"}}, "scored_on": "clean"|"input"}``."""
     n = len(pairs.source) if max_pairs is None else min(len(pairs.source), max_pairs + 1)
     lq = pairs.source.read(0, n)
     clean = pairs.clean.read(0, n) if pairs.clean is not None else lq
     if clean.shape != lq.shape:
-        raise ValueError(f"clean={pairs.clean.path}: frames are {clean.shape[2]}x{clean.shape[1]}, the input "
-                         f"{pairs.source.path} {lq.shape[2]}x{lq.shape[1]}")
+        raise ValueError(
+            f"clean={pairs.clean.path}: frames are {clean.shape[2]}x{clean.shape[1]}, the input "
+            f"{pairs.source.path} {lq.shape[2]}x{lq.shape[1]}"
+        )
     visible = [visible_mask(clean[k], clean[k + 1]) for k in range(n - 1)]
-    flows = {"zero flow": (np.zeros((n - 1, *lq.shape[1:3], 2), np.float32),) * 2,
-             "DIS (input)": (np.stack([classical_flow(lq[k], lq[k + 1], "dis") for k in range(n - 1)]),
-                             np.stack([classical_flow(lq[k + 1], lq[k], "dis") for k in range(n - 1)]))}
+    flows = {
+        "zero flow": (np.zeros((n - 1, *lq.shape[1:3], 2), np.float32),) * 2,
+        "DIS (input)": (
+            np.stack([classical_flow(lq[k], lq[k + 1], "dis") for k in range(n - 1)]),
+            np.stack([classical_flow(lq[k + 1], lq[k], "dis") for k in range(n - 1)]),
+        ),
+    }
     for label, est in estimators.items():
         flows[label] = model_flows(est, lq, batch=batch, device=device, progress=progress, desc=label)
     rows = {}
     for label, (fw, bw) in flows.items():
-        rows[label] = {"warp_error": float(np.nanmean([warp_error(clean[k], clean[k + 1], fw[k], visible[k])
-                                                       for k in range(n - 1)])),
-                       "fb_consistent": float(np.mean([fb_consistent(fw[k], bw[k]) for k in range(n - 1)])),
-                       "mean_flow_px": float(np.linalg.norm(fw, axis=-1).mean())}
-    return {"pairs": n - 1, "rows": rows, "scored_on": "clean" if pairs.clean is not None else "input",
-            "visible_pct": float(100 * np.mean([v.mean() for v in visible]))}
+        rows[label] = {
+            "warp_error": float(
+                np.nanmean([warp_error(clean[k], clean[k + 1], fw[k], visible[k]) for k in range(n - 1)])
+            ),
+            "fb_consistent": float(np.mean([fb_consistent(fw[k], bw[k]) for k in range(n - 1)])),
+            "mean_flow_px": float(np.linalg.norm(fw, axis=-1).mean()),
+        }
+    return {
+        "pairs": n - 1,
+        "rows": rows,
+        "scored_on": "clean" if pairs.clean is not None else "input",
+        "visible_pct": float(100 * np.mean([v.mean() for v in visible])),
+    }
 
 
 def markdown(result: dict, *, title: str = "") -> str:
-    lines = [f"{title} ({result['pairs']} pairs; warping error on the {result['scored_on']} frames over "
-             f"{result['visible_pct']:.1f}% visible pixels)" if title else "",
-             "| model | warping error (0-255) | FB-consistent % | mean |flow| px |", "|---|---|---|---|"]
+    lines = [
+        f"{title} ({result['pairs']} pairs; warping error on the {result['scored_on']} frames over "
+        f"{result['visible_pct']:.1f}% visible pixels)"
+        if title
+        else "",
+        "| model | warping error (0-255) | FB-consistent % | mean |flow| px |",
+        "|---|---|---|---|",
+    ]
     for label, r in result["rows"].items():
         lines.append(f"| {label} | {r['warp_error']:.3f} | {r['fb_consistent']:.1f} | {r['mean_flow_px']:.2f} |")
     return "\n".join(line for line in lines if line)

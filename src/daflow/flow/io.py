@@ -164,7 +164,9 @@ def write_flow(path: str | os.PathLike[str], flow: np.ndarray, valid: np.ndarray
     if valid is not None:
         valid = np.asarray(valid)
         if valid.shape != flow.shape[:2]:
-            raise FlowFormatError(f"write_flow({path}): valid of shape {valid.shape} does not match flow {flow.shape[:2]}")
+            raise FlowFormatError(
+                f"write_flow({path}): valid of shape {valid.shape} does not match flow {flow.shape[:2]}"
+            )
         ok &= valid.astype(bool)
     with atomic_path(path) as tmp:
         if fmt == ".flo":

@@ -38,7 +38,9 @@ def _as_bhw2(x, name: str) -> torch.Tensor:
         if t.ndim == 3:
             t = t.unsqueeze(0)
         if t.ndim != 4 or t.shape[1] != 2:
-            raise ValueError(f"{name}: torch flow must be channels-first [B, 2, H, W] or [2, H, W], got {tuple(x.shape)}")
+            raise ValueError(
+                f"{name}: torch flow must be channels-first [B, 2, H, W] or [2, H, W], got {tuple(x.shape)}"
+            )
         return t.permute(0, 2, 3, 1).cpu()
     a = np.asarray(x, dtype=np.float64)
     if a.ndim == 3:
@@ -189,7 +191,9 @@ def warping_error(frame, next_frame, flow_fw, occlusion=None) -> float:
     b = _as_bchw_image(next_frame, "next_frame")
     f = _as_bhw2(flow_fw, "flow_fw").permute(0, 3, 1, 2)
     if a.shape != b.shape or a.shape[0] != f.shape[0] or a.shape[-2:] != f.shape[-2:]:
-        raise ValueError(f"frames {tuple(a.shape)}, {tuple(b.shape)} and flow {tuple(f.shape)} must agree (as [B, C, H, W])")
+        raise ValueError(
+            f"frames {tuple(a.shape)}, {tuple(b.shape)} and flow {tuple(f.shape)} must agree (as [B, C, H, W])"
+        )
     warped, inside = backward_warp(b, f, return_mask=True)
     mask = inside
     if occlusion is not None:

@@ -119,7 +119,9 @@ def _as_rgb_tile(image: np.ndarray, height: int) -> np.ndarray:
     return img
 
 
-def make_panel(tiles: Sequence[tuple[str, np.ndarray]], *, ncols: int | None = None, height: int | None = None) -> np.ndarray:
+def make_panel(
+    tiles: Sequence[tuple[str, np.ndarray]], *, ncols: int | None = None, height: int | None = None
+) -> np.ndarray:
     """Lay out titled tiles in a grid; returns uint8 RGB.
 
     Args:
@@ -143,7 +145,9 @@ def make_panel(tiles: Sequence[tuple[str, np.ndarray]], *, ncols: int | None = N
             k = r + c
             if k < len(imgs):
                 cell[bar:, : imgs[k].shape[1]] = imgs[k]
-                cv2.putText(cell, tiles[k][0], (3, int(bar * 0.78)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA)
+                cv2.putText(
+                    cell, tiles[k][0], (3, int(bar * 0.78)), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 1, cv2.LINE_AA
+                )
             row.append(cell)
         rows.append(np.concatenate(row, axis=1))
     return np.concatenate(rows, axis=0)

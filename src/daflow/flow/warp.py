@@ -76,7 +76,9 @@ def forward_backward_occlusion(
     Targets outside the image are marked occluded.
     """
     if flow_fw.shape != flow_bw.shape:
-        raise ValueError(f"forward flow {tuple(flow_fw.shape)} and backward flow {tuple(flow_bw.shape)} differ in shape")
+        raise ValueError(
+            f"forward flow {tuple(flow_fw.shape)} and backward flow {tuple(flow_bw.shape)} differ in shape"
+        )
     bw_warped, inside = backward_warp(flow_bw, flow_fw, return_mask=True)
     total = flow_fw + bw_warped
     if squared:

@@ -39,7 +39,7 @@ class DiffusionBackbone(nn.Module):
         self.origin = "given"  # where the weights came from, for records (e.g. "bundled:daflow-tiny")
 
     @classmethod
-    def from_preset(cls, name: str = "tiny", *, seed: int = 0) -> "DiffusionBackbone":
+    def from_preset(cls, name: str = "tiny", *, seed: int = 0) -> DiffusionBackbone:
         """Random weights at a preset size (``tiny`` or ``paper``), with an all-zero null prompt (logged)."""
         if name not in DIT4SR_PRESETS or name not in VAE_PRESETS:
             raise ValueError(f"unknown backbone preset {name!r}; choose one of {sorted(DIT4SR_PRESETS)}")
@@ -51,17 +51,27 @@ class DiffusionBackbone(nn.Module):
         return cls(transformer, vae, zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim))
 
     @classmethod
-    def from_pretrained(cls, dit4sr: str | os.PathLike, vae: str | os.PathLike, null_prompt: str | os.PathLike | None = None,
-                        *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu",
-                        **overrides) -> "DiffusionBackbone":
+    def from_pretrained(
+        cls,
+        dit4sr: str | os.PathLike,
+        vae: str | os.PathLike,
+        null_prompt: str | os.PathLike | None = None,
+        *,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+        **overrides,
+    ) -> DiffusionBackbone:
         """``dit4sr``: the published transformer (file or folder); ``vae``: SD3.5's VAE (file, ``vae`` folder or
         the SD3.5 folder); ``null_prompt``: the folder (or ``NULL_prompt_embeds.pt``) of the published null
         prompt; without it, zeros are used and the log says so. ``overrides`` set DiT4SR config flags."""
         transformer = load_dit4sr(dit4sr, dtype=dtype, device=device, **overrides)
         autoencoder = load_vae(vae, dtype=torch.float32, device=device)  # SD3's force_upcast: the VAE stays fp32
         cfg = transformer.config
-        prompt = (load_null_prompt(null_prompt) if null_prompt is not None
-                  else zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim))
+        prompt = (
+            load_null_prompt(null_prompt)
+            if null_prompt is not None
+            else zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim)
+        )
         return cls(transformer, autoencoder, prompt)
 
     @property
@@ -74,23 +84,42 @@ class DiffusionBackbone(nn.Module):
             raise ValueError(f"frames must be [B, F, 3, H, W] RGB, got {tuple(frames.shape)}")
         h, w = frames.shape[-2:]
         if h % TOKEN_STRIDE or w % TOKEN_STRIDE:
-            raise ValueError(f"frame sides must be multiples of {TOKEN_STRIDE} (VAE 8 x patch 2), got {h}x{w}; "
-                             "pad them first (InputPadder(shape, multiple=16))")
+            raise ValueError(
+                f"frame sides must be multiples of {TOKEN_STRIDE} (VAE 8 x patch 2), got {h}x{w}; "
+                "pad them first (InputPadder(shape, multiple=16))"
+            )
         with torch.no_grad():
             return encode(self.vae, frames.flatten(0, 1).to(self.device))
 
-    def features(self, frames: torch.Tensor, *, taps: TapSpec = TapSpec(), steps: int = DEFAULT_STEPS,
-                 shift: float = DEFAULT_SHIFT, stop_after: int | None = None,
-                 seed: int | Sequence[int] = 0) -> Iterator[DenoiseStep]:
+    def features(
+        self,
+        frames: torch.Tensor,
+        *,
+        taps: TapSpec | None = None,
+        steps: int = DEFAULT_STEPS,
+        shift: float = DEFAULT_SHIFT,
+        stop_after: int | None = None,
+        seed: int | Sequence[int] = 0,
+    ) -> Iterator[DenoiseStep]:
         """Yield each denoising step of ``frames`` ``[B, F, 3, H, W]`` (RGB 0..255) with its taps.
 
         The starting noise of clip ``i`` is drawn from its own seed (``seed[i]``, or ``seed + i`` for an int), so a
-        clip's features do not depend on the other clips of the batch."""
+        clip's features do not depend on the other clips of the batch. ``taps``: default :class:`TapSpec` ()."""
+        taps = TapSpec() if taps is None else taps
         lq = self.encode_lq(frames)
         b, f = frames.shape[:2]
         seeds = [seed + i for i in range(b)] if isinstance(seed, int) else [int(s) for s in seed]
         if len(seeds) != b:
             raise ValueError(f"{len(seeds)} seeds for {b} clips")
         noise = torch.cat([torch.randn((f, *lq.shape[1:]), generator=torch.Generator().manual_seed(s)) for s in seeds])
-        yield from denoise(self.transformer, lq, self.prompt, num_frames=f, steps=steps, shift=shift,
-                           taps=taps, stop_after=stop_after, noise=noise)
+        yield from denoise(
+            self.transformer,
+            lq,
+            self.prompt,
+            num_frames=f,
+            steps=steps,
+            shift=shift,
+            taps=taps,
+            stop_after=stop_after,
+            noise=noise,
+        )

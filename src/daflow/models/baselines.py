@@ -37,8 +37,10 @@ def ptlflow_available() -> bool:
 
 def _require_ptlflow():
     if not ptlflow_available():
-        raise ImportError("this baseline needs ptlflow, an optional extra: pip install 'daflow[baselines]' "
-                          "(it also needs torchvision)")
+        raise ImportError(
+            "this baseline needs ptlflow, an optional extra: pip install 'daflow[baselines]' "
+            "(it also needs torchvision)"
+        )
     import ptlflow
 
     return ptlflow

@@ -19,8 +19,10 @@ BUNDLE_DIR = Path(__file__).resolve().parent.parent / "weights"
 PROVENANCE = "PROVENANCE.json"
 REFINER = "dis-raft"
 RESTORER = "restorer-tiny"
-NOTICE = ("using the bundled demonstration model DA-Flow-tiny (trained on synthetic clips by `daflow train recipe "
-          "tiny`); for the paper's model pass --weights, --dit4sr, --vae and --null-prompt")
+NOTICE = (
+    "using the bundled demonstration model DA-Flow-tiny (trained on synthetic clips by `daflow train recipe "
+    "tiny`); for the paper's model pass --weights, --dit4sr, --vae and --null-prompt"
+)
 
 
 def bundled_path(name: str, root: Path | None = None) -> Path:
@@ -28,14 +30,18 @@ def bundled_path(name: str, root: Path | None = None) -> Path:
     folder = (root or BUNDLE_DIR) / name
     if not folder.is_dir():
         how = "daflow train refine" if name == REFINER else "daflow train recipe tiny"
-        raise FileNotFoundError(f"the bundled model {name} is not in this installation ({folder}); train it with "
-                                f"`{how} -o RUN --bundle-into src/daflow/weights` or pass --weights")
+        raise FileNotFoundError(
+            f"the bundled model {name} is not in this installation ({folder}); train it with "
+            f"`{how} -o RUN --bundle-into src/daflow/weights` or pass --weights"
+        )
     return folder
 
 
 def available(root: Path | None = None) -> bool:
     root = root or BUNDLE_DIR
-    return (root / "daflow-tiny" / "flownet.safetensors").is_file() and (root / "raft-star-tiny" / "raft.safetensors").is_file()
+    return (root / "daflow-tiny" / "flownet.safetensors").is_file() and (
+        root / "raft-star-tiny" / "raft.safetensors"
+    ).is_file()
 
 
 def load_daflow_tiny(*, device="cpu", root: Path | None = None):
@@ -47,12 +53,16 @@ def load_daflow_tiny(*, device="cpu", root: Path | None = None):
 def raft_star_tiny(*, iters: int = 12, device="cpu", root: Path | None = None):
     from daflow.models.registry import build_flow_model
 
-    est = build_flow_model("raft-small", bundled_path("raft-star-tiny", root) / "raft.safetensors", iters=iters, device=device)
+    est = build_flow_model(
+        "raft-small", bundled_path("raft-star-tiny", root) / "raft.safetensors", iters=iters, device=device
+    )
     est.description = "RAFT*-tiny (bundled: RAFT-small fine-tuned on degraded synthetic clips)"
     return est
 
 
-def dis_raft(weights=None, *, iters: int | None = None, device="cpu", corr_mode: str = "auto", root: Path | None = None):
+def dis_raft(
+    weights=None, *, iters: int | None = None, device="cpu", corr_mode: str = "auto", root: Path | None = None
+):
     """The DIS→RAFT refiner (:mod:`daflow.models.refine`) as a flow estimator: the bundled weights, or ``weights``
     (a ``daflow train refine`` run's ``model/raft.safetensors``)."""
     import torch
@@ -65,8 +75,13 @@ def dis_raft(weights=None, *, iters: int | None = None, device="cpu", corr_mode:
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
     n = DEFAULT_ITERS if iters is None else iters
     source = "bundled" if weights is None else str(weights)
-    return FlowEstimator("dis-raft", f"DIS->RAFT refiner ({source}), {n} iterations",
-                         lambda a, b: refine(model, a, b, iters=n).flow, torch.device(device), module=model)
+    return FlowEstimator(
+        "dis-raft",
+        f"DIS->RAFT refiner ({source}), {n} iterations",
+        lambda a, b: refine(model, a, b, iters=n).flow,
+        torch.device(device),
+        module=model,
+    )
 
 
 def load_restorer(*, device="cpu", root: Path | None = None):
@@ -79,8 +94,9 @@ def load_restorer(*, device="cpu", root: Path | None = None):
 
     folder = bundled_path(RESTORER, root)
     dit = load_dit4sr(folder / "transformer")
-    backbone = DiffusionBackbone(dit, load_vae(folder / "vae"),
-                                 zero_prompt(dit.config.joint_attention_dim, dit.config.pooled_projection_dim))
+    backbone = DiffusionBackbone(
+        dit, load_vae(folder / "vae"), zero_prompt(dit.config.joint_attention_dim, dit.config.pooled_projection_dim)
+    )
     backbone.origin = f"bundled:{RESTORER}"
     return backbone.to(device).eval()
 
@@ -97,9 +113,13 @@ def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: 
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(transformer, tmp / RESTORER / "transformer")
     shutil.copytree(vae, tmp / RESTORER / "vae")
-    record = {"command": command or f"daflow train recipe restore -o {run}", "daflow": daflow.__version__,
-              "git_commit": _git_commit(), "recipe": json.loads((run / "recipe.json").read_text()),
-              "stages": _stage_records(run)}
+    record = {
+        "command": command or f"daflow train recipe restore -o {run}",
+        "daflow": daflow.__version__,
+        "git_commit": _git_commit(),
+        "recipe": json.loads((run / "recipe.json").read_text()),
+        "stages": _stage_records(run),
+    }
     (tmp / RESTORER / PROVENANCE).write_text(json.dumps(record, indent=2))
     _replace_entries(tmp, dest)
     return dest / RESTORER
@@ -137,12 +157,21 @@ def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: st
     for name in ("raft.safetensors", "config.json"):
         shutil.copy2(run / "raft_star" / "model" / name, tmp / "raft-star-tiny" / name)
     results = json.loads(report.read_text())
-    scores = {k: (v.get("metrics") or v.get("average")) for k, v in results.items() if isinstance(v, dict)
-              and ("metrics" in v or "average" in v)}
+    scores = {
+        k: (v.get("metrics") or v.get("average"))
+        for k, v in results.items()
+        if isinstance(v, dict) and ("metrics" in v or "average" in v)
+    }
     commit = _git_commit()
-    record = {"command": command or f"daflow train recipe tiny -o {run}", "daflow": daflow.__version__,
-              "git_commit": commit, "recipe": json.loads((run / "recipe.json").read_text()),
-              "held_out": results.get("spec"), "scores": scores, "stages": _stage_records(run)}
+    record = {
+        "command": command or f"daflow train recipe tiny -o {run}",
+        "daflow": daflow.__version__,
+        "git_commit": commit,
+        "recipe": json.loads((run / "recipe.json").read_text()),
+        "held_out": results.get("spec"),
+        "scores": scores,
+        "stages": _stage_records(run),
+    }
     (tmp / PROVENANCE).write_text(json.dumps(record, indent=2))
     _replace_entries(tmp, dest)
     return dest
@@ -165,14 +194,16 @@ def _git_commit() -> str | None:
     import subprocess
 
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True,
-                              cwd=Path(__file__).parent).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
 
 
-def bundle_refiner(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "",
-                   scores: dict | None = None) -> Path:
+def bundle_refiner(
+    run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "", scores: dict | None = None
+) -> Path:
     """Copy a finished ``daflow train refine`` run's model into ``dest/dis-raft`` with its ``PROVENANCE.json``
     (command, commit, training settings, mixture settings, and ``scores`` when given)."""
     import daflow
@@ -185,12 +216,19 @@ def bundle_refiner(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: s
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / REFINER).mkdir(parents=True)
     shutil.copy2(model, tmp / REFINER / "raft.safetensors")
-    (tmp / REFINER / "config.json").write_text(json.dumps({"_class_name": "DISRefiner", "small": True,
-                                                             "init": "dis-medium"}, indent=2))
-    record = {"command": command or f"daflow train refine -o {run}", "daflow": daflow.__version__,
-              "git_commit": _git_commit(), "training": json.loads((run / "train_refine.json").read_text()),
-              "mixture": json.loads((run / "mixture" / "mixture.json").read_text())
-              if (run / "mixture" / "mixture.json").is_file() else None, "scores": scores or {}}
+    (tmp / REFINER / "config.json").write_text(
+        json.dumps({"_class_name": "DISRefiner", "small": True, "init": "dis-medium"}, indent=2)
+    )
+    record = {
+        "command": command or f"daflow train refine -o {run}",
+        "daflow": daflow.__version__,
+        "git_commit": _git_commit(),
+        "training": json.loads((run / "train_refine.json").read_text()),
+        "mixture": json.loads((run / "mixture" / "mixture.json").read_text())
+        if (run / "mixture" / "mixture.json").is_file()
+        else None,
+        "scores": scores or {},
+    }
     (tmp / REFINER / PROVENANCE).write_text(json.dumps(record, indent=2))
     _replace_entries(tmp, dest)
     return dest / REFINER

@@ -13,8 +13,10 @@ class ModelEntry:
 
 
 _RAFT = "the official {} comes from https://github.com/princeton-vl/RAFT (download_models.sh)"
-_SEA = ("the official checkpoints (e.g. Tartan-C-T-TSKH-spring540x960-M.pth) are linked from "
-        "https://github.com/princeton-vl/SEA-RAFT and on Hugging Face (MemorySlices/Tartan-C-T-TSKH-spring540x960-M)")
+_SEA = (
+    "the official checkpoints (e.g. Tartan-C-T-TSKH-spring540x960-M.pth) are linked from "
+    "https://github.com/princeton-vl/SEA-RAFT and on Hugging Face (MemorySlices/Tartan-C-T-TSKH-spring540x960-M)"
+)
 
 FLOW_MODELS: dict[str, ModelEntry] = {
     "raft": ModelEntry("RAFT-large (Teed & Deng 2020)", _RAFT.format("raft-things.pth")),
@@ -22,13 +24,20 @@ FLOW_MODELS: dict[str, ModelEntry] = {
     "sea-raft-s": ModelEntry("SEA-RAFT-S (Wang et al. 2024)", _SEA),
     "sea-raft-m": ModelEntry("SEA-RAFT-M (the paper's teacher with --scale -1: spring-M)", _SEA),
     "sea-raft-l": ModelEntry("SEA-RAFT-L (the M weights at 12 iterations)", _SEA),
-    "flowseek-t": ModelEntry("FlowSeek-T (Poggi & Tosi 2025) via ptlflow, extra [baselines]",
-                             "flowseek_T_*.pth from https://github.com/mattpoggi/flowseek"),
-    "flowseek-m": ModelEntry("FlowSeek-M via ptlflow, extra [baselines]",
-                             "flowseek_M_*.pth from https://github.com/mattpoggi/flowseek"),
-    "dis-raft": ModelEntry("DIS->RAFT refiner, bundled default (RAFT-small warm-started from OpenCV DIS, trained on "
-                           "degraded synthetic clips with real-size motion)"),
-    "raft-star-tiny": ModelEntry("RAFT*-tiny, bundled (RAFT-small fine-tuned on degraded synthetic clips by the tiny recipe)"),
+    "flowseek-t": ModelEntry(
+        "FlowSeek-T (Poggi & Tosi 2025) via ptlflow, extra [baselines]",
+        "flowseek_T_*.pth from https://github.com/mattpoggi/flowseek",
+    ),
+    "flowseek-m": ModelEntry(
+        "FlowSeek-M via ptlflow, extra [baselines]", "flowseek_M_*.pth from https://github.com/mattpoggi/flowseek"
+    ),
+    "dis-raft": ModelEntry(
+        "DIS->RAFT refiner, bundled default (RAFT-small warm-started from OpenCV DIS, trained on "
+        "degraded synthetic clips with real-size motion)"
+    ),
+    "raft-star-tiny": ModelEntry(
+        "RAFT*-tiny, bundled (RAFT-small fine-tuned on degraded synthetic clips by the tiny recipe)"
+    ),
     "dis": ModelEntry("OpenCV DIS optical flow (classical, no weights)"),
     "farneback": ModelEntry("OpenCV Farneback (classical, no weights)"),
 }

@@ -26,7 +26,9 @@ def _grey(frame: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(frame, cv2.COLOR_RGB2GRAY)
 
 
-def classical_flow(frame1: np.ndarray, frame2: np.ndarray, method: str = "dis", *, preset: str = "medium") -> np.ndarray:
+def classical_flow(
+    frame1: np.ndarray, frame2: np.ndarray, method: str = "dis", *, preset: str = "medium"
+) -> np.ndarray:
     """Forward flow frame1 → frame2 by a classical method (``"dis"`` or ``"farneback"``)."""
     if method not in CLASSICAL_METHODS:
         raise ValueError(f"classical method must be one of {CLASSICAL_METHODS}, got {method!r}")
@@ -34,7 +36,9 @@ def classical_flow(frame1: np.ndarray, frame2: np.ndarray, method: str = "dis", 
     if a.shape != b.shape:
         raise ValueError(f"frames differ in size: {a.shape} vs {b.shape}")
     if method == "dis" and min(a.shape) < DIS_MIN_SIDE:
-        raise ValueError(f"DIS needs frames of at least {DIS_MIN_SIDE}x{DIS_MIN_SIDE} pixels, got {a.shape[1]}x{a.shape[0]}")
+        raise ValueError(
+            f"DIS needs frames of at least {DIS_MIN_SIDE}x{DIS_MIN_SIDE} pixels, got {a.shape[1]}x{a.shape[0]}"
+        )
     if method == "dis":
         if preset not in _DIS_PRESETS:
             raise ValueError(f"DIS preset must be one of {tuple(_DIS_PRESETS)}, got {preset!r}")

@@ -1,10 +1,10 @@
 """RAFT's correlation volume and its windowed lookup (Teed & Deng 2020, §3.2; paper Eq. 15–16).
 
 ``corr(x, y) = ⟨f1(x), f2(y)⟩ / norm`` (norm = sqrt(C) by default, a float32 division as in the official code:
-multiplying by 1/sqrt(C) instead differs in the last bit whenever sqrt(C) is not a power of two, e.g. C = 128). Level ``l`` of the pyramid averages the
-volume over 2^l × 2^l target pixels; the lookup samples a (2r+1)² window around ``coords / 2^l`` bilinearly
-(zero outside). Channel order follows the official code: ``channel = l·(2r+1)² + i·(2r+1) + j`` with **x-offset
-lin[i] and y-offset lin[j]** (the pretrained ``convc1`` depends on it).
+multiplying by 1/sqrt(C) instead differs in the last bit whenever sqrt(C) is not a power of two, e.g. C = 128). Level
+``l`` of the pyramid averages the volume over 2^l × 2^l target pixels; the lookup samples a (2r+1)² window around
+``coords / 2^l`` bilinearly (zero outside). Channel order follows the official code: ``channel = l·(2r+1)² + i·(2r+1)
++ j`` with **x-offset lin[i] and y-offset lin[j]** (the pretrained ``convc1`` depends on it).
 
 SEA-RAFT (Wang et al. 2024) builds its pyramid differently: level ``l`` correlates ``f1`` with ``f2`` halved ``l`` times
 by bilinear interpolation (``pyramid="features"``). A bilinear ×0.5 resize (align_corners=False) averages each 2×2
@@ -93,8 +93,16 @@ def _volume(fmap1: Features, fmap2: Features, norm: torch.Tensor) -> torch.Tenso
 class AllPairsCorr:
     """The official all-pairs correlation pyramid (``pyramid="volume"``: RAFT; ``"features"``: SEA-RAFT)."""
 
-    def __init__(self, fmap1: Features, fmap2: Features, *, num_levels: int = 4, radius: int = 4,
-                 norm: float | torch.Tensor | None = None, pyramid: str = "volume"):
+    def __init__(
+        self,
+        fmap1: Features,
+        fmap2: Features,
+        *,
+        num_levels: int = 4,
+        radius: int = 4,
+        norm: float | torch.Tensor | None = None,
+        pyramid: str = "volume",
+    ):
         _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
         norm = _as_norm(norm, fmap1)
@@ -125,8 +133,16 @@ class AllPairsCorr:
 class WindowedCorr:
     """Correlations computed inside the lookup windows only (memory linear in the number of pixels)."""
 
-    def __init__(self, fmap1: Features, fmap2: Features, *, num_levels: int = 4, radius: int = 4,
-                 norm: float | torch.Tensor | None = None, pyramid: str = "volume"):
+    def __init__(
+        self,
+        fmap1: Features,
+        fmap2: Features,
+        *,
+        num_levels: int = 4,
+        radius: int = 4,
+        norm: float | torch.Tensor | None = None,
+        pyramid: str = "volume",
+    ):
         _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
         self.norm = _as_norm(norm, fmap1)
@@ -156,8 +172,16 @@ def _channels(fmap: Features) -> int:
     return sum(f.shape[1] for f in _parts(fmap))
 
 
-def build_corr(fmap1: Features, fmap2: Features, *, mode: str = "auto", num_levels: int = 4, radius: int = 4,
-               norm: float | torch.Tensor | None = None, pyramid: str = "volume"):
+def build_corr(
+    fmap1: Features,
+    fmap2: Features,
+    *,
+    mode: str = "auto",
+    num_levels: int = 4,
+    radius: int = 4,
+    norm: float | torch.Tensor | None = None,
+    pyramid: str = "volume",
+):
     """``mode``: ``"all-pairs"``, ``"windowed"`` or ``"auto"`` (all-pairs unless the volume would be too large);
     ``pyramid``: ``"volume"`` (RAFT) or ``"features"`` (SEA-RAFT); ``norm``: the divisor (default sqrt(C))."""
     if mode not in ("auto", "all-pairs", "windowed"):

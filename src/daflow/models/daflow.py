@@ -76,7 +76,7 @@ class DAFlowConfig:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DAFlowConfig":
+    def from_dict(cls, data: dict) -> DAFlowConfig:
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)
         if unknown:
@@ -86,8 +86,14 @@ class DAFlowConfig:
 
 DAFLOW_PRESETS: dict[str, DAFlowConfig] = {
     "paper": DAFlowConfig(),
-    "tiny": DAFlowConfig(backbone="tiny", blocks=(0, 1, 2, 3), feature_dim=32, context_dim=16,
-                         dpt_out_channels=(16, 32, 64, 64), raft="small"),
+    "tiny": DAFlowConfig(
+        backbone="tiny",
+        blocks=(0, 1, 2, 3),
+        feature_dim=32,
+        context_dim=16,
+        dpt_out_channels=(16, 32, 64, 64),
+        raft="small",
+    ),
 }
 
 
@@ -109,7 +115,9 @@ class DAFlowOutput:
 class DAFlow(nn.Module):
     """Frozen diffusion backbone + DPT heads (``dpt_q``, ``dpt_k``, ``dpt_ctx``) + hybrid RAFT (``raft``)."""
 
-    def __init__(self, config: DAFlowConfig | str = "paper", backbone: DiffusionBackbone | None = None, *, seed: int = 0):
+    def __init__(
+        self, config: DAFlowConfig | str = "paper", backbone: DiffusionBackbone | None = None, *, seed: int = 0
+    ):
         super().__init__()
         if isinstance(config, str):
             if config not in DAFLOW_PRESETS:
@@ -119,22 +127,42 @@ class DAFlow(nn.Module):
         self.backbone = backbone if backbone is not None else DiffusionBackbone.from_preset(config.backbone, seed=seed)
         self.backbone.requires_grad_(False).eval()
         dit = self.backbone.transformer.config
-        bad = [b for b in config.blocks if not 0 <= b < dit.num_layers
-               or (config.attention == "attn2" and b not in dit.dual_attention_layers)]
+        bad = [
+            b
+            for b in config.blocks
+            if not 0 <= b < dit.num_layers or (config.attention == "attn2" and b not in dit.dual_attention_layers)
+        ]
         if bad:
-            raise ValueError(f"tapped blocks {bad} do not exist in this DiT4SR ({dit.num_layers} blocks, attn2 in "
-                             f"{list(dit.dual_attention_layers)})")
+            raise ValueError(
+                f"tapped blocks {bad} do not exist in this DiT4SR ({dit.num_layers} blocks, attn2 in "
+                f"{list(dit.dual_attention_layers)})"
+            )
         head = DPTHead if config.head == "dpt" else BilinearHead
 
         def make(c: int) -> nn.Module:
-            return head(DPTConfig(dim_in=dit.inner_dim, features=c, out_channels=config.dpt_out_channels,
-                                  scales=config.dpt_scales, pos_embed=config.dpt_pos_embed))
+            return head(
+                DPTConfig(
+                    dim_in=dit.inner_dim,
+                    features=c,
+                    out_channels=config.dpt_out_channels,
+                    scales=config.dpt_scales,
+                    pos_embed=config.dpt_pos_embed,
+                )
+            )
 
-        self.dpt_q, self.dpt_k, self.dpt_ctx = make(config.feature_dim), make(config.feature_dim), make(config.context_dim)
-        self.raft = RAFT(small=config.raft == "small", extra_feature_dim=config.feature_dim,
-                         extra_context_dim=config.context_dim, corr_scale=config.corr_scale)
+        self.dpt_q, self.dpt_k, self.dpt_ctx = (
+            make(config.feature_dim),
+            make(config.feature_dim),
+            make(config.context_dim),
+        )
+        self.raft = RAFT(
+            small=config.raft == "small",
+            extra_feature_dim=config.feature_dim,
+            extra_context_dim=config.context_dim,
+            corr_scale=config.corr_scale,
+        )
 
-    def train(self, mode: bool = True) -> "DAFlow":
+    def train(self, mode: bool = True) -> DAFlow:
         super().train(mode)
         self.backbone.eval()  # frozen in stage 2, whatever the flow network does
         return self
@@ -176,9 +204,17 @@ class DAFlow(nn.Module):
         fq, fk, ctx = features
         return self.raft(first, second, iters=iters, extra_features=(fq, fk), extra_context=ctx)
 
-    def forward(self, frames: torch.Tensor, *, steps: Sequence[int] | None = None, num_steps: int = DEFAULT_STEPS,
-                shift: float = DEFAULT_SHIFT, iters: int = 20, seed: int | Sequence[int] = 0,
-                return_predictions: bool = False) -> DAFlowOutput:
+    def forward(
+        self,
+        frames: torch.Tensor,
+        *,
+        steps: Sequence[int] | None = None,
+        num_steps: int = DEFAULT_STEPS,
+        shift: float = DEFAULT_SHIFT,
+        iters: int = 20,
+        seed: int | Sequence[int] = 0,
+        return_predictions: bool = False,
+    ) -> DAFlowOutput:
         """Flows of every consecutive pair of ``frames`` ``[B, F, 3, H, W]`` (RGB 0..255, F ≥ 2) for the denoising
         ``steps`` (0-based indices into a ``num_steps`` schedule; default all). Denoising stops after the last
         requested step. ``iters``: refinement iterations (paper: 12 in training, 20 at inference). ``seed``: of the
@@ -195,7 +231,9 @@ class DAFlow(nn.Module):
         size = tuple(padded.shape[-2:])
         spec = TapSpec(blocks=self.config.blocks, attention=self.config.attention, features=("q", "k"))
         out = DAFlowOutput(flows={})
-        for step in self.backbone.features(padded, taps=spec, steps=num_steps, shift=shift, stop_after=wanted[-1], seed=seed):
+        for step in self.backbone.features(
+            padded, taps=spec, steps=num_steps, shift=shift, stop_after=wanted[-1], seed=seed
+        ):
             if step.index not in wanted:
                 continue
             result = self.refine(padded, self.diffusion_features(step.taps, size), iters=iters)
@@ -220,18 +258,30 @@ class DAFlow(nn.Module):
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(folder / WEIGHTS_FILE) as tmp:
-            save_file({k: v.detach().contiguous().cpu() for k, v in self.flownet_state_dict().items()}, str(tmp),
-                      metadata={"format": "pt"})
+            save_file(
+                {k: v.detach().contiguous().cpu() for k, v in self.flownet_state_dict().items()},
+                str(tmp),
+                metadata={"format": "pt"},
+            )
         if with_backbone:
             save_dit4sr(self.backbone.transformer, folder / "transformer")
             save_vae(self.backbone.vae, folder / "vae")
-        atomic_write_text(folder / CONFIG_FILE, json.dumps({"_class_name": "DAFlow", **self.config.to_dict()}, indent=2))
+        atomic_write_text(
+            folder / CONFIG_FILE, json.dumps({"_class_name": "DAFlow", **self.config.to_dict()}, indent=2)
+        )
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, *, dit4sr: str | os.PathLike | None = None,
-             vae: str | os.PathLike | None = None, null_prompt: str | os.PathLike | None = None,
-             dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> "DAFlow":
+    def load(
+        cls,
+        folder: str | os.PathLike,
+        *,
+        dit4sr: str | os.PathLike | None = None,
+        vae: str | os.PathLike | None = None,
+        null_prompt: str | os.PathLike | None = None,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "cpu",
+    ) -> DAFlow:
         """A saved DA-Flow: its flow network from ``folder``; the DiT4SR transformer and VAE from ``dit4sr``/``vae``
         when given, else from ``folder/transformer`` and ``folder/vae``."""
         from safetensors.torch import load_file
@@ -242,16 +292,20 @@ class DAFlow(nn.Module):
         cfg_path, weights = folder / CONFIG_FILE, folder / WEIGHTS_FILE
         for p in (cfg_path, weights):
             if not p.is_file():
-                raise FileNotFoundError(f"DA-Flow model file not found: {p} (a folder written by DAFlow.save / daflow train flow)")
+                raise FileNotFoundError(
+                    f"DA-Flow model file not found: {p} (a folder written by DAFlow.save / daflow train flow)"
+                )
         from daflow.files import read_json
 
-        data = {k: v for k, v in read_json(cfg_path, what='DA-Flow config.json').items() if not k.startswith("_")}
+        data = {k: v for k, v in read_json(cfg_path, what="DA-Flow config.json").items() if not k.startswith("_")}
         config = DAFlowConfig.from_dict(data)
         dit4sr = dit4sr if dit4sr is not None else folder / "transformer"
         vae = vae if vae is not None else folder / "vae"
         backbone = DiffusionBackbone.from_pretrained(dit4sr, vae, null_prompt, dtype=dtype, device=device)
         model = cls(config, backbone)
         sd = load_file(str(weights))
-        check_state_dict(model.flownet_state_dict(), sd, prefix=f"{weights} does not fit DA-Flow {config}", source="file")
+        check_state_dict(
+            model.flownet_state_dict(), sd, prefix=f"{weights} does not fit DA-Flow {config}", source="file"
+        )
         model.load_state_dict(sd, strict=False)
         return model.to(device)

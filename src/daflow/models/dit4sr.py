@@ -34,18 +34,26 @@ from diffusers.models.attention_processor import Attention
 from diffusers.models.embeddings import CombinedTimestepTextProjEmbeddings, PatchEmbed
 from diffusers.models.normalization import AdaLayerNormContinuous, AdaLayerNormZero, SD35AdaLayerNormZeroX
 
+from daflow.files import read_json
 from daflow.models.lifting import lifted_attention
 from daflow.models.taps import TapRecorder
 from daflow.models.weights import check_state_dict, read_diffusers_model, save_diffusers_model
-from daflow.files import read_json
 
 log = logging.getLogger(__name__)
 
-DIT4SR_PUBLISHED = ("the published transformer is dit4sr_q/transformer/diffusion_pytorch_model.safetensors "
-                    "(with its config.json) in the Hugging Face repository acceptee/DiT4SR")
+DIT4SR_PUBLISHED = (
+    "the published transformer is dit4sr_q/transformer/diffusion_pytorch_model.safetensors "
+    "(with its config.json) in the Hugging Face repository acceptee/DiT4SR"
+)
 #: entries of the published file that the published code never uses (the text projections of ``attn2``)
-UNUSED_PUBLISHED = ("attn2.add_q_proj.", "attn2.add_k_proj.", "attn2.add_v_proj.", "attn2.to_add_out.",
-                    "attn2.norm_added_q.", "attn2.norm_added_k.")
+UNUSED_PUBLISHED = (
+    "attn2.add_q_proj.",
+    "attn2.add_k_proj.",
+    "attn2.add_v_proj.",
+    "attn2.to_add_out.",
+    "attn2.norm_added_q.",
+    "attn2.norm_added_k.",
+)
 
 
 @dataclass(frozen=True)
@@ -72,20 +80,24 @@ class DiT4SRConfig:
         object.__setattr__(self, "dual_attention_layers", tuple(int(i) for i in self.dual_attention_layers))
         inner = self.num_attention_heads * self.attention_head_dim
         if self.caption_projection_dim != inner:
-            raise ValueError(f"caption_projection_dim ({self.caption_projection_dim}) must equal heads x head_dim ({inner})")
+            raise ValueError(
+                f"caption_projection_dim ({self.caption_projection_dim}) must equal heads x head_dim ({inner})"
+            )
         if any(not 0 <= i < self.num_layers - 1 for i in self.dual_attention_layers):
-            raise ValueError(f"dual_attention_layers must lie in 0..{self.num_layers - 2}, got {self.dual_attention_layers}")
+            raise ValueError(
+                f"dual_attention_layers must lie in 0..{self.num_layers - 2}, got {self.dual_attention_layers}"
+            )
 
     @property
     def inner_dim(self) -> int:
         return self.num_attention_heads * self.attention_head_dim
 
     @classmethod
-    def from_json(cls, path_or_dict) -> "DiT4SRConfig":
+    def from_json(cls, path_or_dict) -> DiT4SRConfig:
         """From the published ``config.json`` (``_class_name`` and other private keys are ignored)."""
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
-            data = read_json(path_or_dict, what='DiT4SR config.json')
+            data = read_json(path_or_dict, what="DiT4SR config.json")
         names = {f.name for f in fields(cls)}
         unknown = sorted(k for k in data if k not in names and not k.startswith("_"))
         if unknown:
@@ -100,9 +112,17 @@ class DiT4SRConfig:
 
 DIT4SR_PRESETS: dict[str, DiT4SRConfig] = {
     "paper": DiT4SRConfig(),
-    "tiny": DiT4SRConfig(sample_size=32, num_layers=4, attention_head_dim=8, num_attention_heads=2,
-                         joint_attention_dim=32, caption_projection_dim=16, pooled_projection_dim=16,
-                         pos_embed_max_size=96, dual_attention_layers=(0, 1)),  # up to 1536 px a side
+    "tiny": DiT4SRConfig(
+        sample_size=32,
+        num_layers=4,
+        attention_head_dim=8,
+        num_attention_heads=2,
+        joint_attention_dim=32,
+        caption_projection_dim=16,
+        pooled_projection_dim=16,
+        pos_embed_max_size=96,
+        dual_attention_layers=(0, 1),
+    ),  # up to 1536 px a side
 }
 
 
@@ -115,11 +135,15 @@ class ForwardContext:
     taps: TapRecorder | None = None
 
 
-def _control_attention(dim: int, heads: int, head_dim: int, *, text: bool, context_pre_only: bool, qk_norm) -> Attention:
+def _control_attention(
+    dim: int, heads: int, head_dim: int, *, text: bool, context_pre_only: bool, qk_norm
+) -> Attention:
     """A diffusers ``Attention`` plus DiT4SR's control projections (``to_{q,k,v}_control``: zero-initialised;
     ``to_out_control``: a copy of ``to_out.0``, as at DiT4SR's construction)."""
     kwargs = dict(added_kv_proj_dim=dim, context_pre_only=context_pre_only) if text else {}
-    attn = Attention(query_dim=dim, dim_head=head_dim, heads=heads, out_dim=dim, bias=True, qk_norm=qk_norm, eps=1e-6, **kwargs)
+    attn = Attention(
+        query_dim=dim, dim_head=head_dim, heads=heads, out_dim=dim, bias=True, qk_norm=qk_norm, eps=1e-6, **kwargs
+    )
     for name in ("to_q_control", "to_k_control", "to_v_control"):
         lin = nn.Linear(dim, dim)
         nn.init.zeros_(lin.weight), nn.init.zeros_(lin.bias)
@@ -158,10 +182,19 @@ class DiT4SRBlock(nn.Module):
         self.context_pre_only = index == config.num_layers - 1
         self.use_dual_attention = index in config.dual_attention_layers
         self.norm1 = SD35AdaLayerNormZeroX(dim) if self.use_dual_attention else AdaLayerNormZero(dim)
-        self.norm1_context = (AdaLayerNormContinuous(dim, dim, elementwise_affine=False, eps=1e-6, bias=True, norm_type="layer_norm")
-                              if self.context_pre_only else AdaLayerNormZero(dim))
-        self.attn = _control_attention(dim, heads, hd, text=True, context_pre_only=self.context_pre_only, qk_norm=config.qk_norm)
-        self.attn2 = _control_attention(dim, heads, hd, text=False, context_pre_only=False, qk_norm=config.qk_norm) if self.use_dual_attention else None
+        self.norm1_context = (
+            AdaLayerNormContinuous(dim, dim, elementwise_affine=False, eps=1e-6, bias=True, norm_type="layer_norm")
+            if self.context_pre_only
+            else AdaLayerNormZero(dim)
+        )
+        self.attn = _control_attention(
+            dim, heads, hd, text=True, context_pre_only=self.context_pre_only, qk_norm=config.qk_norm
+        )
+        self.attn2 = (
+            _control_attention(dim, heads, hd, text=False, context_pre_only=False, qk_norm=config.qk_norm)
+            if self.use_dual_attention
+            else None
+        )
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ff = FeedForwardControl(dim)
         if not self.context_pre_only:
@@ -170,7 +203,9 @@ class DiT4SRBlock(nn.Module):
         else:
             self.norm2_context = self.ff_context = None
 
-    def _attention(self, attn: Attention, name: str, hidden: torch.Tensor, text: torch.Tensor | None, ctx: ForwardContext):
+    def _attention(
+        self, attn: Attention, name: str, hidden: torch.Tensor, text: torch.Tensor | None, ctx: ForwardContext
+    ):
         x, c = hidden.chunk(2, dim=1)
         bf, heads = x.shape[0], attn.heads
 
@@ -193,7 +228,11 @@ class DiT4SRBlock(nn.Module):
             ctx.taps.record_qk(self.index, name, q, k, ctx.num_frames, ctx.grid)
         streams = [(q, k, v), (qc, kc, vc)]
         if text is not None:
-            eq, ek, ev = heads_of(attn.add_q_proj(text)), heads_of(attn.add_k_proj(text)), heads_of(attn.add_v_proj(text))
+            eq, ek, ev = (
+                heads_of(attn.add_q_proj(text)),
+                heads_of(attn.add_k_proj(text)),
+                heads_of(attn.add_v_proj(text)),
+            )
             if attn.norm_added_q is not None:
                 eq = attn.norm_added_q(eq)
             if attn.norm_added_k is not None:
@@ -225,7 +264,9 @@ class DiT4SRBlock(nn.Module):
             attn_out2, _ = self._attention(self.attn2, "attn2", normed2, None, ctx)
             hidden = hidden + gate_msa2.unsqueeze(1) * attn_out2
         normed = self.norm2(hidden) * (1 + scale_mlp[:, None]) + shift_mlp[:, None]
-        hidden = hidden + gate_mlp.unsqueeze(1) * self.ff.forward_control(normed, ctx.grid, self.config.ff_control_scale)
+        hidden = hidden + gate_mlp.unsqueeze(1) * self.ff.forward_control(
+            normed, ctx.grid, self.config.ff_control_scale
+        )
         if self.context_pre_only:
             return hidden, None
         text = text + c_gate_msa.unsqueeze(1) * text_out
@@ -246,9 +287,17 @@ class DiT4SRTransformer(nn.Module):
             raise ValueError("give either a DiT4SRConfig or config keys, not both")
         self.config = config = config if config is not None else DiT4SRConfig(**config_keys)
         dim = config.inner_dim
-        self.pos_embed = PatchEmbed(height=config.sample_size, width=config.sample_size, patch_size=config.patch_size,
-                                    in_channels=config.in_channels, embed_dim=dim, pos_embed_max_size=config.pos_embed_max_size)
-        self.time_text_embed = CombinedTimestepTextProjEmbeddings(embedding_dim=dim, pooled_projection_dim=config.pooled_projection_dim)
+        self.pos_embed = PatchEmbed(
+            height=config.sample_size,
+            width=config.sample_size,
+            patch_size=config.patch_size,
+            in_channels=config.in_channels,
+            embed_dim=dim,
+            pos_embed_max_size=config.pos_embed_max_size,
+        )
+        self.time_text_embed = CombinedTimestepTextProjEmbeddings(
+            embedding_dim=dim, pooled_projection_dim=config.pooled_projection_dim
+        )
         self.context_embedder = nn.Linear(config.joint_attention_dim, config.caption_projection_dim)
         self.transformer_blocks = nn.ModuleList(DiT4SRBlock(config, i) for i in range(config.num_layers))
         self.norm_out = AdaLayerNormContinuous(dim, dim, elementwise_affine=False, eps=1e-6)
@@ -257,14 +306,21 @@ class DiT4SRTransformer(nn.Module):
         self.gradient_checkpointing = False
 
     @classmethod
-    def from_config(cls, config: DiT4SRConfig | str) -> "DiT4SRTransformer":
+    def from_config(cls, config: DiT4SRConfig | str) -> DiT4SRTransformer:
         if isinstance(config, str) and config not in DIT4SR_PRESETS:
             raise ValueError(f"unknown DiT4SR preset {config!r}; choose one of {sorted(DIT4SR_PRESETS)}")
         return cls(DIT4SR_PRESETS[config] if isinstance(config, str) else config)
 
-    def forward(self, hidden_states: torch.Tensor, lq_latents: torch.Tensor, encoder_hidden_states: torch.Tensor,
-                pooled_projections: torch.Tensor, timestep: torch.Tensor | float, num_frames: int = 1,
-                taps: TapRecorder | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        hidden_states: torch.Tensor,
+        lq_latents: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        pooled_projections: torch.Tensor,
+        timestep: torch.Tensor | float,
+        num_frames: int = 1,
+        taps: TapRecorder | None = None,
+    ) -> torch.Tensor:
         """Velocity (diffusers sign, ε − z₀) ``[B·F, C, h, w]`` for noisy latents and LQ latents ``[B·F, C, h, w]``.
 
         ``encoder_hidden_states`` ``[B or B·F, L, joint_attention_dim]``, ``pooled_projections``
@@ -274,7 +330,9 @@ class DiT4SRTransformer(nn.Module):
         cfg = self.config
         bf, _, hh, ww = hidden_states.shape
         if lq_latents.shape != hidden_states.shape:
-            raise ValueError(f"lq_latents {tuple(lq_latents.shape)} must match hidden_states {tuple(hidden_states.shape)}")
+            raise ValueError(
+                f"lq_latents {tuple(lq_latents.shape)} must match hidden_states {tuple(hidden_states.shape)}"
+            )
         if num_frames < 1 or bf % num_frames:
             raise ValueError(f"batch {bf} must be a positive multiple of num_frames={num_frames}")
         p = cfg.patch_size
@@ -287,8 +345,13 @@ class DiT4SRTransformer(nn.Module):
         timestep = torch.as_tensor(timestep, device=hidden_states.device, dtype=hidden_states.dtype)
         timestep = timestep.expand(b) if timestep.ndim == 0 else timestep
         encoder_hidden_states, pooled_projections, timestep = (
-            _per_frame(t, b, num_frames, name) for t, name in
-            ((encoder_hidden_states, "encoder_hidden_states"), (pooled_projections, "pooled_projections"), (timestep, "timestep")))
+            _per_frame(t, b, num_frames, name)
+            for t, name in (
+                (encoder_hidden_states, "encoder_hidden_states"),
+                (pooled_projections, "pooled_projections"),
+                (timestep, "timestep"),
+            )
+        )
         n = grid[0] * grid[1]
         hidden = torch.cat([self.pos_embed(hidden_states), self.pos_embed(lq_latents)], dim=1)
         temb = self.time_text_embed(timestep, pooled_projections)
@@ -321,16 +384,24 @@ def _per_frame(t: torch.Tensor, b: int, f: int, name: str) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------ loading
 
 
-def load_dit4sr(path: str | os.PathLike, *, config: DiT4SRConfig | None = None, dtype: torch.dtype = torch.float32,
-                device: str | torch.device = "cpu", **overrides) -> DiT4SRTransformer:
+def load_dit4sr(
+    path: str | os.PathLike,
+    *,
+    config: DiT4SRConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    **overrides,
+) -> DiT4SRTransformer:
     """Load the published transformer: a ``diffusion_pytorch_model.safetensors`` file (its ``config.json`` read
     from the same folder unless ``config`` is given) or a diffusers-style folder holding both. Mixed fp16/fp32
     tensors are cast to ``dtype``. ``overrides`` set config fields (e.g. ``ff_control_scale=1.0``)."""
     cfg_path, sd, files = read_diffusers_model(path, subfolder="transformer", what="DiT4SR", published=DIT4SR_PUBLISHED)
     if config is None:
         if cfg_path is None:
-            raise FileNotFoundError(f"{files[0].parent / 'config.json'} not found: pass config= or put the published "
-                                    "config.json beside the weights")
+            raise FileNotFoundError(
+                f"{files[0].parent / 'config.json'} not found: pass config= or put the published "
+                "config.json beside the weights"
+            )
         config = DiT4SRConfig.from_json(cfg_path)
     if overrides:
         config = DiT4SRConfig(**{**config.to_dict(), **overrides})

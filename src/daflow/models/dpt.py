@@ -85,7 +85,9 @@ class FeatureFusionBlock(nn.Module):
         self.resConfUnit2 = ResidualConvUnit(features, relu_skip=relu_skip)
         self.out_conv = nn.Conv2d(features, features, 1)
 
-    def forward(self, x: torch.Tensor, skip: torch.Tensor | None = None, *, size: tuple[int, int] | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, skip: torch.Tensor | None = None, *, size: tuple[int, int] | None = None
+    ) -> torch.Tensor:
         if self.has_residual:
             x = x + self.resConfUnit1(skip)
         x = self.resConfUnit2(x)
@@ -94,8 +96,9 @@ class FeatureFusionBlock(nn.Module):
         return self.out_conv(x)
 
 
-def uv_position_embedding(channels: int, height: int, width: int, aspect_ratio: float, *, device=None,
-                          dtype=torch.float32) -> torch.Tensor:
+def uv_position_embedding(
+    channels: int, height: int, width: int, aspect_ratio: float, *, device=None, dtype=torch.float32
+) -> torch.Tensor:
     """VGGT's UV embedding ``[channels, height, width]``: a grid normalised so the image diagonal spans 2, each axis
     encoded with ``channels/2`` sin/cos features of frequencies ``100^(−2k/(channels/2))``."""
     if channels % 4:
@@ -103,7 +106,9 @@ def uv_position_embedding(channels: int, height: int, width: int, aspect_ratio: 
     diag = (aspect_ratio**2 + 1.0) ** 0.5
     sx, sy = aspect_ratio / diag, 1.0 / diag
     xs = torch.linspace(-sx * (width - 1) / width, sx * (width - 1) / width, width, dtype=torch.float64, device=device)
-    ys = torch.linspace(-sy * (height - 1) / height, sy * (height - 1) / height, height, dtype=torch.float64, device=device)
+    ys = torch.linspace(
+        -sy * (height - 1) / height, sy * (height - 1) / height, height, dtype=torch.float64, device=device
+    )
     half = channels // 2
     omega = 1.0 / 100.0 ** (torch.arange(half // 2, dtype=torch.float64, device=device) / (half / 2.0))
 
@@ -131,8 +136,11 @@ class DPTHead(nn.Module):
         self.scratch = nn.Module()
         for i, c in enumerate(config.out_channels, start=1):
             setattr(self.scratch, f"layer{i}_rn", nn.Conv2d(c, config.features, 3, padding=1, bias=False))
-            setattr(self.scratch, f"refinenet{i}", FeatureFusionBlock(config.features, has_residual=i < levels,
-                                                                      relu_skip=config.relu_skip))
+            setattr(
+                self.scratch,
+                f"refinenet{i}",
+                FeatureFusionBlock(config.features, has_residual=i < levels, relu_skip=config.relu_skip),
+            )
         self.scratch.output_conv1 = nn.Conv2d(config.features, config.features, 3, padding=1)
 
     def _pos(self, x: torch.Tensor, aspect: float) -> torch.Tensor:
@@ -151,8 +159,10 @@ class DPTHead(nn.Module):
         maps = []
         for i, tokens in enumerate(levels):
             if tokens.ndim != 4 or tokens.shape[-1] != cfg.dim_in or tokens.shape[:3] != levels[0].shape[:3]:
-                raise ValueError(f"level {i} must be [B, h, w, {cfg.dim_in}] like level 0 {tuple(levels[0].shape)}, "
-                                 f"got {tuple(tokens.shape)}")
+                raise ValueError(
+                    f"level {i} must be [B, h, w, {cfg.dim_in}] like level 0 {tuple(levels[0].shape)}, "
+                    f"got {tuple(tokens.shape)}"
+                )
             x = self.norm(tokens).permute(0, 3, 1, 2)
             x = self._pos(self.projects[i](x), aspect)
             maps.append(self.resize_layers[i](x))

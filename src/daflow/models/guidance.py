@@ -46,9 +46,11 @@ class PairFlows:
 
     def __post_init__(self):
         if self.fw.shape != self.bw.shape or self.fw.ndim != 4 or self.fw.shape[1] != 2:
-            raise ValueError(f"flows must both be [F-1, 2, H, W], got {tuple(self.fw.shape)} and {tuple(self.bw.shape)}")
+            raise ValueError(
+                f"flows must both be [F-1, 2, H, W], got {tuple(self.fw.shape)} and {tuple(self.bw.shape)}"
+            )
 
-    def resized(self, size: tuple[int, int]) -> "PairFlows":
+    def resized(self, size: tuple[int, int]) -> PairFlows:
         """The flows on another grid (bilinear), values scaled by the size ratio."""
         h, w = self.fw.shape[-2:]
         if (h, w) == tuple(size):
@@ -78,8 +80,15 @@ def warping_loss(x: torch.Tensor, flows: PairFlows, masks: tuple[torch.Tensor, t
 class MotionGuidance:
     """One guidance step on predicted clean latents ``[F, 16, h, w]`` (see the module docstring)."""
 
-    def __init__(self, flows: PairFlows, weight: float, *, space: str = "latent", vae=None,
-                 latent_size: tuple[int, int] | None = None):
+    def __init__(
+        self,
+        flows: PairFlows,
+        weight: float,
+        *,
+        space: str = "latent",
+        vae=None,
+        latent_size: tuple[int, int] | None = None,
+    ):
         if weight < 0:
             raise ValueError(f"guidance weight must be >= 0, got {weight}")
         if space not in GUIDANCE_SPACES:

@@ -28,7 +28,9 @@ def unfold(x: torch.Tensor, num_frames: int) -> torch.Tensor:
     return x.view(b, num_frames, ft // num_frames, c).reshape(b * num_frames, ft // num_frames, c)
 
 
-def lifted_attention(streams: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], num_frames: int) -> list[torch.Tensor]:
+def lifted_attention(
+    streams: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]], num_frames: int
+) -> list[torch.Tensor]:
     """Joint attention over several streams, each ``(q, k, v)`` of shape ``[B·F, heads, T_i, d]``, with all
     ``F`` frames folded together. Returns each stream's output ``[B·F, T_i, heads·d]``."""
     lengths = [q.shape[2] for q, _, _ in streams]

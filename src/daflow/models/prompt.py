@@ -21,8 +21,10 @@ import torch
 log = logging.getLogger(__name__)
 
 NULL_PROMPT_FILES = ("NULL_prompt_embeds.pt", "NULL_pooled_prompt_embeds.pt")
-NULL_PROMPT_PUBLISHED = ("the null-prompt embeddings NULL_prompt_embeds.pt and NULL_pooled_prompt_embeds.pt are "
-                         "published in the Hugging Face repository acceptee/DiT4SR")
+NULL_PROMPT_PUBLISHED = (
+    "the null-prompt embeddings NULL_prompt_embeds.pt and NULL_pooled_prompt_embeds.pt are "
+    "published in the Hugging Face repository acceptee/DiT4SR"
+)
 PUBLISHED_TOKENS = 154
 
 
@@ -36,15 +38,19 @@ class PromptEmbeds:
 
     def __post_init__(self):
         if self.embeds.ndim != 2 or self.pooled.ndim != 1:
-            raise ValueError(f"prompt embeddings must be [L, C] and [C'], got {tuple(self.embeds.shape)} and "
-                             f"{tuple(self.pooled.shape)} ({self.source})")
+            raise ValueError(
+                f"prompt embeddings must be [L, C] and [C'], got {tuple(self.embeds.shape)} and "
+                f"{tuple(self.pooled.shape)} ({self.source})"
+            )
 
-    def check(self, joint_attention_dim: int, pooled_projection_dim: int) -> "PromptEmbeds":
+    def check(self, joint_attention_dim: int, pooled_projection_dim: int) -> PromptEmbeds:
         """Raise unless the widths fit a DiT with these config values."""
         if self.embeds.shape[1] != joint_attention_dim or self.pooled.shape[0] != pooled_projection_dim:
-            raise ValueError(f"prompt embeddings {tuple(self.embeds.shape)} + {tuple(self.pooled.shape)} ({self.source}) "
-                             f"do not fit a DiT with joint_attention_dim={joint_attention_dim}, "
-                             f"pooled_projection_dim={pooled_projection_dim}")
+            raise ValueError(
+                f"prompt embeddings {tuple(self.embeds.shape)} + {tuple(self.pooled.shape)} ({self.source}) "
+                f"do not fit a DiT with joint_attention_dim={joint_attention_dim}, "
+                f"pooled_projection_dim={pooled_projection_dim}"
+            )
         return self
 
     def batch(self, n: int, *, device=None, dtype=None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -66,7 +72,9 @@ def _read_tensor(path: Path, ndim: int) -> torch.Tensor:
     while t.ndim > ndim and t.shape[0] == 1:  # saved with a batch axis
         t = t[0]
     if t.ndim != ndim:
-        raise ValueError(f"{path}: expected a {ndim}-D tensor (optionally with a leading batch axis of 1), got {tuple(t.shape)}")
+        raise ValueError(
+            f"{path}: expected a {ndim}-D tensor (optionally with a leading batch axis of 1), got {tuple(t.shape)}"
+        )
     return t.float()
 
 
@@ -83,12 +91,21 @@ def load_null_prompt(path: str | os.PathLike, pooled_path: str | os.PathLike | N
             raise FileNotFoundError(f"null-prompt file not found: {p} ({NULL_PROMPT_PUBLISHED})")
     embeds = PromptEmbeds(_read_tensor(embeds_path, 2), _read_tensor(pooled, 1), source=str(embeds_path))
     if embeds.embeds.shape[0] != PUBLISHED_TOKENS:
-        log.warning("%s: %d prompt tokens (the published null prompt has %d)", embeds_path, embeds.embeds.shape[0], PUBLISHED_TOKENS)
+        log.warning(
+            "%s: %d prompt tokens (the published null prompt has %d)",
+            embeds_path,
+            embeds.embeds.shape[0],
+            PUBLISHED_TOKENS,
+        )
     return embeds
 
 
 def zero_prompt(joint_attention_dim: int, pooled_projection_dim: int, tokens: int = PUBLISHED_TOKENS) -> PromptEmbeds:
     """All-zero embeddings of the given widths: the explicit stand-in where no published null prompt fits."""
-    log.info("using an all-zero null prompt (%d x %d + %d); the published files fit the paper preset only",
-             tokens, joint_attention_dim, pooled_projection_dim)
+    log.info(
+        "using an all-zero null prompt (%d x %d + %d); the published files fit the paper preset only",
+        tokens,
+        joint_attention_dim,
+        pooled_projection_dim,
+    )
     return PromptEmbeds(torch.zeros(tokens, joint_attention_dim), torch.zeros(pooled_projection_dim), source="zeros")

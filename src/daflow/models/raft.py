@@ -85,7 +85,9 @@ class BottleneckBlock(nn.Module):
 class BasicEncoder(nn.Module):
     """Feature / context encoder: 1/8 resolution, ``output_dim`` channels. ``widths`` = stem, layer1..3."""
 
-    def __init__(self, output_dim: int, norm_fn: str, *, block: type[nn.Module] = ResidualBlock, widths=(64, 64, 96, 128)):
+    def __init__(
+        self, output_dim: int, norm_fn: str, *, block: type[nn.Module] = ResidualBlock, widths=(64, 64, 96, 128)
+    ):
         super().__init__()
         stem, w1, w2, w3 = widths
         self.norm1 = _norm(norm_fn, stem, 8)
@@ -123,8 +125,12 @@ def split_conv(conv: nn.Conv2d, x: torch.Tensor, extra: tuple[int, int] | None) 
         return conv(x)
     a, n = extra
     w = conv.weight
-    main = F.conv2d(torch.cat([x[:, :a], x[:, a + n :]], 1), torch.cat([w[:, :a], w[:, a + n :]], 1), conv.bias,
-                    padding=conv.padding)
+    main = F.conv2d(
+        torch.cat([x[:, :a], x[:, a + n :]], 1),
+        torch.cat([w[:, :a], w[:, a + n :]], 1),
+        conv.bias,
+        padding=conv.padding,
+    )
     return main + F.conv2d(x[:, a : a + n], w[:, a : a + n], None, padding=conv.padding)
 
 
@@ -160,7 +166,10 @@ class ConvGRU(nn.Module):
 
     def forward(self, h: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         hx = torch.cat([h, x], dim=1)
-        z, r = torch.sigmoid(split_conv(self.convz, hx, self.extra)), torch.sigmoid(split_conv(self.convr, hx, self.extra))
+        z, r = (
+            torch.sigmoid(split_conv(self.convz, hx, self.extra)),
+            torch.sigmoid(split_conv(self.convr, hx, self.extra)),
+        )
         q = torch.tanh(split_conv(self.convq, torch.cat([r * h, x], dim=1), self.extra))
         return (1 - z) * h + z * q
 
@@ -205,7 +214,9 @@ class BasicUpdateBlock(nn.Module):
         self.encoder = BasicMotionEncoder(cor_planes)
         self.gru = SepConvGRU(hidden_dim, input_dim=context_dim + 128)
         self.flow_head = FlowHead(hidden_dim, 256)
-        self.mask = nn.Sequential(nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1))
+        self.mask = nn.Sequential(
+            nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1)
+        )
 
     def forward(self, net, inp, corr, flow):
         net = self.gru(net, torch.cat([inp, self.encoder(flow, corr)], dim=1))
@@ -222,7 +233,9 @@ class SmallUpdateBlock(nn.Module):
         self.gru = ConvGRU(hidden_dim, input_dim=82 + context_dim)
         self.flow_head = FlowHead(hidden_dim, 128)
         if convex:
-            self.mask = nn.Sequential(nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1))
+            self.mask = nn.Sequential(
+                nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1)
+            )
 
     def forward(self, net, inp, corr, flow):
         net = self.gru(net, torch.cat([inp, self.encoder(flow, corr)], dim=1))
@@ -230,7 +243,9 @@ class SmallUpdateBlock(nn.Module):
         return net, mask, self.flow_head(net)
 
 
-def convex_upsample(flow: torch.Tensor, mask: torch.Tensor, factor: int = 8, *, scale_values: bool = True) -> torch.Tensor:
+def convex_upsample(
+    flow: torch.Tensor, mask: torch.Tensor, factor: int = 8, *, scale_values: bool = True
+) -> torch.Tensor:
     """Convex upsampling (RAFT §3.3): each fine pixel is a softmax-weighted mix of its 3×3 coarse neighbours.
 
     ``flow`` ``[B, C, H, W]`` (C = 2 for a flow; SEA-RAFT also upsamples its ``info`` with the same mask),
@@ -274,9 +289,17 @@ class RAFT(nn.Module):
         convex: RAFT-small with RAFT-large's convex upsampling instead of bilinear (see :class:`SmallUpdateBlock`).
     """
 
-    def __init__(self, *, small: bool = False, extra_feature_dim: int = 0, extra_context_dim: int = 0,
-                 corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False,
-                 convex: bool = False):
+    def __init__(
+        self,
+        *,
+        small: bool = False,
+        extra_feature_dim: int = 0,
+        extra_context_dim: int = 0,
+        corr_scale: str = "raft",
+        corr_mode: str = "auto",
+        mixed_precision: bool = False,
+        convex: bool = False,
+    ):
         super().__init__()
         self.mixed_precision = mixed_precision
         if corr_scale not in ("raft", "hybrid"):
@@ -292,8 +315,9 @@ class RAFT(nn.Module):
             widths = (32, 32, 64, 96)
             self.fnet = BasicEncoder(self.feature_dim, "instance", block=BottleneckBlock, widths=widths)
             self.cnet = BasicEncoder(self.hidden_dim + self.context_dim, "none", block=BottleneckBlock, widths=widths)
-            self.update_block = SmallUpdateBlock(cor_planes, self.hidden_dim, self.context_dim + extra_context_dim,
-                                                 convex=convex)
+            self.update_block = SmallUpdateBlock(
+                cor_planes, self.hidden_dim, self.context_dim + extra_context_dim, convex=convex
+            )
         else:
             self.fnet = BasicEncoder(self.feature_dim, "instance")
             self.cnet = BasicEncoder(self.hidden_dim + self.context_dim, "batch")
@@ -307,9 +331,16 @@ class RAFT(nn.Module):
             if isinstance(m, nn.BatchNorm2d):
                 m.eval()
 
-    def forward(self, image1: torch.Tensor, image2: torch.Tensor, iters: int = 12, flow_init: torch.Tensor | None = None,
-                *, extra_features: tuple[torch.Tensor, torch.Tensor] | None = None,
-                extra_context: torch.Tensor | None = None) -> RAFTOutput:
+    def forward(
+        self,
+        image1: torch.Tensor,
+        image2: torch.Tensor,
+        iters: int = 12,
+        flow_init: torch.Tensor | None = None,
+        *,
+        extra_features: tuple[torch.Tensor, torch.Tensor] | None = None,
+        extra_context: torch.Tensor | None = None,
+    ) -> RAFTOutput:
         """Images ``[B, 3, H, W]`` in 0..255 with H, W multiples of 8 (see :class:`InputPadder`).
 
         ``flow_init`` ``[B, 2, H/8, W/8]`` warm-starts; ``extra_features`` = (f1, f2) each
@@ -319,10 +350,15 @@ class RAFT(nn.Module):
             raise ValueError(f"images must both be [B, 3, H, W], got {tuple(image1.shape)} and {tuple(image2.shape)}")
         h, w = image1.shape[-2:]
         if h % 8 or w % 8:
-            raise ValueError(f"image sides must be multiples of 8, got {w}x{h}; pad with daflow.models.raft.InputPadder")
+            raise ValueError(
+                f"image sides must be multiples of 8, got {w}x{h}; pad with daflow.models.raft.InputPadder"
+            )
         min_side = 8 * 2 ** (self.corr_levels - 1)
         if h < min_side or w < min_side:
-            raise ValueError(f"images must be at least {min_side}x{min_side} (a {self.corr_levels}-level correlation pyramid at 1/8), got {w}x{h}")
+            raise ValueError(
+                f"images must be at least {min_side}x{min_side} (a {self.corr_levels}-level correlation pyramid at "
+                f"1/8), got {w}x{h}"
+            )
         b, h8, w8 = image1.shape[0], h // 8, w // 8
         image1, image2 = 2 * (image1 / 255.0) - 1, 2 * (image2 / 255.0) - 1
         with self._autocast(image1):
@@ -335,14 +371,18 @@ class RAFT(nn.Module):
             f1, f2 = extra_features
             for name, f in (("f1", f1), ("f2", f2)):
                 if tuple(f.shape) != (b, self.extra_feature_dim, h8, w8):
-                    raise ValueError(f"extra feature {name} must be {(b, self.extra_feature_dim, h8, w8)}, got {tuple(f.shape)}")
+                    raise ValueError(
+                        f"extra feature {name} must be {(b, self.extra_feature_dim, h8, w8)}, got {tuple(f.shape)}"
+                    )
             # Eq. 15's channel concatenation, kept as two parts whose correlations are added (same function; zero
             # diffusion features then leave RAFT's correlations bit-identical)
             fmap1, fmap2 = (fmap1, f1.to(fmap1.dtype)), (fmap2, f2.to(fmap2.dtype))
         elif extra_features is not None:
             raise ValueError("extra_features given to a RAFT built with extra_feature_dim=0")
         norm = default_norm(self.feature_dim + (self.extra_feature_dim if self.corr_scale == "hybrid" else 0))
-        corr_fn = build_corr(fmap1, fmap2, mode=self.corr_mode, num_levels=self.corr_levels, radius=self.corr_radius, norm=norm)
+        corr_fn = build_corr(
+            fmap1, fmap2, mode=self.corr_mode, num_levels=self.corr_levels, radius=self.corr_radius, norm=norm
+        )
         with self._autocast(image1):
             net, inp = torch.split(self.cnet(image1), [self.hidden_dim, self.context_dim], dim=1)
             net, inp = torch.tanh(net), torch.relu(inp)
@@ -369,7 +409,6 @@ class RAFT(nn.Module):
             flow_low = coords1 - coords0
             predictions.append(upflow(flow_low) if mask is None else convex_upsample(flow_low, mask))
         return RAFTOutput(flow=predictions[-1], flow_low=coords1 - coords0, flow_predictions=predictions)
-
 
     def _autocast(self, ref: torch.Tensor):
         dtype = torch.float16 if ref.device.type == "cuda" else torch.bfloat16
@@ -437,9 +476,17 @@ def hybrid_state_dict_from_raft(sd: dict[str, torch.Tensor], extra_context_dim: 
     return out
 
 
-def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int = 0, extra_context_dim: int = 0,
-              corr_scale: str = "raft", corr_mode: str = "auto", mixed_precision: bool = False,
-              convex: bool = False) -> RAFT:
+def load_raft(
+    path_or_state_dict,
+    *,
+    small: bool = False,
+    extra_feature_dim: int = 0,
+    extra_context_dim: int = 0,
+    corr_scale: str = "raft",
+    corr_mode: str = "auto",
+    mixed_precision: bool = False,
+    convex: bool = False,
+) -> RAFT:
     """Build RAFT and load weights strictly.
 
     Accepts the official checkpoint (``module.`` prefix and the duplicated ``norm3`` / ``downsample.1`` entries)
@@ -447,8 +494,15 @@ def load_raft(path_or_state_dict, *, small: bool = False, extra_feature_dim: int
     or of an already hybrid model.
     """
     sd = read_state_dict(path_or_state_dict)
-    model = RAFT(small=small, extra_feature_dim=extra_feature_dim, extra_context_dim=extra_context_dim,
-                 corr_scale=corr_scale, corr_mode=corr_mode, mixed_precision=mixed_precision, convex=convex)
+    model = RAFT(
+        small=small,
+        extra_feature_dim=extra_feature_dim,
+        extra_context_dim=extra_context_dim,
+        corr_scale=corr_scale,
+        corr_mode=corr_mode,
+        mixed_precision=mixed_precision,
+        convex=convex,
+    )
     expected = model.state_dict()
     probe = f"{(GRU_CONVS_SMALL if small else GRU_CONVS)[0]}.weight"
     if extra_context_dim and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:

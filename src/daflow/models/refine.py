@@ -22,7 +22,6 @@ import torch.nn.functional as F
 
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
-
 DEFAULT_ITERS = 8  # the training's iteration count (re-measured: see BENCHMARKS.md "The bundled default")
 
 
@@ -45,8 +44,14 @@ def dis_init(dis: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(dis, 8) / 8
 
 
-def refine(model: RAFT, image1: torch.Tensor, image2: torch.Tensor, dis: torch.Tensor | None = None, *,
-           iters: int = DEFAULT_ITERS) -> RAFTOutput:
+def refine(
+    model: RAFT,
+    image1: torch.Tensor,
+    image2: torch.Tensor,
+    dis: torch.Tensor | None = None,
+    *,
+    iters: int = DEFAULT_ITERS,
+) -> RAFTOutput:
     """Run the refiner on frames ``[B, 3, H, W]`` (0..255, any size; padded here and cropped back).
 
     ``dis`` ``[B, 2, H, W]`` is the initial flow (computed here with DIS when None). The returned flows

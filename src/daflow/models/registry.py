@@ -9,8 +9,8 @@ which is for smoke tests and says so.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 import torch
@@ -68,9 +68,17 @@ def _classical_fn(method: str):
     return run
 
 
-def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale: int | None = None,
-                     device: str | torch.device = "cpu", corr_mode: str = "auto", random_init: bool = False,
-                     seed: int = 0) -> FlowEstimator:
+def build_flow_model(
+    name: str,
+    weights=None,
+    *,
+    iters: int | None = None,
+    scale: int | None = None,
+    device: str | torch.device = "cpu",
+    corr_mode: str = "auto",
+    random_init: bool = False,
+    seed: int = 0,
+) -> FlowEstimator:
     """Build ``name`` (see :data:`FLOW_MODELS`).
 
     Args:
@@ -99,8 +107,10 @@ def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale
 
         return raft_star_tiny(iters=iters or 12, device=device)
     if weights is None and not random_init:
-        raise MissingWeightsError(f"{name} needs its weights (--weights PATH): {published}. "
-                                  "For a smoke test with random weights pass --random-init instead.")
+        raise MissingWeightsError(
+            f"{name} needs its weights (--weights PATH): {published}. "
+            "For a smoke test with random weights pass --random-init instead."
+        )
     if weights is not None and random_init:
         raise ValueError("give either weights or random_init, not both")
     if random_init:
@@ -108,25 +118,41 @@ def build_flow_model(name: str, weights=None, *, iters: int | None = None, scale
         description += " [random weights]"
     with torch.random.fork_rng(devices=[]):  # seeded random weights without touching the caller's generator
         torch.manual_seed(seed)
-        return _build_network(name, weights, description, iters=iters, scale=scale, device=device,
-                              corr_mode=corr_mode, random_init=random_init)
+        return _build_network(
+            name,
+            weights,
+            description,
+            iters=iters,
+            scale=scale,
+            device=device,
+            corr_mode=corr_mode,
+            random_init=random_init,
+        )
 
 
 def _build_network(name, weights, description, *, iters, scale, device, corr_mode, random_init) -> FlowEstimator:
     if name in ("raft", "raft-small"):
         small = name == "raft-small"
-        model = RAFT(small=small, corr_mode=corr_mode) if random_init else load_raft(weights, small=small, corr_mode=corr_mode)
+        model = (
+            RAFT(small=small, corr_mode=corr_mode)
+            if random_init
+            else load_raft(weights, small=small, corr_mode=corr_mode)
+        )
         model = model.eval().to(device)
         n = DEFAULT_RAFT_ITERS if iters is None else iters
         return FlowEstimator(name, f"{description}, {n} iterations", _raft_fn(model, n), device, random_init, model)
     if name.startswith("sea-raft"):
         config = get_sea_raft_config(name)
-        model = SEARAFT(config, corr_mode=corr_mode) if random_init else load_sea_raft(weights, config, corr_mode=corr_mode)
+        model = (
+            SEARAFT(config, corr_mode=corr_mode) if random_init else load_sea_raft(weights, config, corr_mode=corr_mode)
+        )
         model = model.eval().to(device)
         n = config.iters if iters is None else iters
         s = config.scale if scale is None else scale
         desc = f"{description}, {n} iterations" + (f", inputs resized by 2^{s}" if s else "")
-        return FlowEstimator(name, desc, lambda a, b: model.estimate(a, b, iters=n, scale=s)[0], device, random_init, model)
+        return FlowEstimator(
+            name, desc, lambda a, b: model.estimate(a, b, iters=n, scale=s)[0], device, random_init, model
+        )
     from daflow.models.baselines import load_ptlflow  # flowseek-*: optional extra
 
     wrapped = load_ptlflow(name, None if random_init else weights, iters=12 if iters is None else iters).to(device)

@@ -38,7 +38,9 @@ class Schedule:
         return len(self.timesteps)
 
 
-def make_schedule(steps: int = DEFAULT_STEPS, *, shift: float = DEFAULT_SHIFT, num_train_timesteps: int = 1000) -> Schedule:
+def make_schedule(
+    steps: int = DEFAULT_STEPS, *, shift: float = DEFAULT_SHIFT, num_train_timesteps: int = 1000
+) -> Schedule:
     """The inference schedule of SD3.5's scheduler for ``steps`` steps."""
     from diffusers import FlowMatchEulerDiscreteScheduler
 
@@ -75,10 +77,19 @@ class DenoiseStep:
     latents: torch.Tensor
 
 
-def denoise(transformer, lq_latents: torch.Tensor, prompt: PromptEmbeds, *, num_frames: int,
-            steps: int = DEFAULT_STEPS, shift: float = DEFAULT_SHIFT, taps: TapSpec | None = None,
-            stop_after: int | None = None, noise: torch.Tensor | None = None,
-            generator: torch.Generator | None = None) -> Iterator[DenoiseStep]:
+def denoise(
+    transformer,
+    lq_latents: torch.Tensor,
+    prompt: PromptEmbeds,
+    *,
+    num_frames: int,
+    steps: int = DEFAULT_STEPS,
+    shift: float = DEFAULT_SHIFT,
+    taps: TapSpec | None = None,
+    stop_after: int | None = None,
+    noise: torch.Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> Iterator[DenoiseStep]:
     """Run the lifted DiT4SR's sampler on ``lq_latents`` ``[B·F, 16, h, w]`` (clips of ``num_frames``), yielding
     each step; ``stop_after=k`` ends after step ``k`` (0-based). ``noise`` (same shape) or ``generator`` fixes
     the start; the noise is drawn on the CPU so that a seed gives the same start on every device."""
@@ -103,8 +114,21 @@ def denoise(transformer, lq_latents: torch.Tensor, prompt: PromptEmbeds, *, num_
         sigma, sigma_next = float(schedule.sigmas[i]), float(schedule.sigmas[i + 1])
         t = float(schedule.timesteps[i])
         with torch.no_grad():
-            velocity = transformer(latents.to(dtype), lq, text, pooled, torch.full((b,), t, device=device, dtype=dtype),
-                                   num_frames=num_frames, taps=recorder)
+            velocity = transformer(
+                latents.to(dtype),
+                lq,
+                text,
+                pooled,
+                torch.full((b,), t, device=device, dtype=dtype),
+                num_frames=num_frames,
+                taps=recorder,
+            )
         latents = euler_step(latents, velocity, sigma, sigma_next)
-        yield DenoiseStep(index=i, sigma=sigma, timestep=t, taps=recorder.pop() if recorder is not None else {},
-                          velocity=velocity, latents=latents)
+        yield DenoiseStep(
+            index=i,
+            sigma=sigma,
+            timestep=t,
+            taps=recorder.pop() if recorder is not None else {},
+            velocity=velocity,
+            latents=latents,
+        )

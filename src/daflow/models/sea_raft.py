@@ -27,15 +27,17 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from daflow.files import read_json
 from daflow.flow.warp import coords_grid
 from daflow.models.corr import build_corr
 from daflow.models.raft import BasicMotionEncoder, InputPadder, convex_upsample
 from daflow.models.weights import load_strict, read_state_dict
-from daflow.files import read_json
 
-SEA_RAFT_PUBLISHED = ("the official checkpoints (e.g. Tartan-C-T-TSKH-spring540x960-M.pth) are linked from "
-                      "https://github.com/princeton-vl/SEA-RAFT (Google Drive) and on Hugging Face as "
-                      "MemorySlices/Tartan-C-T-TSKH-spring540x960-M")
+SEA_RAFT_PUBLISHED = (
+    "the official checkpoints (e.g. Tartan-C-T-TSKH-spring540x960-M.pth) are linked from "
+    "https://github.com/princeton-vl/SEA-RAFT (Google Drive) and on Hugging Face as "
+    "MemorySlices/Tartan-C-T-TSKH-spring540x960-M"
+)
 
 RESNET_BLOCKS = {"resnet18": (2, 2, 2), "resnet34": (3, 4, 6)}
 
@@ -68,11 +70,11 @@ class SEARAFTConfig:
         object.__setattr__(self, "block_dims", tuple(int(d) for d in self.block_dims))
 
     @classmethod
-    def from_json(cls, path_or_dict) -> "SEARAFTConfig":
+    def from_json(cls, path_or_dict) -> SEARAFTConfig:
         """From an official ``config/eval/*.json`` (or its dict); unknown keys (training settings) are ignored."""
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
-            data = read_json(path_or_dict, what='SEA-RAFT config')
+            data = read_json(path_or_dict, what="SEA-RAFT config")
         names = {f.name for f in fields(cls)}
         return cls(**{k: (tuple(v) if k == "block_dims" else v) for k, v in data.items() if k in names})
 
@@ -90,8 +92,9 @@ SEA_RAFT_PRESETS: dict[str, SEARAFTConfig] = {
     "sea-raft-m": SEARAFTConfig(pretrain="resnet34", iters=4),
     "sea-raft-l": SEARAFTConfig(pretrain="resnet34", iters=12),
     "spring-m": SEARAFTConfig(pretrain="resnet34", iters=4, scale=-1),
-    "tiny": SEARAFTConfig(pretrain="resnet18", initial_dim=16, block_dims=(16, 24, 32), dim=32, radius=3,
-                          num_blocks=1, iters=4),
+    "tiny": SEARAFTConfig(
+        pretrain="resnet18", initial_dim=16, block_dims=(16, 24, 32), dim=32, radius=3, num_blocks=1, iters=4
+    ),
 }
 
 
@@ -204,8 +207,9 @@ def uncertainty(info: torch.Tensor, *, var_min: float = 0.0, var_max: float = 10
     return (info[:, :2].softmax(dim=1) * log_b).sum(dim=1, keepdim=True)
 
 
-def laplace_mixture_nll(flow: torch.Tensor, info: torch.Tensor, flow_gt: torch.Tensor, *, var_min: float = 0.0,
-                        var_max: float = 10.0) -> torch.Tensor:
+def laplace_mixture_nll(
+    flow: torch.Tensor, info: torch.Tensor, flow_gt: torch.Tensor, *, var_min: float = 0.0, var_max: float = 10.0
+) -> torch.Tensor:
     """Per-pixel, per-flow-component negative log-likelihood ``[B, 2, H, W]`` of ``flow_gt`` under SEA-RAFT's
     mixture of two Laplace distributions centred on ``flow`` (SEA-RAFT Eq. 3)::
 
@@ -245,10 +249,12 @@ class SEARAFT(nn.Module):
         cor_planes = self.corr_levels * (2 * config.radius + 1) ** 2
         self.cnet = ResNetFPN(config, input_dim=6, output_dim=2 * dim)
         self.init_conv = nn.Conv2d(2 * dim, 2 * dim, 3, padding=1)
-        self.upsample_weight = nn.Sequential(nn.Conv2d(dim, 2 * dim, 3, padding=1), nn.ReLU(inplace=True),
-                                             nn.Conv2d(2 * dim, 64 * 9, 1))
-        self.flow_head = nn.Sequential(nn.Conv2d(dim, 2 * dim, 3, padding=1), nn.ReLU(inplace=True),
-                                       nn.Conv2d(2 * dim, 6, 3, padding=1))
+        self.upsample_weight = nn.Sequential(
+            nn.Conv2d(dim, 2 * dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(2 * dim, 64 * 9, 1)
+        )
+        self.flow_head = nn.Sequential(
+            nn.Conv2d(dim, 2 * dim, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(2 * dim, 6, 3, padding=1)
+        )
         self.fnet = ResNetFPN(config, input_dim=3, output_dim=2 * dim)
         self.update_block = UpdateBlock(cor_planes, dim, config.num_blocks)
 
@@ -267,19 +273,27 @@ class SEARAFT(nn.Module):
         padder = InputPadder(image1.shape)
         image1, image2 = padder.pad_images(2 * (image1 / 255.0) - 1, 2 * (image2 / 255.0) - 1)
         h, w = image1.shape[-2:]
-        min_side = 8 * 2 ** self.corr_levels  # the official pyramid halves the 1/8 features 4 times (crashes below)
+        min_side = 8 * 2**self.corr_levels  # the official pyramid halves the 1/8 features 4 times (crashes below)
         if h < min_side or w < min_side:
             raise ValueError(f"SEA-RAFT needs inputs of at least {min_side}x{min_side} (after padding), got {w}x{h}")
         b = image1.shape[0]
-        net, context = torch.split(self.init_conv(self.cnet(torch.cat([image1, image2], dim=1))), [self.config.dim] * 2, dim=1)
+        net, context = torch.split(
+            self.init_conv(self.cnet(torch.cat([image1, image2], dim=1))), [self.config.dim] * 2, dim=1
+        )
         out = self.flow_head(net)
         flow8, info8 = out[:, :2], out[:, 2:]
         flows, infos = [], []
         up = self._upsample(flow8, info8, 0.25 * self.upsample_weight(net))
         flows.append(up[0]), infos.append(up[1])
         # one fnet call per frame, as officially: in training, BatchNorm statistics are per frame
-        corr_fn = build_corr(self.fnet(image1), self.fnet(image2), mode=self.corr_mode, num_levels=self.corr_levels,
-                             radius=self.config.radius, pyramid="features")
+        corr_fn = build_corr(
+            self.fnet(image1),
+            self.fnet(image2),
+            mode=self.corr_mode,
+            num_levels=self.corr_levels,
+            radius=self.config.radius,
+            pyramid="features",
+        )
         grid = coords_grid(b, h // 8, w // 8, device=image1.device, dtype=image1.dtype)
         for _ in range(iters):
             flow8 = flow8.detach()
@@ -293,8 +307,9 @@ class SEARAFT(nn.Module):
         return SEARAFTOutput(flow=flows[-1], info=infos[-1], flow_predictions=flows, info_predictions=infos)
 
     @torch.no_grad()
-    def estimate(self, image1: torch.Tensor, image2: torch.Tensor, iters: int | None = None,
-                 scale: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def estimate(
+        self, image1: torch.Tensor, image2: torch.Tensor, iters: int | None = None, scale: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """SEA-RAFT's evaluation protocol (``calc_flow``): resize the inputs by ``2**scale`` (bilinear), run, and
         bring the flow back (bilinear, values × ``2**-scale``) and ``info`` (area). ``scale=-1`` is the Spring
         half-resolution protocol. Returns ``(flow [B, 2, H, W], info [B, 4, H, W])``."""
@@ -315,7 +330,9 @@ class SEARAFT(nn.Module):
         return flow, info
 
 
-def load_sea_raft(path_or_state_dict, config: SEARAFTConfig | str = "sea-raft-m", *, corr_mode: str = "auto") -> SEARAFT:
+def load_sea_raft(
+    path_or_state_dict, config: SEARAFTConfig | str = "sea-raft-m", *, corr_mode: str = "auto"
+) -> SEARAFT:
     """Build SEA-RAFT for ``config`` (a :class:`SEARAFTConfig` or a preset name) and load weights strictly
     (the official ``.pth``, safetensors, a ptlflow ``{"state_dict": …}`` file, or a state dict)."""
     config = get_sea_raft_config(config) if isinstance(config, str) else config
@@ -324,5 +341,14 @@ def load_sea_raft(path_or_state_dict, config: SEARAFTConfig | str = "sea-raft-m"
     return load_strict(model, sd, what=f"SEA-RAFT ({config.pretrain}, dim {config.dim})")
 
 
-__all__ = ["SEARAFT", "SEARAFTConfig", "SEARAFTOutput", "SEA_RAFT_PRESETS", "get_sea_raft_config", "load_sea_raft",
-           "laplace_mixture_nll", "laplace_log_scales", "uncertainty"]
+__all__ = [
+    "SEARAFT",
+    "SEARAFTConfig",
+    "SEARAFTOutput",
+    "SEA_RAFT_PRESETS",
+    "get_sea_raft_config",
+    "load_sea_raft",
+    "laplace_mixture_nll",
+    "laplace_log_scales",
+    "uncertainty",
+]

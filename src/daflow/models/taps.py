@@ -46,8 +46,9 @@ class TapRecorder:
     def wants(self, block: int, attention: str) -> bool:
         return block in self.spec.blocks and attention == self.spec.attention
 
-    def record_qk(self, block: int, attention: str, q: torch.Tensor, k: torch.Tensor, num_frames: int,
-                  grid: tuple[int, int]) -> None:
+    def record_qk(
+        self, block: int, attention: str, q: torch.Tensor, k: torch.Tensor, num_frames: int, grid: tuple[int, int]
+    ) -> None:
         """``q``, ``k``: ``[B·F, heads, N, d]`` of the HQ stream after qk-norm."""
         if not self.wants(block, attention):
             return

@@ -18,18 +18,26 @@ from dataclasses import asdict, dataclass
 import torch
 from diffusers import AutoencoderKL
 
-from daflow.models.weights import check_state_dict, read_diffusers_model, save_diffusers_model
 from daflow.files import read_json
+from daflow.models.weights import check_state_dict, read_diffusers_model, save_diffusers_model
 
-VAE_PUBLISHED = ("the published VAE is vae/diffusion_pytorch_model.safetensors (with its config.json) of the "
-                 "Hugging Face repository stabilityai/stable-diffusion-3.5-medium")
+VAE_PUBLISHED = (
+    "the published VAE is vae/diffusion_pytorch_model.safetensors (with its config.json) of the "
+    "Hugging Face repository stabilityai/stable-diffusion-3.5-medium"
+)
 #: the image side must be a multiple of this for a latent grid that the DiT's 2×2 patches tile (VAE 8 × patch 2)
 TOKEN_STRIDE = 16
 
 
 #: ``AutoencoderKL`` settings every SD3 VAE has (not in :class:`VAEConfig`)
-SD3_FIXED = {"in_channels": 3, "out_channels": 3, "use_quant_conv": False, "use_post_quant_conv": False,
-             "act_fn": "silu", "mid_block_add_attention": True}
+SD3_FIXED = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "use_quant_conv": False,
+    "use_post_quant_conv": False,
+    "act_fn": "silu",
+    "mid_block_add_attention": True,
+}
 
 
 @dataclass(frozen=True)
@@ -51,12 +59,12 @@ class VAEConfig:
             raise ValueError(f"norm_num_groups ({self.norm_num_groups}) must divide every block width, not {bad}")
 
     @classmethod
-    def from_json(cls, path_or_dict) -> "VAEConfig":
+    def from_json(cls, path_or_dict) -> VAEConfig:
         """From a diffusers ``config.json``: keys of other ``AutoencoderKL`` variants must have SD3's values."""
 
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
-            data = read_json(path_or_dict, what='VAE config.json')
+            data = read_json(path_or_dict, what="VAE config.json")
         wrong = {k: data[k] for k, v in SD3_FIXED.items() if k in data and data[k] != v}
         if wrong:
             raise ValueError(f"VAE config {wrong} differs from SD3's ({ {k: SD3_FIXED[k] for k in wrong} })")
@@ -85,15 +93,30 @@ def build_vae(config: VAEConfig | str = "paper") -> AutoencoderKL:
         config = VAE_PRESETS[config]
     n = len(config.block_out_channels)
     return AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * n, up_block_types=("UpDecoderBlock2D",) * n,
-        block_out_channels=config.block_out_channels, layers_per_block=config.layers_per_block,
-        latent_channels=config.latent_channels, norm_num_groups=config.norm_num_groups, sample_size=config.sample_size,
-        scaling_factor=config.scaling_factor, shift_factor=config.shift_factor, use_quant_conv=False,
-        use_post_quant_conv=False, mid_block_add_attention=True)
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * n,
+        up_block_types=("UpDecoderBlock2D",) * n,
+        block_out_channels=config.block_out_channels,
+        layers_per_block=config.layers_per_block,
+        latent_channels=config.latent_channels,
+        norm_num_groups=config.norm_num_groups,
+        sample_size=config.sample_size,
+        scaling_factor=config.scaling_factor,
+        shift_factor=config.shift_factor,
+        use_quant_conv=False,
+        use_post_quant_conv=False,
+        mid_block_add_attention=True,
+    )
 
 
-def load_vae(path: str | os.PathLike, *, config: VAEConfig | None = None, dtype: torch.dtype = torch.float32,
-             device: str | torch.device = "cpu") -> AutoencoderKL:
+def load_vae(
+    path: str | os.PathLike,
+    *,
+    config: VAEConfig | None = None,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+) -> AutoencoderKL:
     """The published SD3.5 VAE: its safetensors file, its ``vae`` folder, or the SD3.5 pipeline folder."""
     cfg_path, sd, files = read_diffusers_model(path, subfolder="vae", what="SD3.5 VAE", published=VAE_PUBLISHED)
     if config is None:
@@ -118,8 +141,9 @@ def _check_images(images: torch.Tensor) -> None:
         raise ValueError(f"image sides must be multiples of 8 for the VAE, got {tuple(images.shape[-2:])}")
 
 
-def encode(vae: AutoencoderKL, images: torch.Tensor, *, sample: bool = False,
-           generator: torch.Generator | None = None) -> torch.Tensor:
+def encode(
+    vae: AutoencoderKL, images: torch.Tensor, *, sample: bool = False, generator: torch.Generator | None = None
+) -> torch.Tensor:
     """RGB ``[N, 3, H, W]`` in 0..255 → latents ``[N, 16, H/8, W/8]``, ``(mean − shift) · scale`` (Eq. 2).
 
     ``sample=True`` draws from the posterior instead of taking its mean, as DiT4SR did for its training data.

@@ -66,8 +66,9 @@ def fill_aliases(model: nn.Module, sd: dict[str, torch.Tensor]) -> dict[str, tor
     return out
 
 
-def check_state_dict(expected: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], *, prefix: str,
-                     source: str = "checkpoint") -> None:
+def check_state_dict(
+    expected: dict[str, torch.Tensor], sd: dict[str, torch.Tensor], *, prefix: str, source: str = "checkpoint"
+) -> None:
     """Raise one ``ValueError`` (``"{prefix}: missing …; unexpected …; key: {source} shape vs model shape"``) unless
     ``sd`` has exactly the keys and shapes of ``expected``."""
     missing = sorted(set(expected) - set(sd))
@@ -94,8 +95,9 @@ def load_strict(model: nn.Module, sd: dict[str, torch.Tensor], *, what: str) -> 
     return model
 
 
-def read_diffusers_model(path: str | os.PathLike, *, subfolder: str, what: str,
-                         published: str) -> tuple[Path | None, dict[str, torch.Tensor], list[Path]]:
+def read_diffusers_model(
+    path: str | os.PathLike, *, subfolder: str, what: str, published: str
+) -> tuple[Path | None, dict[str, torch.Tensor], list[Path]]:
     """A model saved by diffusers' ``save_pretrained``: a ``*.safetensors`` file, its folder, or the pipeline folder
     holding ``subfolder`` (e.g. ``transformer``, ``vae``). Returns (the ``config.json`` beside the weights or None,
     the merged state dict, the files read)."""
@@ -122,8 +124,9 @@ def read_diffusers_model(path: str | os.PathLike, *, subfolder: str, what: str,
     return (config if config.is_file() else None), sd, files
 
 
-def save_diffusers_model(folder: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict, *,
-                         class_name: str) -> Path:
+def save_diffusers_model(
+    folder: str | os.PathLike, state_dict: dict[str, torch.Tensor], config: dict, *, class_name: str
+) -> Path:
     """Write ``config.json`` (with diffusers' ``_class_name``) and ``diffusion_pytorch_model.safetensors`` into
     ``folder``, each atomically: the layout :func:`read_diffusers_model` (and diffusers) reads."""
     import json
@@ -135,6 +138,8 @@ def save_diffusers_model(folder: str | os.PathLike, state_dict: dict[str, torch.
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / "diffusion_pytorch_model.safetensors") as tmp:
-        save_file({k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp), metadata={"format": "pt"})
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in state_dict.items()}, str(tmp), metadata={"format": "pt"}
+        )
     atomic_write_text(folder / "config.json", json.dumps({"_class_name": class_name, **config}, indent=2))
     return folder

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 
@@ -49,8 +49,16 @@ def step_folder(run: Path, step: int) -> Path:
     return Path(run) / CHECKPOINTS / f"step_{step:07d}"
 
 
-def save_checkpoint(run: Path, step: int, optimizer: torch.optim.Optimizer, *, config: dict,
-                    write_model: Callable[[Path], None], keep: int = 2, extra: dict | None = None) -> Path:
+def save_checkpoint(
+    run: Path,
+    step: int,
+    optimizer: torch.optim.Optimizer,
+    *,
+    config: dict,
+    write_model: Callable[[Path], None],
+    keep: int = 2,
+    extra: dict | None = None,
+) -> Path:
     """Write checkpoint ``step``: ``write_model(folder)`` saves the model, then the optimizer state and metadata;
     keeps the newest ``keep`` checkpoints."""
     from safetensors.torch import save_file
@@ -61,8 +69,12 @@ def save_checkpoint(run: Path, step: int, optimizer: torch.optim.Optimizer, *, c
     partial.mkdir(parents=True)
     write_model(partial)
     tensors, optim_meta = optimizer_to_tensors(optimizer)
-    meta = {"step": str(step), "config": json.dumps(config), "optimizer": json.dumps(optim_meta),
-            "extra": json.dumps(extra or {})}
+    meta = {
+        "step": str(step),
+        "config": json.dumps(config),
+        "optimizer": json.dumps(optim_meta),
+        "extra": json.dumps(extra or {}),
+    }
     save_file(tensors, str(partial / STATE_FILE), metadata=meta)
     shutil.rmtree(final, ignore_errors=True)
     partial.rename(final)
@@ -76,8 +88,11 @@ def list_checkpoints(run: Path) -> list[Path]:
     folder = Path(run) / CHECKPOINTS
     if not folder.is_dir():
         return []
-    done = [p for p in folder.iterdir() if p.is_dir() and p.name.startswith("step_") and not p.name.endswith(".partial")
-            and (p / STATE_FILE).is_file()]
+    done = [
+        p
+        for p in folder.iterdir()
+        if p.is_dir() and p.name.startswith("step_") and not p.name.endswith(".partial") and (p / STATE_FILE).is_file()
+    ]
     return sorted(done, key=lambda p: int(p.name.split("_")[1]))
 
 
@@ -90,8 +105,13 @@ def read_state(folder: Path) -> tuple[int, dict, dict[str, torch.Tensor], dict, 
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata()
             tensors = {k: f.get_tensor(k) for k in f.keys()}
-        return (int(meta["step"]), json.loads(meta["config"]), tensors, json.loads(meta["optimizer"]),
-                json.loads(meta.get("extra", "{}")))
+        return (
+            int(meta["step"]),
+            json.loads(meta["config"]),
+            tensors,
+            json.loads(meta["optimizer"]),
+            json.loads(meta.get("extra", "{}")),
+        )
     except Exception as exc:  # noqa: BLE001
         raise ValueError(f"{path}: not a daflow training checkpoint ({type(exc).__name__}: {exc})") from exc
 
@@ -101,7 +121,9 @@ def check_same_run(run: Path, saved: dict, current: dict, keys: tuple[str, ...])
     diff = {k: (saved.get(k), current.get(k)) for k in keys if saved.get(k) != current.get(k)}
     if diff:
         lines = ", ".join(f"{k}: saved {a!r} vs now {b!r}" for k, (a, b) in diff.items())
-        raise ValueError(f"{run} holds a run with other settings ({lines}); use another output folder or the same settings")
+        raise ValueError(
+            f"{run} holds a run with other settings ({lines}); use another output folder or the same settings"
+        )
 
 
 def truncate_log(path: Path, step: int) -> None:

@@ -52,8 +52,10 @@ def _window_pairs(hq_root: Path, lq_root: Path, num_frames: int, stride: int):
     hq = VideoFrames(hq_clips, num_frames=num_frames, stride=stride)
     lq = VideoFrames(lq_clips, num_frames=num_frames, stride=stride)
     if len(hq) != len(lq):
-        raise DatasetLayoutError(f"youhq: {hq_root} gives {len(hq)} windows of {num_frames} frames but the mirror "
-                                 f"{lq_root} gives {len(lq)}; the mirror must have the same frame counts")
+        raise DatasetLayoutError(
+            f"youhq: {hq_root} gives {len(hq)} windows of {num_frames} frames but the mirror "
+            f"{lq_root} gives {len(lq)}; the mirror must have the same frame counts"
+        )
     return hq, lq
 
 
@@ -70,8 +72,9 @@ class ClipSource:
     spec: str = ""
 
 
-def build_clip_source(spec: DatasetSpec | str, *, num_frames: int, stride: int = 1,
-                      degrade: str | None = "realbasicvsr") -> ClipSource:
+def build_clip_source(
+    spec: DatasetSpec | str, *, num_frames: int, stride: int = 1, degrade: str | None = "realbasicvsr"
+) -> ClipSource:
     """Resolve a training ``--data`` spec (see the module docstring). ``degrade`` is the on-the-fly preset for
     sources without LQ frames (a ``degrade=`` option of the spec overrides it; ``none`` turns it off)."""
     spec = parse_dataset_spec(spec) if isinstance(spec, str) else spec
@@ -114,8 +117,9 @@ class TrainingClips(torch.utils.data.Dataset):
     """Sample ``i`` of the run (see the module docstring) as a dict of tensors: ``lq`` ``[F, 3, h, w]`` (float,
     0..255), and where available ``hq`` (same), ``flow`` ``[F−1, 2, h, w]`` and ``valid`` ``[F−1, h, w]``."""
 
-    def __init__(self, source: ClipSource, *, crop: tuple[int, int] | None = None, seed: int = 0,
-                 require: Sequence[str] = ()):
+    def __init__(
+        self, source: ClipSource, *, crop: tuple[int, int] | None = None, seed: int = 0, require: Sequence[str] = ()
+    ):
         self.source, self.crop, self.seed = source, crop, seed
         if len(source.clips) == 0:
             raise ValueError(f"--data {source.spec}: no clips")
@@ -124,8 +128,10 @@ class TrainingClips(torch.utils.data.Dataset):
             have.discard("lq")
         missing = set(require) - have
         if missing:
-            raise ValueError(f"--data {source.spec}: this training needs {sorted(missing)}, which the source does not "
-                             f"give (it gives {sorted(have)})")
+            raise ValueError(
+                f"--data {source.spec}: this training needs {sorted(missing)}, which the source does not "
+                f"give (it gives {sorted(have)})"
+            )
 
     def __len__(self) -> int:  # the counter is unbounded; a DataLoader only needs a length for its sampler
         return 2**62
@@ -160,8 +166,10 @@ class TrainingClips(torch.utils.data.Dataset):
             if src.lq_mirror is not None:
                 lq = src.lq_mirror[index].frames
                 if lq.shape != frames.shape:
-                    raise DatasetLayoutError(f"LQ mirror frames {lq.shape} differ from the HQ frames {frames.shape} "
-                                             f"({sample.meta}); degrade with the HQ size kept")
+                    raise DatasetLayoutError(
+                        f"LQ mirror frames {lq.shape} differ from the HQ frames {frames.shape} "
+                        f"({sample.meta}); degrade with the HQ size kept"
+                    )
                 out["lq"] = _frames(np.ascontiguousarray(lq[win]))
             elif src.degrade is not None:
                 from daflow.data.degrade import degrade_clip, sample_params

@@ -70,16 +70,37 @@ class FlowTrainConfig:
 
 FLOW_PRESETS: dict[str, FlowTrainConfig] = {
     "paper": FlowTrainConfig(),
-    "tiny": FlowTrainConfig(steps=300, batch=2, crop=(64, 64), lr=4e-4, weight_decay=1e-4, iters=6, save_every=100,
-                            workers=0),
+    "tiny": FlowTrainConfig(
+        steps=300, batch=2, crop=(64, 64), lr=4e-4, weight_decay=1e-4, iters=6, save_every=100, workers=0
+    ),
 }
 
-RUN_KEYS = ("batch", "frames", "crop", "lr", "weight_decay", "iters", "gamma", "max_flow", "num_steps", "seed", "data",
-            "model", "steps")
+RUN_KEYS = (
+    "batch",
+    "frames",
+    "crop",
+    "lr",
+    "weight_decay",
+    "iters",
+    "gamma",
+    "max_flow",
+    "num_steps",
+    "seed",
+    "data",
+    "model",
+    "steps",
+)
 
 
-def one_cycle_lr(step: int, total: int, max_lr: float, *, pct_start: float = 0.05, div_factor: float = 25.0,
-                 final_div_factor: float = 1e4) -> float:
+def one_cycle_lr(
+    step: int,
+    total: int,
+    max_lr: float,
+    *,
+    pct_start: float = 0.05,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+) -> float:
     """RAFT's schedule (``OneCycleLR``, linear, no momentum cycling) at ``step`` of ``total`` scheduler steps."""
     initial = max_lr / div_factor
     final = initial / final_div_factor
@@ -89,20 +110,35 @@ def one_cycle_lr(step: int, total: int, max_lr: float, *, pct_start: float = 0.0
     return max_lr + (final - max_lr) * min((step - peak) / (total - 1 - peak), 1.0)
 
 
-def flow_loss(model: DAFlow, batch: dict[str, torch.Tensor], *, step_index: int, config: FlowTrainConfig,
-              noise_seeds: list[int]) -> torch.Tensor:
+def flow_loss(
+    model: DAFlow, batch: dict[str, torch.Tensor], *, step_index: int, config: FlowTrainConfig, noise_seeds: list[int]
+) -> torch.Tensor:
     """Eq. 18 on every pair of the batch's clips, with the features of denoising step ``step_index``."""
     lq = batch["lq"]
-    out = model(lq, steps=[step_index], num_steps=config.num_steps, iters=config.iters, seed=noise_seeds,
-                return_predictions=True)
+    out = model(
+        lq,
+        steps=[step_index],
+        num_steps=config.num_steps,
+        iters=config.iters,
+        seed=noise_seeds,
+        return_predictions=True,
+    )
     gt = batch["flow"].flatten(0, 1)
     valid = batch["valid"].flatten(0, 1)
     return sequence_loss(out.predictions[step_index], gt, valid, gamma=config.gamma, max_flow=config.max_flow)
 
 
-def train_flow(model: DAFlow, source: ClipSource, run: str | Path, config: FlowTrainConfig, *,
-               model_info: dict | None = None, save_backbone: bool = False, progress: bool = True,
-               stop_at: int | None = None) -> dict:
+def train_flow(
+    model: DAFlow,
+    source: ClipSource,
+    run: str | Path,
+    config: FlowTrainConfig,
+    *,
+    model_info: dict | None = None,
+    save_backbone: bool = False,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Train (or resume) stage 2 into ``run``; returns a summary. ``model`` comes initialised (RAFT surgery).
     ``stop_at`` ends the session after that step (as an interruption would; the schedule still spans
     ``config.steps``)."""
@@ -123,15 +159,24 @@ def train_flow(model: DAFlow, source: ClipSource, run: str | Path, config: FlowT
         return flow_loss(module, batch, step_index=step_index, config=config, noise_seeds=seeds)
 
     stage = Stage(
-        name="flow", module=model, params=params, loss=loss,
+        name="flow",
+        module=model,
+        params=params,
+        loss=loss,
         dataset=TrainingClips(source, crop=config.crop, seed=config.seed, require=("lq", "flow")),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
         write_model=lambda module, folder: module.save(folder / "model", with_backbone=False),
         final_model=lambda module, folder: module.save(folder / "model", with_backbone=save_backbone),
         read_model=lambda folder: model.load_state_dict(load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False),
-        record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}},
-        run_keys=RUN_KEYS)
+        record={
+            **dataclasses.asdict(config),
+            "crop": list(config.crop),
+            "data": source.spec,
+            "model": model_info or {},
+        },
+        run_keys=RUN_KEYS,
+    )
     settings = LoopSettings.of(config)
     summary = train_loop(stage, run, settings, device=model.device, progress=progress, stop_at=stop_at)
     model.eval()

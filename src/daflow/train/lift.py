@@ -83,13 +83,36 @@ class LiftConfig:
 
 LIFT_PRESETS: dict[str, LiftConfig] = {
     "paper": LiftConfig(),
-    "tiny": LiftConfig(steps=200, batch=2, crop=(64, 64), lr=5e-4, trainable="all", gradient_checkpointing=False,
-                       save_every=100, log_every=10, workers=0),
+    "tiny": LiftConfig(
+        steps=200,
+        batch=2,
+        crop=(64, 64),
+        lr=5e-4,
+        trainable="all",
+        gradient_checkpointing=False,
+        save_every=100,
+        log_every=10,
+        workers=0,
+    ),
 }
 
 #: settings that change what is trained; a resumed run must keep them
-RUN_KEYS = ("batch", "frames", "crop", "lr", "warmup", "weight_decay", "trainable", "loss", "logit_mean", "logit_std",
-            "shift", "seed", "data", "model")
+RUN_KEYS = (
+    "batch",
+    "frames",
+    "crop",
+    "lr",
+    "warmup",
+    "weight_decay",
+    "trainable",
+    "loss",
+    "logit_mean",
+    "logit_std",
+    "shift",
+    "seed",
+    "data",
+    "model",
+)
 
 
 def trainable_parameters(model: torch.nn.Module, which: str) -> list[tuple[str, torch.nn.Parameter]]:
@@ -98,8 +121,11 @@ def trainable_parameters(model: torch.nn.Module, which: str) -> list[tuple[str, 
         raise ValueError(f"trainable must be one of {TRAINABLE}, got {which!r}")
     chosen = []
     for name, p in model.named_parameters():
-        take = (which == "all" or (which == "control" and "control" in name)
-                or (which == "attention" and (".attn." in name or ".attn2." in name)))
+        take = (
+            which == "all"
+            or (which == "control" and "control" in name)
+            or (which == "attention" and (".attn." in name or ".attn2." in name))
+        )
         p.requires_grad_(take)
         if take:
             chosen.append((name, p))
@@ -108,27 +134,42 @@ def trainable_parameters(model: torch.nn.Module, which: str) -> list[tuple[str, 
     return chosen
 
 
-def sample_sigmas(batch: int, generator: torch.Generator, *, mean: float = 0.0, std: float = 1.0,
-                  shift: float = DEFAULT_SHIFT) -> torch.Tensor:
+def sample_sigmas(
+    batch: int, generator: torch.Generator, *, mean: float = 0.0, std: float = 1.0, shift: float = DEFAULT_SHIFT
+) -> torch.Tensor:
     """``[batch]`` σ by SD3's logit-normal timestep density: ``u = sigmoid(N(mean, std))``, ``σ = sigmas[⌊1000u⌋]``."""
     sigmas = training_sigmas(shift=shift)
     u = torch.sigmoid(torch.randn(batch, generator=generator) * std + mean)
     return sigmas[(u * len(sigmas)).long().clamp(max=len(sigmas) - 1)]
 
 
-def flow_matching_loss(model, z0: torch.Tensor, lq: torch.Tensor, text: torch.Tensor, pooled: torch.Tensor,
-                       sigma: torch.Tensor, noise: torch.Tensor, *, num_frames: int, loss: str = "x0") -> torch.Tensor:
+def flow_matching_loss(
+    model,
+    z0: torch.Tensor,
+    lq: torch.Tensor,
+    text: torch.Tensor,
+    pooled: torch.Tensor,
+    sigma: torch.Tensor,
+    noise: torch.Tensor,
+    *,
+    num_frames: int,
+    loss: str = "x0",
+) -> torch.Tensor:
     """The stage-1 loss for latents ``z0``/``lq`` ``[B·F, 16, h, w]``, per-clip ``sigma`` ``[B]`` and ``noise``."""
     s = sigma.to(z0).repeat_interleave(num_frames).view(-1, 1, 1, 1)
     z_t = (1 - s) * z0 + s * noise
     param = next(model.parameters())
-    v = model(z_t.to(param.dtype), lq.to(param.dtype), text, pooled, sigma.to(z0.device) * 1000, num_frames=num_frames).float()
+    v = model(
+        z_t.to(param.dtype), lq.to(param.dtype), text, pooled, sigma.to(z0.device) * 1000, num_frames=num_frames
+    ).float()
     if loss == "x0":
         return ((z_t - s * v) - z0).pow(2).mean()
     return (v - (noise - z0)).pow(2).mean()
 
 
-def validation_loss(backbone: DiffusionBackbone, dataset: TrainingClips, config: LiftConfig, *, clips: int = 8) -> float:
+def validation_loss(
+    backbone: DiffusionBackbone, dataset: TrainingClips, config: LiftConfig, *, clips: int = 8
+) -> float:
     """Mean loss over ``clips`` fixed samples (counters far beyond any run), σ spread evenly over 0.05..0.95 and fixed
     noise: a low-variance progress signal (held-in clips; not a generalisation measure)."""
     transformer, device = backbone.transformer, backbone.device
@@ -144,8 +185,11 @@ def validation_loss(backbone: DiffusionBackbone, dataset: TrainingClips, config:
             zl = encode(backbone.vae, batch["lq"].to(device)).float()
             sigma = torch.tensor([0.05 + 0.9 * i / max(clips - 1, 1)])
             noise = torch.randn(z0.shape, generator=g).to(device)
-            total += float(flow_matching_loss(transformer, z0, zl, text, pooled, sigma, noise,
-                                              num_frames=z0.shape[0], loss=config.loss))
+            total += float(
+                flow_matching_loss(
+                    transformer, z0, zl, text, pooled, sigma, noise, num_frames=z0.shape[0], loss=config.loss
+                )
+            )
     transformer.train(was_training)
     return total / clips
 
@@ -155,8 +199,16 @@ def lr_at(config: LiftConfig, step: int) -> float:
     return config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup > 0 else config.lr
 
 
-def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path, config: LiftConfig, *,
-               model_info: dict | None = None, progress: bool = True, stop_at: int | None = None) -> dict:
+def train_lift(
+    backbone: DiffusionBackbone,
+    source: ClipSource,
+    run: str | Path,
+    config: LiftConfig,
+    *,
+    model_info: dict | None = None,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Train (or resume) stage 1 into ``run``; returns a summary (steps done, first/last losses). ``stop_at`` ends
     the session after that step."""
     from daflow.models.dit4sr import load_dit4sr, save_dit4sr
@@ -176,20 +228,40 @@ def train_lift(backbone: DiffusionBackbone, source: ClipSource, run: str | Path,
             zl = encode(backbone.vae, lq.flatten(0, 1), sample=True, generator=g).float()
         sigma = sample_sigmas(b, g, mean=config.logit_mean, std=config.logit_std, shift=config.shift)
         noise = torch.randn(z0.shape, generator=g).to(z0.device)
-        return flow_matching_loss(module, z0, zl, text[:b].to(z0.device), pooled[:b].to(z0.device), sigma, noise,
-                                  num_frames=f, loss=config.loss)
+        return flow_matching_loss(
+            module,
+            z0,
+            zl,
+            text[:b].to(z0.device),
+            pooled[:b].to(z0.device),
+            sigma,
+            noise,
+            num_frames=f,
+            loss=config.loss,
+        )
 
     def read_model(folder: Path) -> None:
         transformer.load_state_dict(load_dit4sr(folder / "transformer", dtype=torch.float32).state_dict())
 
     stage = Stage(
-        name="lift", module=transformer, params=params, dataset=dataset, loss=loss,
+        name="lift",
+        module=transformer,
+        params=params,
+        dataset=dataset,
+        loss=loss,
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
         lr=lambda step: lr_at(config, step),
-        write_model=lambda module, folder: save_dit4sr(module, folder / "transformer"), read_model=read_model,
+        write_model=lambda module, folder: save_dit4sr(module, folder / "transformer"),
+        read_model=read_model,
         on_checkpoint=lambda step: {"val_loss": validation_loss(backbone, dataset, config)},
-        record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "model": model_info or {}},
-        run_keys=RUN_KEYS)
+        record={
+            **dataclasses.asdict(config),
+            "crop": list(config.crop),
+            "data": source.spec,
+            "model": model_info or {},
+        },
+        run_keys=RUN_KEYS,
+    )
     settings = LoopSettings.of(config)
     summary = train_loop(stage, run, settings, device=backbone.device, progress=progress, stop_at=stop_at)
     transformer.gradient_checkpointing = False

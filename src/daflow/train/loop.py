@@ -26,8 +26,14 @@ import torch
 from tqdm import tqdm
 
 from daflow.files import atomic_write_text
-from daflow.train.checkpoint import (check_same_run, list_checkpoints, optimizer_from_tensors, read_state,
-                                     save_checkpoint, truncate_log)
+from daflow.train.checkpoint import (
+    check_same_run,
+    list_checkpoints,
+    optimizer_from_tensors,
+    read_state,
+    save_checkpoint,
+    truncate_log,
+)
 from daflow.train.data import StepSampler
 
 log = logging.getLogger(__name__)
@@ -66,7 +72,7 @@ class LoopSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     @classmethod
-    def of(cls, config) -> "LoopSettings":
+    def of(cls, config) -> LoopSettings:
         """The loop settings a stage's config carries (fields of the same names), checked; stage configs call this
         in their ``__post_init__`` so that a bad value fails where it is given."""
         import dataclasses
@@ -100,8 +106,15 @@ class Stage:
     run_keys: tuple[str, ...] = ()
 
 
-def train_loop(stage: Stage, run: str | Path, settings: LoopSettings, *, device: torch.device, progress: bool = True,
-               stop_at: int | None = None) -> dict:
+def train_loop(
+    stage: Stage,
+    run: str | Path,
+    settings: LoopSettings,
+    *,
+    device: torch.device,
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Run (or resume) ``stage`` into ``run``; ``stop_at`` ends this session after that step (as an interruption
     would). Returns ``{"start", "steps", "first_loss", "last_loss", "trainable_parameters", "seconds"}``."""
     from accelerate import Accelerator
@@ -111,8 +124,11 @@ def train_loop(stage: Stage, run: str | Path, settings: LoopSettings, *, device:
     mp = settings.mixed_precision
     if mp == "auto":
         mp = "bf16" if torch.cuda.is_available() and device.type != "cpu" else "no"
-    acc = Accelerator(mixed_precision=mp, cpu=device.type == "cpu",
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+    acc = Accelerator(
+        mixed_precision=mp,
+        cpu=device.type == "cpu",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
     record = json.loads(json.dumps(stage.record))
     start, state = 0, None
     done = list_checkpoints(run)
@@ -131,13 +147,24 @@ def train_loop(stage: Stage, run: str | Path, settings: LoopSettings, *, device:
         atomic_write_text(run / f"train_{stage.name}.json", json.dumps(record, indent=2))
         truncate_log(run / "log.jsonl", start)
     sampler = StepSampler(settings.batch, start_step=start, rank=acc.process_index, world=acc.num_processes)
-    loader = torch.utils.data.DataLoader(stage.dataset, batch_sampler=sampler, num_workers=settings.workers,
-                                         multiprocessing_context="spawn" if settings.workers > 0 else None)
+    loader = torch.utils.data.DataLoader(
+        stage.dataset,
+        batch_sampler=sampler,
+        num_workers=settings.workers,
+        multiprocessing_context="spawn" if settings.workers > 0 else None,
+    )
     n_trainable = sum(p.numel() for p in stage.params)
-    log.info("%s: %d trainable parameters, %s precision, %d process(es)", stage.name, n_trainable, mp, acc.num_processes)
+    log.info(
+        "%s: %d trainable parameters, %s precision, %d process(es)", stage.name, n_trainable, mp, acc.num_processes
+    )
     losses: list[float] = []
-    bar = tqdm(total=settings.steps, initial=start, desc=stage.name, unit="step",
-               disable=not (progress and acc.is_main_process))
+    bar = tqdm(
+        total=settings.steps,
+        initial=start,
+        desc=stage.name,
+        unit="step",
+        disable=not (progress and acc.is_main_process),
+    )
     t0 = time.perf_counter()
     step = start
     end = settings.steps if stop_at is None else min(stop_at, settings.steps)
@@ -158,23 +185,42 @@ def train_loop(stage: Stage, run: str | Path, settings: LoopSettings, *, device:
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if acc.is_main_process and (step % settings.log_every == 0 or step == settings.steps):
-            _log(run, {"step": step, "loss": float(np.mean(losses[-settings.log_every:])), "lr": stage.lr(step - 1),
-                       "seconds": round(time.perf_counter() - t0, 3)})
+            _log(
+                run,
+                {
+                    "step": step,
+                    "loss": float(np.mean(losses[-settings.log_every :])),
+                    "lr": stage.lr(step - 1),
+                    "seconds": round(time.perf_counter() - t0, 3),
+                },
+            )
         if step % settings.save_every == 0 or step == settings.steps:
             acc.wait_for_everyone()
             if acc.is_main_process:
                 unwrapped = acc.unwrap_model(module)
                 extra = stage.on_checkpoint(step) if stage.on_checkpoint else {}
-                save_checkpoint(run, step, optimizer, config=record, keep=settings.keep, extra=extra,
-                                write_model=lambda folder: stage.write_model(unwrapped, folder))
+                save_checkpoint(
+                    run,
+                    step,
+                    optimizer,
+                    config=record,
+                    keep=settings.keep,
+                    extra=extra,
+                    write_model=lambda folder, m=unwrapped: stage.write_model(m, folder),
+                )
                 if extra:
                     _log(run, {"step": step, **extra})
     bar.close()
     if acc.is_main_process and step == settings.steps:
         (stage.final_model or stage.write_model)(acc.unwrap_model(module), run)
-    return {"start": start, "steps": step, "first_loss": losses[0] if losses else None,
-            "last_loss": losses[-1] if losses else None, "trainable_parameters": n_trainable,
-            "seconds": time.perf_counter() - t0}
+    return {
+        "start": start,
+        "steps": step,
+        "first_loss": losses[0] if losses else None,
+        "last_loss": losses[-1] if losses else None,
+        "trainable_parameters": n_trainable,
+        "seconds": time.perf_counter() - t0,
+    }
 
 
 def _log(run: Path, entry: dict) -> None:

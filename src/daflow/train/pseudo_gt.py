@@ -49,12 +49,22 @@ def _check_manifest(out: Path, record: dict) -> None:
     old = json.loads(path.read_text())
     keys = ("teacher", "iters", "scale", "random_init")
     if any(old.get(k) != record.get(k) for k in keys):
-        raise ValueError(f"{out} holds labels from another teacher setting ({ {k: old.get(k) for k in keys} }); "
-                         f"now asked for { {k: record.get(k) for k in keys} }. Use another output folder.")
+        raise ValueError(
+            f"{out} holds labels from another teacher setting ({ {k: old.get(k) for k in keys} }); "
+            f"now asked for { {k: record.get(k) for k in keys} }. Use another output folder."
+        )
 
 
-def write_pseudo_gt(root: str | Path, out: str | Path, teacher: FlowEstimator, *, fmt: str = "flo",
-                    batch_size: int = 4, progress: bool = True, settings: dict | None = None) -> PseudoGTReport:
+def write_pseudo_gt(
+    root: str | Path,
+    out: str | Path,
+    teacher: FlowEstimator,
+    *,
+    fmt: str = "flo",
+    batch_size: int = 4,
+    progress: bool = True,
+    settings: dict | None = None,
+) -> PseudoGTReport:
     """Write ``teacher``'s flow for every consecutive frame pair of every clip below ``root`` (or of ``root`` itself
     if it is one video or frame folder). ``settings`` (iterations, scale, weights) go into the manifest."""
     if fmt not in LABEL_FORMATS:
@@ -63,12 +73,20 @@ def write_pseudo_gt(root: str | Path, out: str | Path, teacher: FlowEstimator, *
         raise ValueError(f"batch size must be >= 1, got {batch_size}")
     root, out = Path(root), Path(out)
     if not root.exists():
-        raise FileNotFoundError(f"clips not found: {root} (expected a folder of videos / frame folders, one video, or one frame folder)")
+        raise FileNotFoundError(
+            f"clips not found: {root} (expected a folder of videos / frame folders, one video, or one frame folder)"
+        )
     clips = find_clip_roots(root)
     if not clips:
         raise FileNotFoundError(f"{root}: no video files or frame folders found below it")
-    record = {"teacher": teacher.name, "description": teacher.description, "random_init": teacher.random_init,
-              "format": fmt, "daflow": daflow.__version__, **(settings or {})}
+    record = {
+        "teacher": teacher.name,
+        "description": teacher.description,
+        "random_init": teacher.random_init,
+        "format": fmt,
+        "daflow": daflow.__version__,
+        **(settings or {}),
+    }
     _check_manifest(out, record)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / MANIFEST, json.dumps(record, indent=2))

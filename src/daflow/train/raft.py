@@ -22,8 +22,8 @@ from daflow.files import atomic_path, atomic_write_text
 from daflow.models.raft import RAFT, InputPadder, load_raft
 from daflow.train.data import ClipSource, TrainingClips
 from daflow.train.flow import one_cycle_lr
-from daflow.train.losses import sequence_loss
 from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.losses import sequence_loss
 
 WEIGHTS = "raft.safetensors"
 
@@ -62,11 +62,35 @@ class RAFTTrainConfig:
 
 RAFT_PRESETS = {
     "paper": RAFTTrainConfig(),
-    "tiny": RAFTTrainConfig(steps=300, batch=2, frames=3, crop=(64, 64), small=True, lr=4e-4, weight_decay=1e-4,
-                            iters=6, save_every=100, workers=0),
+    "tiny": RAFTTrainConfig(
+        steps=300,
+        batch=2,
+        frames=3,
+        crop=(64, 64),
+        small=True,
+        lr=4e-4,
+        weight_decay=1e-4,
+        iters=6,
+        save_every=100,
+        workers=0,
+    ),
 }
-RUN_KEYS = ("batch", "frames", "crop", "inputs", "small", "lr", "weight_decay", "iters", "gamma", "max_flow", "seed",
-            "data", "steps", "init")
+RUN_KEYS = (
+    "batch",
+    "frames",
+    "crop",
+    "inputs",
+    "small",
+    "lr",
+    "weight_decay",
+    "iters",
+    "gamma",
+    "max_flow",
+    "seed",
+    "data",
+    "steps",
+    "init",
+)
 
 
 def save_raft(model: RAFT, folder: Path) -> None:
@@ -78,8 +102,16 @@ def save_raft(model: RAFT, folder: Path) -> None:
     atomic_write_text(folder / "config.json", json.dumps({"_class_name": "RAFT", "small": model.small}, indent=2))
 
 
-def train_raft(source: ClipSource, run: str | Path, config: RAFTTrainConfig, *, init: str | Path | None = None,
-               device: str | torch.device = "cpu", progress: bool = True, stop_at: int | None = None) -> dict:
+def train_raft(
+    source: ClipSource,
+    run: str | Path,
+    config: RAFTTrainConfig,
+    *,
+    init: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Train (or resume) RAFT on ``config.inputs`` frames of ``source`` into ``run/model``."""
     device = torch.device(device)
     if init is not None:
@@ -101,21 +133,35 @@ def train_raft(source: ClipSource, run: str | Path, config: RAFTTrainConfig, *, 
         first, second = padder.pad_images(first, second)
         out = module(first, second, iters=config.iters)
         predictions = [padder.unpad(p) for p in out.flow_predictions]
-        return sequence_loss(predictions, batch["flow"].flatten(0, 1), batch["valid"].flatten(0, 1), gamma=config.gamma,
-                             max_flow=config.max_flow)
+        return sequence_loss(
+            predictions,
+            batch["flow"].flatten(0, 1),
+            batch["valid"].flatten(0, 1),
+            gamma=config.gamma,
+            max_flow=config.max_flow,
+        )
 
     def read_model(folder: Path) -> None:
         model.load_state_dict(load_raft(folder / "model" / WEIGHTS, small=config.small).state_dict())
 
     stage = Stage(
-        name="raft", module=model, params=list(model.parameters()), loss=loss,
+        name="raft",
+        module=model,
+        params=list(model.parameters()),
+        loss=loss,
         dataset=TrainingClips(source, crop=config.crop, seed=config.seed, require=(key, "flow")),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
-        write_model=lambda module, folder: save_raft(module, folder / "model"), read_model=read_model,
-        record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec,
-                "init": str(init) if init else None},
-        run_keys=RUN_KEYS)
+        write_model=lambda module, folder: save_raft(module, folder / "model"),
+        read_model=read_model,
+        record={
+            **dataclasses.asdict(config),
+            "crop": list(config.crop),
+            "data": source.spec,
+            "init": str(init) if init else None,
+        },
+        run_keys=RUN_KEYS,
+    )
     summary = train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)
     model.eval()
     return summary

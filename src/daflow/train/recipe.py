@@ -46,8 +46,20 @@ from daflow.files import atomic_write_text
 log = logging.getLogger(__name__)
 
 TEACHERS = ("raft", "dis")  # pseudo-GT teacher candidates (see ``pseudo_gt`` above)
-STAGES = ("data", "vae", "dit0", "lift", "raft", "pseudo_gt", "analyze", "daflow", "daflow_gt", "raft_star", "baseline",
-          "report")
+STAGES = (
+    "data",
+    "vae",
+    "dit0",
+    "lift",
+    "raft",
+    "pseudo_gt",
+    "analyze",
+    "daflow",
+    "daflow_gt",
+    "raft_star",
+    "baseline",
+    "report",
+)
 
 
 @dataclass(frozen=True)
@@ -93,14 +105,36 @@ class RecipeConfig:
 RECIPE_PRESETS: dict[str, RecipeConfig] = {
     "tiny": RecipeConfig(),
     # every stage for a few steps: what the test suite runs
-    "smoke": RecipeConfig(size=(64, 64), train_clips=4, val_clips=1, eval_clips=1, dit_layers=5, vae_steps=2,
-                          dit0_steps=2, lift_steps=2, raft_steps=2, flow_steps=2, star_steps=2, analysis_steps=2),
+    "smoke": RecipeConfig(
+        size=(64, 64),
+        train_clips=4,
+        val_clips=1,
+        eval_clips=1,
+        dit_layers=5,
+        vae_steps=2,
+        dit0_steps=2,
+        lift_steps=2,
+        raft_steps=2,
+        flow_steps=2,
+        star_steps=2,
+        analysis_steps=2,
+    ),
     # the tiny restorer of `daflow restore` (issue 16): data, a wider VAE, the per-frame DiT and its lifting
-    "restore": RecipeConfig(vae_preset="small", stages=("data", "vae", "dit0", "lift"), vae_steps=3000,
-                            dit0_steps=2400, lift_steps=1200),
-    "restore-smoke": RecipeConfig(size=(64, 64), train_clips=4, val_clips=1, eval_clips=1, dit_layers=5,
-                                  vae_preset="small", stages=("data", "vae", "dit0", "lift"), vae_steps=2,
-                                  dit0_steps=2, lift_steps=2),
+    "restore": RecipeConfig(
+        vae_preset="small", stages=("data", "vae", "dit0", "lift"), vae_steps=3000, dit0_steps=2400, lift_steps=1200
+    ),
+    "restore-smoke": RecipeConfig(
+        size=(64, 64),
+        train_clips=4,
+        val_clips=1,
+        eval_clips=1,
+        dit_layers=5,
+        vae_preset="small",
+        stages=("data", "vae", "dit0", "lift"),
+        vae_steps=2,
+        dit0_steps=2,
+        lift_steps=2,
+    ),
 }
 
 
@@ -133,7 +167,9 @@ def _write_clips(folder: Path, n: int, config, seed: int) -> None:
 class Recipe:
     """Runs the stages of :data:`STAGES` into ``run`` (see the module docstring)."""
 
-    def __init__(self, run: str | Path, config: RecipeConfig, *, progress: bool = True, device: str | torch.device = "cpu"):
+    def __init__(
+        self, run: str | Path, config: RecipeConfig, *, progress: bool = True, device: str | torch.device = "cpu"
+    ):
         self.run, self.config, self.progress, self.device = Path(run), config, progress, torch.device(device)
         saved = self.run / "recipe.json"
         record = {"config": json.loads(json.dumps(dataclasses.asdict(config)))}
@@ -149,7 +185,7 @@ class Recipe:
 
     def spec(self, split: str, labels: str) -> str:
         """``labeled:`` spec of a split's LQ frames with ``labels`` (``gt`` or ``pgt``); ``hq`` frames with ``hq:``."""
-        frames, labels = (("hq", labels[3:]) if labels.startswith("hq:") else ("lq", labels))
+        frames, labels = ("hq", labels[3:]) if labels.startswith("hq:") else ("lq", labels)
         return f"labeled:{self.data(split, frames)}?labels={self.data(split, labels)}"
 
     def dit_config(self):
@@ -174,7 +210,9 @@ class Recipe:
         else:
             dit = load_dit4sr(transformer)
         cfg = dit.config
-        return DiffusionBackbone(dit, vae, zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim)).to(self.device)
+        return DiffusionBackbone(dit, vae, zero_prompt(cfg.joint_attention_dim, cfg.pooled_projection_dim)).to(
+            self.device
+        )
 
     # --------------------------------------------------------------------------------------- stages
 
@@ -183,12 +221,23 @@ class Recipe:
         from daflow.data.synthetic import SYNTHETIC_PRESETS
 
         c = self.config
-        synth = dataclasses.replace(SYNTHETIC_PRESETS[c.synthetic], height=c.size[0], width=c.size[1], num_frames=c.frames)
-        for split, n, seed in (("train", c.train_clips, c.seed), ("val", c.val_clips, c.seed + 1000),
-                               ("eval", c.eval_clips, c.seed + 2000)):
+        synth = dataclasses.replace(
+            SYNTHETIC_PRESETS[c.synthetic], height=c.size[0], width=c.size[1], num_frames=c.frames
+        )
+        for split, n, seed in (
+            ("train", c.train_clips, c.seed),
+            ("val", c.val_clips, c.seed + 1000),
+            ("eval", c.eval_clips, c.seed + 2000),
+        ):
             _write_clips(self.run / "data" / split, n, synth, seed)
-            degrade_tree("youhq", self.data(split, "hq"), self.data(split, "lq"), preset=c.degrade, seed=seed,
-                         progress=self.progress)
+            degrade_tree(
+                "youhq",
+                self.data(split, "hq"),
+                self.data(split, "lq"),
+                preset=c.degrade,
+                seed=seed,
+                progress=self.progress,
+            )
         return {"train": c.train_clips, "val": c.val_clips, "eval": c.eval_clips}
 
     def stage_vae(self) -> dict:
@@ -197,9 +246,16 @@ class Recipe:
 
         c = self.config
         source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={self.data('train', 'lq')}", num_frames=1)
-        return train_vae(source, self.run / "vae", VAETrainConfig(steps=c.vae_steps, batch=4, frames=1, crop=c.crop,
-                                                                  seed=c.seed, save_every=max(c.vae_steps // 3, 1)),
-                         preset=c.vae_preset, device=self.device, progress=self.progress)
+        return train_vae(
+            source,
+            self.run / "vae",
+            VAETrainConfig(
+                steps=c.vae_steps, batch=4, frames=1, crop=c.crop, seed=c.seed, save_every=max(c.vae_steps // 3, 1)
+            ),
+            preset=c.vae_preset,
+            device=self.device,
+            progress=self.progress,
+        )
 
     def _lift(self, stage: str, transformer: Path | None, frames: int, steps: int) -> dict:
         from daflow.train.data import build_clip_source
@@ -207,10 +263,17 @@ class Recipe:
 
         c = self.config
         source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={self.data('train', 'lq')}", num_frames=frames)
-        config = dataclasses.replace(LIFT_PRESETS["tiny"], steps=steps, frames=frames, crop=c.crop, seed=c.seed,
-                                     save_every=max(steps // 3, 1))
-        return train_lift(self.backbone(transformer), source, self.run / stage, config,
-                          model_info={"transformer": str(transformer) if transformer else "random"}, progress=self.progress)
+        config = dataclasses.replace(
+            LIFT_PRESETS["tiny"], steps=steps, frames=frames, crop=c.crop, seed=c.seed, save_every=max(steps // 3, 1)
+        )
+        return train_lift(
+            self.backbone(transformer),
+            source,
+            self.run / stage,
+            config,
+            model_info={"transformer": str(transformer) if transformer else "random"},
+            progress=self.progress,
+        )
 
     def stage_dit0(self) -> dict:
         return self._lift("dit0", None, 1, self.config.dit0_steps)  # F = 1: per frame, the unlifted restoration model
@@ -223,8 +286,15 @@ class Recipe:
         from daflow.train.raft import RAFT_PRESETS, train_raft
 
         c = self.config
-        config = dataclasses.replace(RAFT_PRESETS["tiny"], steps=steps, crop=c.crop, frames=c.frames, seed=c.seed,
-                                     inputs="lq", save_every=max(steps // 3, 1))
+        config = dataclasses.replace(
+            RAFT_PRESETS["tiny"],
+            steps=steps,
+            crop=c.crop,
+            frames=c.frames,
+            seed=c.seed,
+            inputs="lq",
+            save_every=max(steps // 3, 1),
+        )
         source = build_clip_source(spec, num_frames=c.frames)  # labeled source: its frames come as "lq"
         return train_raft(source, self.run / stage, config, init=init, device=self.device, progress=self.progress)
 
@@ -236,8 +306,9 @@ class Recipe:
         from daflow.models.registry import build_flow_model
 
         if name == "raft":
-            return build_flow_model("raft-small", self.run / "raft" / "model" / "raft.safetensors", iters=12,
-                                    device=self.device)
+            return build_flow_model(
+                "raft-small", self.run / "raft" / "model" / "raft.safetensors", iters=12, device=self.device
+            )
         return build_flow_model(name)  # classical: CPU
 
     def stage_pseudo_gt(self) -> dict:
@@ -251,14 +322,24 @@ class Recipe:
         teachers = {name: self.teacher(name) for name in candidates}
         scores = {name: evaluate_pairs(t, clean, progress=False)["metrics"]["epe"] for name, t in teachers.items()}
         name = min(scores, key=scores.get)
-        log.info("pseudo-GT teacher: %s (EPE on clean validation frames: %s)", name,
-                 ", ".join(f"{k} {v:.3f}" for k, v in scores.items()))
+        log.info(
+            "pseudo-GT teacher: %s (EPE on clean validation frames: %s)",
+            name,
+            ", ".join(f"{k} {v:.3f}" for k, v in scores.items()),
+        )
         settings = {"teacher_choice": c.teacher, "clean_val_epe": scores}
         if name == "raft":
             settings.update(iters=12, weights=str(self.run / "raft"))
-        reports = {split: write_pseudo_gt(self.data(split, "hq"), self.data(split, "pgt"), teachers[name],
-                                          progress=self.progress, settings=settings).pairs
-                   for split in ("train", "val")}
+        reports = {
+            split: write_pseudo_gt(
+                self.data(split, "hq"),
+                self.data(split, "pgt"),
+                teachers[name],
+                progress=self.progress,
+                settings=settings,
+            ).pairs
+            for split in ("train", "val")
+        }
         return {"teacher": name, "clean_val_epe": scores, "pairs": reports}
 
     def stage_analyze(self) -> dict:
@@ -270,9 +351,18 @@ class Recipe:
         (val,) = build_eval_sets(self.spec("val", "pgt"), num_frames=c.frames, stride=c.frames - 1)
         chosen = {}
         series = []
-        for label, transformer in (("Baseline", self.run / "dit0" / "transformer"), ("Lifting", self.run / "lift" / "transformer")):
-            tables = run_analysis(self.backbone(transformer), val.dataset, steps=c.analysis_steps, seed=c.seed,
-                                  progress=self.progress, label=label)
+        for label, transformer in (
+            ("Baseline", self.run / "dit0" / "transformer"),
+            ("Lifting", self.run / "lift" / "transformer"),
+        ):
+            tables = run_analysis(
+                self.backbone(transformer),
+                val.dataset,
+                steps=c.analysis_steps,
+                seed=c.seed,
+                progress=self.progress,
+                label=label,
+            )
             chosen[label] = sorted(tables[0].ranking()[: c.taps])
             folder = self.run / "analyze" / label.lower()
             write_analysis(folder, label, tables, meta={"data": val.spec, "steps": c.analysis_steps}, compare=series)
@@ -288,11 +378,23 @@ class Recipe:
         model = DAFlow(dataclasses.replace(DAFLOW_PRESETS["tiny"], blocks=tuple(blocks)), self.backbone(transformer))
         model.init_raft(self.run / "raft" / "model" / "raft.safetensors")  # as the paper starts from raft-things
         model.to(self.device)
-        config = dataclasses.replace(FLOW_PRESETS["tiny"], steps=c.flow_steps, crop=c.crop, frames=c.frames, seed=c.seed,
-                                     save_every=max(c.flow_steps // 3, 1))
+        config = dataclasses.replace(
+            FLOW_PRESETS["tiny"],
+            steps=c.flow_steps,
+            crop=c.crop,
+            frames=c.frames,
+            seed=c.seed,
+            save_every=max(c.flow_steps // 3, 1),
+        )
         source = build_clip_source(self.spec("train", labels), num_frames=c.frames)
-        summary = train_flow(model, source, self.run / stage, config, progress=self.progress,
-                             model_info={"transformer": str(transformer), "blocks": blocks, "labels": labels})
+        summary = train_flow(
+            model,
+            source,
+            self.run / stage,
+            config,
+            progress=self.progress,
+            model_info={"transformer": str(transformer), "blocks": blocks, "labels": labels},
+        )
         return summary
 
     def _blocks(self, label: str) -> list[int]:
@@ -305,8 +407,12 @@ class Recipe:
         return self._flow("daflow_gt", self.run / "lift" / "transformer", self._blocks("Lifting"), "gt")
 
     def stage_raft_star(self) -> dict:
-        return self._raft("raft_star", self.spec("train", "pgt"), self.config.star_steps,
-                          self.run / "raft" / "model" / "raft.safetensors")
+        return self._raft(
+            "raft_star",
+            self.spec("train", "pgt"),
+            self.config.star_steps,
+            self.run / "raft" / "model" / "raft.safetensors",
+        )
 
     def stage_baseline(self) -> dict:
         return self._flow("baseline", self.run / "dit0" / "transformer", self._blocks("Baseline"), "pgt")

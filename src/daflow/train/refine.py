@@ -22,8 +22,8 @@ from daflow.data.mixture import MixtureCache
 from daflow.models.raft import RAFT, load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.flow import one_cycle_lr
-from daflow.train.losses import sequence_loss
 from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.losses import sequence_loss
 from daflow.train.raft import WEIGHTS, save_raft
 
 
@@ -79,7 +79,9 @@ class MixturePairs(torch.utils.data.Dataset):
         ch, cw = min(self.crop[0], h // 8 * 8), min(self.crop[1], w // 8 * 8)
         top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
         win = (slice(top, top + ch), slice(left, left + cw))
-        lq = torch.from_numpy(np.ascontiguousarray(clip["lq"][k : k + 2][:, win[0], win[1]])).permute(0, 3, 1, 2).float()
+        lq = (
+            torch.from_numpy(np.ascontiguousarray(clip["lq"][k : k + 2][:, win[0], win[1]])).permute(0, 3, 1, 2).float()
+        )
         flow = torch.from_numpy(np.ascontiguousarray(clip["flow"][k][win])).permute(2, 0, 1).float()
         dis = torch.from_numpy(np.ascontiguousarray(clip["dis"][k][win])).permute(2, 0, 1).float()
         if rng.random() < 0.5:  # horizontal flip
@@ -108,8 +110,16 @@ def init_refiner(init: str | Path | None, *, seed: int = 0) -> RAFT:
     return load_raft(state, small=True, convex=True)
 
 
-def train_refiner(cache: str | Path, run: str | Path, config: RefineTrainConfig, *, init: str | Path | None = None,
-                  device: str | torch.device = "cpu", progress: bool = True, stop_at: int | None = None) -> dict:
+def train_refiner(
+    cache: str | Path,
+    run: str | Path,
+    config: RefineTrainConfig,
+    *,
+    init: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Train (or resume) the refiner on the mixture clips in ``cache`` into ``run/model/raft.safetensors``.
     ``init``: RAFT-small weights to start from (e.g. the bundled RAFT*-tiny); random otherwise."""
     device = torch.device(device)
@@ -120,21 +130,31 @@ def train_refiner(cache: str | Path, run: str | Path, config: RefineTrainConfig,
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
         lq, dis = batch["lq"], batch["dis"]
         out = module(lq[:, 0], lq[:, 1], iters=config.iters, flow_init=dis_init(dis))
-        return sequence_loss(out.flow_predictions, batch["flow"], batch["valid"], gamma=config.gamma,
-                             max_flow=config.max_flow)
+        return sequence_loss(
+            out.flow_predictions, batch["flow"], batch["valid"], gamma=config.gamma, max_flow=config.max_flow
+        )
 
     def read_model(folder: Path) -> None:
         model.load_state_dict(load_raft(folder / "model" / WEIGHTS, small=True, convex=True).state_dict())
 
     stage = Stage(
-        name="refine", module=model, params=list(model.parameters()), loss=loss,
+        name="refine",
+        module=model,
+        params=list(model.parameters()),
+        loss=loss,
         dataset=MixturePairs(MixtureCache(cache), config.crop, config.seed),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
-        write_model=lambda module, folder: save_raft(module, folder / "model"), read_model=read_model,
-        record={**dataclasses.asdict(config), "crop": list(config.crop), "cache": str(cache),
-                "init": str(init) if init else None},
-        run_keys=RUN_KEYS)
+        write_model=lambda module, folder: save_raft(module, folder / "model"),
+        read_model=read_model,
+        record={
+            **dataclasses.asdict(config),
+            "crop": list(config.crop),
+            "cache": str(cache),
+            "init": str(init) if init else None,
+        },
+        run_keys=RUN_KEYS,
+    )
     summary = train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)
     model.eval()
     return summary

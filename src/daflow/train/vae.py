@@ -76,8 +76,16 @@ def calibrate(vae, dataset: TrainingClips, clips: int) -> tuple[float, float]:
     return float(1.0 / z.std()), float(z.mean())
 
 
-def train_vae(source: ClipSource, run: str | Path, config: VAETrainConfig, *, preset: str = "tiny",
-              device: str | torch.device = "cpu", progress: bool = True, stop_at: int | None = None) -> dict:
+def train_vae(
+    source: ClipSource,
+    run: str | Path,
+    config: VAETrainConfig,
+    *,
+    preset: str = "tiny",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    stop_at: int | None = None,
+) -> dict:
     """Train (or resume) a VAE at ``preset`` size into ``run/vae`` (published layout, calibrated latent scale)."""
     device = torch.device(device)
     with torch.random.fork_rng(devices=[]):
@@ -101,11 +109,17 @@ def train_vae(source: ClipSource, run: str | Path, config: VAETrainConfig, *, pr
         vae.load_state_dict(load_vae(folder / "vae").state_dict())
 
     stage = Stage(
-        name="vae", module=vae, params=list(vae.parameters()), dataset=dataset, loss=loss,
+        name="vae",
+        module=vae,
+        params=list(vae.parameters()),
+        dataset=dataset,
+        loss=loss,
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
         lr=lambda step: config.lr * 0.5 * (1 + np.cos(np.pi * step / config.steps)),  # cosine decay
-        write_model=lambda module, folder: save_vae(module, folder / "vae"), final_model=final_model,
+        write_model=lambda module, folder: save_vae(module, folder / "vae"),
+        final_model=final_model,
         read_model=read_model,
         record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "preset": preset},
-        run_keys=RUN_KEYS)
+        run_keys=RUN_KEYS,
+    )
     return train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)

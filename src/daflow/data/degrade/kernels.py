@@ -60,7 +60,9 @@ def sinc_kernel(size: int, omega: float) -> np.ndarray:
     return _normalise(k)
 
 
-def make_kernel(family: str, size: int, sigma_x: float, sigma_y: float, theta: float, beta: float, omega: float) -> np.ndarray:
+def make_kernel(
+    family: str, size: int, sigma_x: float, sigma_y: float, theta: float, beta: float, omega: float
+) -> np.ndarray:
     """The kernel of ``family`` (one of :data:`KERNEL_FAMILIES`); isotropic families use ``sigma_x`` only."""
     if family not in KERNEL_FAMILIES:
         raise ValueError(f"unknown kernel family {family!r}; expected one of {KERNEL_FAMILIES}")

@@ -168,7 +168,9 @@ def split_jobs(seq: Sequence_, max_clip_frames: int) -> list[ClipJob]:
     bounds = np.linspace(0, seq.length, n_chunks + 1).round().astype(int)
     if n_chunks == 1:
         return [ClipJob(seq.seq_id, seq, 0, seq.length)]
-    return [ClipJob(f"{seq.seq_id}#{a:06d}-{b - 1:06d}", seq, int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])]
+    return [
+        ClipJob(f"{seq.seq_id}#{a:06d}-{b - 1:06d}", seq, int(a), int(b - a)) for a, b in zip(bounds[:-1], bounds[1:])
+    ]
 
 
 def clip_seed(run_seed: int, clip_id: str) -> int:
@@ -276,7 +278,13 @@ def degrade_tree(
         raise ValueError(f"max_clip_frames must be >= 2, got {max_clip_frames}")
     check_output_dir(out)
     plan = plan_mirror(kind, root)
-    run_info = {"kind": kind, "preset": config.name, "config": dataclasses.asdict(config), "seed": seed, "max_clip_frames": max_clip_frames}
+    run_info = {
+        "kind": kind,
+        "preset": config.name,
+        "config": dataclasses.asdict(config),
+        "seed": seed,
+        "max_clip_frames": max_clip_frames,
+    }
     if frame_range is not None and tuple(frame_range) != (0, None, 1):
         if kind not in ("frames", "video"):
             raise ValueError(f"--start/--end/--stride apply to one video or frame folder, not to a {kind} dataset")
@@ -288,7 +296,9 @@ def degrade_tree(
         previous = json.loads(run_file.read_text())
         if previous != run_info:
             diff = sorted(k for k in run_info if previous.get(k) != run_info[k])
-            raise ValueError(f"{out} was written by a run with other settings ({', '.join(diff)}); use a new output folder")
+            raise ValueError(
+                f"{out} was written by a run with other settings ({', '.join(diff)}); use a new output folder"
+            )
     else:
         atomic_write_text(run_file, json.dumps(run_info, indent=1))
     for src, rel in plan.links:
@@ -338,6 +348,5 @@ def load_manifest(path: str | os.PathLike[str]) -> tuple[dict, dict[str, Degrada
         path = path / "manifest.json"
     if not path.is_file():
         raise FileNotFoundError(f"manifest not found: {path}")
-    manifest = read_json(path, what='degradation manifest')
+    manifest = read_json(path, what="degradation manifest")
     return manifest, {c["id"]: DegradationParams.from_dict(c["params"]) for c in manifest["clips"]}
-

@@ -97,9 +97,18 @@ class DegradationParams:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DegradationParams:
         if d.get("version") != PARAMS_VERSION:
-            raise ValueError(f"degradation params version {d.get('version')!r} is not supported (expected {PARAMS_VERSION})")
-        sub = {"s1_blur": BlurParams, "s2_blur": BlurParams, "final_sinc": BlurParams, "s1_noise": NoiseParams,
-               "s2_noise": NoiseParams, "s1_codec": CodecParams, "final_codec": CodecParams}
+            raise ValueError(
+                f"degradation params version {d.get('version')!r} is not supported (expected {PARAMS_VERSION})"
+            )
+        sub = {
+            "s1_blur": BlurParams,
+            "s2_blur": BlurParams,
+            "final_sinc": BlurParams,
+            "s1_noise": NoiseParams,
+            "s2_noise": NoiseParams,
+            "s1_codec": CodecParams,
+            "final_codec": CodecParams,
+        }
 
         def frame(fd: dict[str, Any]) -> FrameParams:
             kw = {}
@@ -201,7 +210,9 @@ def _scaled(size: tuple[int, int], factor: float) -> tuple[int, int]:
     return (max(2, int(round(size[0] * factor))), max(2, int(round(size[1] * factor))))
 
 
-def _sample_frame(rng: np.random.Generator, cfg: DegradationConfig, hq: tuple[int, int], lq: tuple[int, int]) -> FrameParams:
+def _sample_frame(
+    rng: np.random.Generator, cfg: DegradationConfig, hq: tuple[int, int], lq: tuple[int, int]
+) -> FrameParams:
     """All parameters of one frame (the first frame of a clip, or each frame with temporal="frame")."""
     s1, s2 = cfg.stage1, cfg.stage2
     s1_blur = _sample_blur(rng, s1.blur) if rng.random() < s1.blur.prob else None
@@ -209,7 +220,11 @@ def _sample_frame(rng: np.random.Generator, cfg: DegradationConfig, hq: tuple[in
     s1_interp = _choice(rng, s1.resize.interpolations)
     s1_noise = _sample_noise(rng, s1.noise)
     s1_jpeg = int(round(rng.uniform(*s1.jpeg))) if s1.jpeg else None
-    s1_codec = CodecParams(_choice(rng, cfg.codecs), int(rng.integers(cfg.bitrate[0], cfg.bitrate[1] + 1))) if s1.video else None
+    s1_codec = (
+        CodecParams(_choice(rng, cfg.codecs), int(rng.integers(cfg.bitrate[0], cfg.bitrate[1] + 1)))
+        if s1.video
+        else None
+    )
     s2_blur = _sample_blur(rng, s2.blur) if rng.random() < s2.blur.prob else None
     ref = lq if cfg.stage2_reference == "lq" else s1_size
     s2_size = _scaled(ref, _resize_factor(rng, s2))
@@ -226,11 +241,29 @@ def _sample_frame(rng: np.random.Generator, cfg: DegradationConfig, hq: tuple[in
         if cfg.final_compression == "video"
         else None
     )
-    return FrameParams(s1_blur, s1_size, s1_interp, s1_noise, s1_jpeg, s1_codec, s2_blur, s2_size, s2_interp,
-                       s2_noise, s2_jpeg, final_order, final_interp, final_sinc, final_jpeg, final_codec)
+    return FrameParams(
+        s1_blur,
+        s1_size,
+        s1_interp,
+        s1_noise,
+        s1_jpeg,
+        s1_codec,
+        s2_blur,
+        s2_size,
+        s2_interp,
+        s2_noise,
+        s2_jpeg,
+        final_order,
+        final_interp,
+        final_sinc,
+        final_jpeg,
+        final_codec,
+    )
 
 
-def _walk_jpeg(rng: np.random.Generator, q: int | None, stage: StageConfig, rng_range: tuple[int, int] | None) -> int | None:
+def _walk_jpeg(
+    rng: np.random.Generator, q: int | None, stage: StageConfig, rng_range: tuple[int, int] | None
+) -> int | None:
     if q is None or rng_range is None:
         return q
     return int(np.clip(q + int(rng.integers(-stage.jpeg_step, stage.jpeg_step + 1)), *rng_range))
@@ -272,7 +305,9 @@ def sample_params(
     lq = (max(2, int(round(h / cfg.scale))), max(2, int(round(w / cfg.scale))))
     frames = [_sample_frame(rng, cfg, (h, w), lq)]
     for _ in range(num_frames - 1):
-        frames.append(_walk_frame(rng, frames[-1], cfg) if cfg.temporal == "clip" else _sample_frame(rng, cfg, (h, w), lq))
+        frames.append(
+            _walk_frame(rng, frames[-1], cfg) if cfg.temporal == "clip" else _sample_frame(rng, cfg, (h, w), lq)
+        )
     return DegradationParams(
         preset=cfg.name,
         seed=int(seed),

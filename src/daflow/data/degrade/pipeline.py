@@ -34,8 +34,11 @@ def check_clip(frames) -> np.ndarray:
     if frames.dtype != np.uint8:
         raise ValueError(f"frames must be uint8, got {frames.dtype}")
     if frames.ndim != 4 or frames.shape[-1] != 3:
-        what = "grayscale" if frames.ndim == 3 or (frames.ndim == 4 and frames.shape[-1] == 1) else (
-            "RGBA" if frames.ndim == 4 and frames.shape[-1] == 4 else f"shape {frames.shape}")
+        what = (
+            "grayscale"
+            if frames.ndim == 3 or (frames.ndim == 4 and frames.shape[-1] == 1)
+            else ("RGBA" if frames.ndim == 4 and frames.shape[-1] == 4 else f"shape {frames.shape}")
+        )
         raise ValueError(f"frames must be RGB [F, H, W, 3], got {what}")
     return frames
 
@@ -53,7 +56,9 @@ class _Timer:
         return out
 
 
-def _run(x: list[np.ndarray], ps: list[FrameParams], idx: list[int], params: DegradationParams, timer: _Timer) -> list[np.ndarray]:
+def _run(
+    x: list[np.ndarray], ps: list[FrameParams], idx: list[int], params: DegradationParams, timer: _Timer
+) -> list[np.ndarray]:
     """Degrade frames ``x`` (float32) that share one codec stream."""
 
     def each(name: str, fn: Callable) -> None:
@@ -115,7 +120,9 @@ def degrade_clip(frames, params: DegradationParams, *, timings: dict[str, float]
     if n != params.num_frames:
         raise ValueError(f"params were sampled for {params.num_frames} frames, the clip has {n}")
     if (h, w) != tuple(params.hq_size):
-        raise ValueError(f"params were sampled for frames of {params.hq_size[1]}x{params.hq_size[0]}, the clip is {w}x{h}")
+        raise ValueError(
+            f"params were sampled for frames of {params.hq_size[1]}x{params.hq_size[0]}, the clip is {w}x{h}"
+        )
     timer = _Timer(timings)
     x = [f.astype(np.float32) / 255.0 for f in frames]
     if params.codec_scope == "clip":
