@@ -12,7 +12,7 @@ from daflow.models.sampler import denoise, euler_step, make_schedule, training_s
 from daflow.models.taps import TapSpec
 from daflow.models.vae import VAE_PRESETS, VAEConfig, build_vae, decode, encode, load_vae
 
-# the published stable-diffusion-3.5-medium/vae/config.json (shared/research/dit4sr_diffusers.md §0)
+# the published stable-diffusion-3.5-medium/vae/config.json (docs/models.md)
 PUBLISHED_VAE_CONFIG = {
     "_class_name": "AutoencoderKL",
     "_diffusers_version": "0.31.0.dev0",

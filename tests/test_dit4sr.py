@@ -12,7 +12,7 @@ from daflow.models.dit4sr import DIT4SR_PRESETS, DiT4SRConfig, DiT4SRTransformer
 from daflow.models.lifting import fold, unfold
 from daflow.models.taps import TapRecorder, TapSpec
 
-# the published dit4sr_q/transformer/config.json (shared/research/dit4sr_diffusers.md §0)
+# the published dit4sr_q/transformer/config.json (docs/models.md)
 PUBLISHED_CONFIG = {
     "_class_name": "SD3Transformer2DModel",
     "_diffusers_version": "0.31.0",

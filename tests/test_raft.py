@@ -7,7 +7,7 @@ from daflow.models.corr import AllPairsCorr, WindowedCorr, build_corr
 from daflow.models.raft import RAFT, InputPadder, convex_upsample, hybrid_state_dict_from_raft, load_raft
 from daflow.train.losses import sequence_loss
 
-# shapes from shared/research/raft_family.md §1 (raft-things.pth)
+# shapes of raft-things.pth (docs/models.md)
 OFFICIAL_SHAPES = {
     "fnet.conv1.weight": (64, 3, 7, 7),
     "fnet.conv2.weight": (256, 128, 1, 1),

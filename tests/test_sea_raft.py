@@ -19,7 +19,7 @@ from daflow.models.sea_raft import (
     uncertainty,
 )
 
-# shared/research/raft_family.md §3: SEA-RAFT-M has 472 state-dict entries and 19,663,876 parameters
+# docs/models.md: SEA-RAFT-M has 472 state-dict entries and 19,663,876 parameters
 M_SHAPES = {
     "cnet.conv1.weight": (64, 6, 7, 7),
     "fnet.conv1.weight": (64, 3, 7, 7),

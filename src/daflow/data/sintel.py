@@ -1,6 +1,6 @@
 """MPI-Sintel (Butler et al. 2012), training set with ground truth, clean or final pass.
 
-Layout (``shared/research/data_dpt_mgld.md`` §1)::
+Layout (``docs/datasets.md``)::
 
     ROOT/training/{clean,final}/<scene>/frame_%04d.png
     ROOT/training/flow/<scene>/frame_%04d.flo          # forward flow of frame i -> i+1

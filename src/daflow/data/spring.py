@@ -1,6 +1,6 @@
 """Spring (Mehl et al. 2023), train split with ground truth.
 
-Layout (``shared/research/data_dpt_mgld.md`` §2)::
+Layout (``docs/datasets.md``)::
 
     ROOT/train/<scene>/frame_left/frame_left_%04d.png          # 1920x1080, 1-based index
     ROOT/train/<scene>/flow_FW_left/flow_FW_left_%04d.flo5     # frame i -> i+1 at 3840x2160

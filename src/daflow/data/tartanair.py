@@ -1,6 +1,6 @@
 """TartanAir v1 (Wang et al. 2020) with FlowSeek's validation split.
 
-Layout (``shared/research/data_dpt_mgld.md`` §3); trajectory folders are found wherever they sit below
+Layout (``docs/datasets.md``); trajectory folders are found wherever they sit below
 ``ROOT`` (extraction sometimes adds an ``<ENV>/`` level) by holding both ``image_left/`` and ``flow/``::
 
     <ENV>/<Easy|Hard>/P###/image_left/%06d_left.png

@@ -1,6 +1,6 @@
 """YouHQ (Zhou et al., Upscale-A-Video): HQ video clips without flow ground truth.
 
-Accepted layouts (``shared/research/data_dpt_mgld.md`` §4): the training set as video files
+Accepted layouts (``docs/datasets.md``): the training set as video files
 (``YouHQ-Train/<category>/<youtube_id>/<start>_<end>_<nn>.mp4``), YouHQ40 as one folder of frames per
 clip (``YouHQ40/<clip>/<frame>.png``, also under ``GT/`` or ``LQ/``), or any mixture: every video file and
 every folder that directly holds image files below ``ROOT`` is one clip. Samples are F-frame windows.

@@ -3,7 +3,7 @@ TartanAir's ``*_flow.npy`` + ``*_mask.npy``.
 
 Every reader returns ``(flow, valid)``: ``flow`` float32 ``[H, W, 2]`` (u = x displacement, v = y
 displacement, in pixels of the flow's own grid) and ``valid`` bool ``[H, W]``. The format is chosen by the
-file name. Layouts follow ``shared/research/data_dpt_mgld.md`` §1–3:
+file name. Layouts follow ``docs/datasets.md``:
 
 - ``.flo``: little-endian float32 tag 202021.25 ("PIEH"), int32 width, int32 height, then ``H·W·2``
   float32 interleaved (u, v). Values with magnitude above 1e9 mean "unknown" (written as 1e10).

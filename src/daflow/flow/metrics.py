@@ -8,7 +8,7 @@ Layouts accepted by :func:`flow_metrics`:
 - numpy arrays are channels-last as files hold them: ``[B, H, W, 2]`` or ``[H, W, 2]``, ``valid`` likewise
   without the last axis.
 
-Definitions (``shared/research/data_dpt_mgld.md`` §1): ``epe = ‖f_pred − f_gt‖₂`` per pixel; ``EPE`` is its
+Definitions (``docs/datasets.md``): ``epe = ‖f_pred − f_gt‖₂`` per pixel; ``EPE`` is its
 mean over valid pixels; ``Npx = 100 · #{valid pixels with epe > N} / #valid``. Ground truth that is NaN or
 infinite is invalid. By default each image's numbers are computed on its own valid pixels and then averaged
 over images (SEA-RAFT / FlowSeek / ptlflow); ``reduce="pixel"`` pools all pixels of all images (official RAFT).

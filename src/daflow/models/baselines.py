@@ -1,7 +1,7 @@
 """Optional baselines through ptlflow (``pip install 'daflow[baselines]'``): FlowSeek, and parity references.
 
 ptlflow (Morimitsu et al.) reimplements many flow networks with the official key names; its RAFT and SEA-RAFT
-reproduce the official forward passes exactly (``shared/research/raft_family.md`` §5). daflow uses it for the
+reproduce the official forward passes exactly (``docs/models.md``). daflow uses it for the
 FlowSeek baseline of the paper's Table 1 and to check its own RAFT and SEA-RAFT number for number.
 ptlflow is never imported by the core package: only this module imports it, and only when called.
 

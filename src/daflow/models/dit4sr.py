@@ -1,6 +1,6 @@
 """DiT4SR (Duan et al. 2025): SD3.5-medium's MM-DiT with a low-quality (LQ) token stream, lifted to video.
 
-Paper §3.2 (DiT4SR), §4.2 (lifting) and App. A; facts in ``shared/research/dit4sr_diffusers.md`` §1–2. Module and
+Paper §3.2 (DiT4SR), §4.2 (lifting) and App. A; facts in ``docs/models.md``. Module and
 parameter names equal the published ``dit4sr_q/transformer`` so that its safetensors file loads by name; the only
 entries not built here are the ``attn2`` text projections the published file carries (``attn2.add_*_proj``,
 ``attn2.to_add_out``, ``attn2.norm_added_*``), which the published code creates but never uses.

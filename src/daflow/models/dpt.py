@@ -1,6 +1,6 @@
 """DPT upsampling heads (paper §4.4.1, Eq. 14; App. A.0.2): L tapped 1/16-grid maps → one ``[B, c, H/8, W/8]`` map.
 
-DA-Flow follows VGGT's ``DPTHead`` in feature-only mode (``shared/research/data_dpt_mgld.md`` §5), with
+DA-Flow follows VGGT's ``DPTHead`` in feature-only mode (``docs/models.md``, DPT heads), with
 parameter names as VGGT's so that heads trained with that code load by name:
 
 1. each level's tokens ``[B, h, w, C]`` pass one shared ``norm`` (LayerNorm over C) and a 1×1 projection

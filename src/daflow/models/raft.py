@@ -1,7 +1,7 @@
 """RAFT (Teed & Deng, ECCV 2020) with the official module names, and its hybrid extension for DA-Flow.
 
 Attribute names equal the official ``princeton-vl/RAFT`` so that ``raft-things.pth`` loads by name after
-stripping ``module.`` (``shared/research/raft_family.md`` §1). The residual blocks register their stride-2
+stripping ``module.`` (``docs/models.md``). The residual blocks register their stride-2
 normalisation twice (``norm3`` and ``downsample.1``), as the official code does, so the official file loads
 strictly with its 179 entries.
 

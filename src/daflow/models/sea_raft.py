@@ -2,7 +2,7 @@
 
 Attribute names equal the official ``princeton-vl/SEA-RAFT`` code so that its checkpoints (for example
 ``Tartan-C-T-TSKH-spring540x960-M.pth``, 472 entries, no ``module.`` prefix) load strictly by name
-(``shared/research/raft_family.md`` §3). Differences from RAFT:
+(``docs/models.md``). Differences from RAFT:
 
 - ``cnet`` is a BatchNorm ResNet (``resnet18``: 2-2-2 blocks, ``resnet34``: 3-4-6) on both frames stacked
   (6 channels), followed by ``init_conv`` and a split into hidden state and context, **without** tanh/ReLU.

@@ -1,6 +1,6 @@
 """The SD3.5 VAE (paper Eq. 2): frames to the 16-channel latents the DiT works on, at 1/8 of the image.
 
-DiT4SR uses Stable Diffusion 3.5-medium's ``AutoencoderKL`` unchanged (``shared/research/dit4sr_diffusers.md`` §0):
+DiT4SR uses Stable Diffusion 3.5-medium's ``AutoencoderKL`` unchanged (``docs/models.md``):
 four ``DownEncoderBlock2D``/``UpDecoderBlock2D`` with widths 128/256/512/512, two resnets per block, 16 latent
 channels, no quant convs. A latent is ``z = (E(x) − shift) · scale`` with ``x`` in [−1, 1], shift 0.0609 and scale
 1.5305; decoding inverts it. DA-Flow encodes the LQ frames with the posterior **mean** (deterministic); DiT4SR's

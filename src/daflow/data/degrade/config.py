@@ -1,7 +1,7 @@
 """Ranges and probabilities of the degradation pipeline, as frozen dataclasses with named presets.
 
 ``realbasicvsr`` (the paper's pipeline, default) follows the RealBasicVSR column of
-``shared/research/degradations.md`` §2; the other presets are documented in the README's degradation table.
+``docs/degradations.md``; the other presets are documented in the README's degradation table.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ class StageConfig:
 
 @dataclass(frozen=True)
 class DegradationConfig:
-    """The whole pipeline (§1 of the research note).
+    """The whole pipeline (``docs/degradations.md``).
 
     Attributes:
         scale: the LQ target is ``round(H / scale) × round(W / scale)``.

@@ -1,4 +1,4 @@
-"""Blur kernels of the Real-ESRGAN family (``shared/research/degradations.md`` §2).
+"""Blur kernels of the Real-ESRGAN family (``docs/degradations.md``).
 
 All kernels are odd-sized, centred (so blurring never moves content), and sum to 1. ``p`` runs over the
 integer grid ``−(k−1)/2 … (k−1)/2`` and ``Σ = R(θ)·diag(σx², σy²)·R(θ)ᵀ``:

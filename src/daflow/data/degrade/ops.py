@@ -1,7 +1,7 @@
 """The individual degradation operations. Images are float32 RGB ``[H, W, 3]`` in [0, 1] (values may leave
 the range between steps, as in Real-ESRGAN); every op is a pure function of its arguments.
 
-Alignment rule (``shared/research/degradations.md`` §5): every resize is ``cv2.resize`` with an explicit output
+Alignment rule (``docs/degradations.md``): every resize is ``cv2.resize`` with an explicit output
 size (full-extent mapping), every kernel is odd and centred, and the codec pads odd sizes with replicated
 pixels instead of cropping, so content never moves.
 """

@@ -5,7 +5,7 @@ With ``temporal="clip"`` (RealBasicVSR) the discrete choices (kernel family and 
 noise, resize mode and sizes, interpolations, codec and bitrate, final order) are drawn once per clip and the
 continuous ones (σx, σy, θ, β, ω, noise level, JPEG quality) take a clipped random walk from frame to frame,
 ``p_{t+1} = clip(p_t + U(−step, step), range)``. Resize factors are not walked, unlike RealBasicVSR: one codec
-stream needs one frame size (``shared/research/degradations.md`` §5 rule 4). With ``temporal="frame"`` (STAR)
+stream needs one frame size (``docs/degradations.md``, alignment rules). With ``temporal="frame"`` (STAR)
 every frame is drawn independently.
 """
 

@@ -1,5 +1,5 @@
 """``degrade_clip``: the RealBasicVSR / Real-ESRGAN second-order pipeline applied to a clip
-(``shared/research/degradations.md`` §1–3).
+(``docs/degradations.md``).
 
 Order: [USM on HQ] → stage 1 (blur → resize → noise → clamp → JPEG → [video]) → stage 2 ([blur] → resize →
 noise → [JPEG]) → final group in the sampled order, either {resize to the LQ size + [sinc]} then
