@@ -18,7 +18,7 @@ from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
 from daflow.flow.metrics import flow_metrics
 from daflow.models.bundled import bundled_path
 from daflow.models.classical import classical_flow
-from daflow.models.raft import load_raft
+from daflow.models.raft_weights import load_raft
 
 
 def main() -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from daflow.models.raft import load_raft
+from daflow.models.raft_weights import load_raft
 from daflow.models.sea_raft import load_sea_raft
 from official_reference import FIXTURES, layout, state_dict
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from daflow.models.baselines import load_ptlflow, ptlflow_available
-from daflow.models.raft import load_raft
+from daflow.models.raft_weights import load_raft
 from daflow.models.sea_raft import load_sea_raft
 
 pytestmark = pytest.mark.skipif(not ptlflow_available(), reason="ptlflow (optional extra [baselines]) not installed")

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from daflow.models.corr import AllPairsCorr, WindowedCorr, build_corr
-from daflow.models.raft import RAFT, InputPadder, convex_upsample, hybrid_state_dict_from_raft, load_raft
+from daflow.models.raft import RAFT, InputPadder, convex_upsample
+from daflow.models.raft_weights import hybrid_state_dict_from_raft, load_raft
 from daflow.train.losses import sequence_loss
 
 # shapes of raft-things.pth (docs/models.md)

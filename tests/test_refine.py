@@ -12,7 +12,8 @@ from daflow.data.degrade.params import CodecParams
 from daflow.data.mixture import MIXTURE_PRESETS, MixtureCache, MixtureConfig, build_cache, render_mixture_clip
 from daflow.data.synthetic import SyntheticConfig, available_photos
 from daflow.models.classical import classical_flow
-from daflow.models.raft import RAFT, load_raft
+from daflow.models.raft import RAFT
+from daflow.models.raft_weights import load_raft
 from daflow.models.refine import dis_init, refine
 from daflow.train.refine import REFINE_PRESETS, MixturePairs, init_refiner, train_refiner
 

@@ -67,7 +67,7 @@ def dis_raft(
     (a ``daflow train refine`` run's ``model/raft.safetensors``)."""
     import torch
 
-    from daflow.models.raft import load_raft
+    from daflow.models.raft_weights import load_raft
     from daflow.models.refine import DEFAULT_ITERS, refine
     from daflow.models.registry import FlowEstimator
 

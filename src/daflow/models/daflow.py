@@ -30,7 +30,8 @@ import torch.nn as nn
 
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.dpt import BilinearHead, DPTConfig, DPTHead
-from daflow.models.raft import RAFT, InputPadder, hybrid_state_dict_from_raft
+from daflow.models.raft import RAFT, InputPadder
+from daflow.models.raft_weights import hybrid_state_dict_from_raft
 from daflow.models.sampler import DEFAULT_SHIFT, DEFAULT_STEPS
 from daflow.models.taps import DEFAULT_BLOCKS, TapSpec
 from daflow.models.vae import TOKEN_STRIDE
@@ -178,7 +179,7 @@ class DAFlow(nn.Module):
     def init_raft(self, raft_state_dict: dict[str, torch.Tensor]) -> None:
         """Load RAFT weights (e.g. ``raft-things.pth``) into the hybrid RAFT, widening the GRU with zero columns for
         the diffusion context (:func:`~daflow.models.raft.hybrid_state_dict_from_raft`)."""
-        from daflow.models.raft import read_state_dict
+        from daflow.models.raft_weights import read_state_dict
         from daflow.models.weights import load_strict
 
         sd = read_state_dict(raft_state_dict)

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from daflow.models.catalog import BUNDLED, CLASSICAL, FLOW_MODELS
-from daflow.models.raft import RAFT, InputPadder, load_raft
+from daflow.models.raft import RAFT, InputPadder
+from daflow.models.raft_weights import load_raft
 from daflow.models.sea_raft import SEARAFT, get_sea_raft_config, load_sea_raft
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from daflow.files import atomic_path, atomic_write_text
-from daflow.models.raft import RAFT, InputPadder, load_raft
+from daflow.models.raft import RAFT, InputPadder
+from daflow.models.raft_weights import load_raft
 from daflow.train.data import ClipSource, TrainingClips
 from daflow.train.flow import one_cycle_lr
 from daflow.train.loop import LoopSettings, Stage, train_loop

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 
 from daflow.data.mixture import MixtureCache
-from daflow.models.raft import RAFT, load_raft, read_state_dict
+from daflow.models.raft import RAFT
+from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.flow import one_cycle_lr
 from daflow.train.loop import LoopSettings, Stage, train_loop
