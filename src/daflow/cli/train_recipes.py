@@ -12,7 +12,7 @@ from daflow.cli.common import output_dir, resolve_device
 def add_train_refine(stages) -> None:
     p = stages.add_parser(
         "refine",
-        help="the bundled default: RAFT-small refining DIS on degraded clips (issue 15)",
+        help="the bundled default flow model: RAFT-small refining DIS, trained on degraded clips",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Train the DIS->RAFT refiner (daflow.models.refine) that ships as the default flow model: N mixture clips\n"
@@ -90,7 +90,7 @@ def add_train_recipe(stages) -> None:
 
     p = stages.add_parser(
         "recipe",
-        help="every stage of the paper at small size on a CPU (the tiny recipe)",
+        help="every stage of the paper at small size on a CPU (the tiny recipe), or the tiny restorer",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run the tiny recipe into RUN_DIR: synthetic data with exact ground truth and its degraded mirror, stage 0\n"

@@ -1,4 +1,4 @@
-"""Training clips that look like use (issue 15): mixed sizes, motions, textures and degradations, with DIS run on
+"""Training clips that look like use: mixed sizes, motions, textures and degradations, with DIS run on
 the degraded frames as the initial flow a refiner starts from.
 
 Each clip ``i`` of a mixture is drawn from ``SeedSequence([seed, i])``:

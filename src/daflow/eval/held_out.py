@@ -1,4 +1,4 @@
-"""Held-out checks of the bundled default flow model (issue 15): large-motion synthetic clips never trained on, and a
+"""Held-out checks of the bundled default flow model: large-motion synthetic clips never trained on, and a
 real stereo pair with ground truth.
 
 - :func:`held_out_clip`: the ``large-motion`` scene preset (objects up to 24 px, camera up to 12 px a frame) with

@@ -1,4 +1,4 @@
-"""DIS-initialised RAFT ("DIS→RAFT refiner", the bundled default flow model of issue 15).
+"""DIS-initialised RAFT ("DIS→RAFT refiner", the bundled default flow model).
 
 A classical estimate is a strong start on degraded video: DIS (Kroeger et al. 2016) is robust to large motion
 but noisy on blur, noise and codec blocks; a small RAFT trained on degraded clips is the opposite at our
