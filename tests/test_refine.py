@@ -133,3 +133,18 @@ def test_train_resume_and_load_as_estimator(tmp_path):
     est = dis_raft(iters=2, root=tmp_path / "weights")
     frames = torch.rand(2, 3, 64, 72) * 255
     assert est(frames[:1], frames[1:]).shape == (1, 2, 64, 72)
+
+
+def test_pyramid_levels_and_coarse_to_fine_shapes():
+    from daflow.models.refine import pyramid_levels, refine_pyramid
+
+    assert pyramid_levels((200, 300)) == 1 and pyramid_levels((256, 256)) == 2 and pyramid_levels((384, 512)) == 2
+    assert pyramid_levels((1080, 1920)) == 4 and pyramid_levels((64, 64)) == 1
+    model = init_refiner(None).eval()
+    a = torch.rand(1, 3, 270, 300) * 255
+    with torch.no_grad():
+        flow = refine_pyramid(model, a, a, torch.zeros(1, 2, 270, 300), iters=1)
+        one = refine_pyramid(model, a, a, torch.zeros(1, 2, 270, 300), iters=1, levels=1)
+    assert flow.shape == one.shape == (1, 2, 270, 300)
+    with pytest.raises(ValueError, match="levels"):
+        refine_pyramid(model, a, a, torch.zeros(1, 2, 270, 300), levels=0)

@@ -68,7 +68,7 @@ def dis_raft(
     import torch
 
     from daflow.models.raft_weights import load_raft
-    from daflow.models.refine import DEFAULT_ITERS, refine
+    from daflow.models.refine import DEFAULT_ITERS, refine_pyramid
     from daflow.models.registry import FlowEstimator
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
@@ -78,7 +78,7 @@ def dis_raft(
     return FlowEstimator(
         "dis-raft",
         f"DIS->RAFT refiner ({source}), {n} iterations",
-        lambda a, b: refine(model, a, b, iters=n).flow,
+        lambda a, b: refine_pyramid(model, a, b, iters=n),
         torch.device(device),
         module=model,
     )
