@@ -5,9 +5,22 @@ Where things live (one concept per module):
 - ``daflow.flow``      flow files (``io``), metrics (EPE, N-px outliers, warping error), warping, colour wheel.
 - ``daflow.data``      dataset readers (Sintel, Spring, TartanAir, YouHQ, any video) and exact-ground-truth
                        synthetic clips.
-- ``daflow.cli``       the ``daflow`` command.
+- ``daflow.models``    every flow model (RAFT, SEA-RAFT, DA-Flow, the DIS→RAFT default), DiT4SR, the VAE, sampler.
+- ``daflow.train``     the training stages and recipes; ``daflow.eval`` benchmarks, analysis, reports.
+- ``daflow.cli``       the ``daflow`` command, one module per sub-command.
+
+``daflow.load_model(name_or_path, device=..., **options)`` loads any flow model behind one call convention
+(:mod:`daflow.api`); it is imported on first use, so ``import daflow`` stays light.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load_model"]
+
+
+def __getattr__(name: str):
+    if name == "load_model":
+        from daflow.api import load_model
+
+        return load_model
+    raise AttributeError(f"module 'daflow' has no attribute {name!r}")

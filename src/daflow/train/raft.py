@@ -100,7 +100,13 @@ def save_raft(model: RAFT, folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with atomic_path(folder / WEIGHTS) as tmp:
         save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, str(tmp))
-    atomic_write_text(folder / "config.json", json.dumps({"_class_name": "RAFT", "small": model.small}, indent=2))
+    convex = model.small and hasattr(model.update_block, "mask")  # the DIS->RAFT refiner (daflow.models.refine)
+    config = (
+        {"_class_name": "DISRefiner", "small": True, "init": "dis-medium"}
+        if convex
+        else {"_class_name": "RAFT", "small": model.small}
+    )
+    atomic_write_text(folder / "config.json", json.dumps(config, indent=2))
 
 
 def train_raft(

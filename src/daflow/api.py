@@ -1,0 +1,179 @@
+"""One interface for every flow model: ``daflow.load_model`` (pairwise models and DA-Flow alike).
+
+    >>> import daflow
+    >>> model = daflow.load_model("dis-raft")              # the bundled default
+    >>> flows = model(frames)                                # uint8 [F, H, W, 3] -> float32 [F-1, H, W, 2]
+
+``name_or_path`` is a model name (``daflow evaluate --help`` lists them: ``dis-raft``, ``daflow-tiny``,
+``raft-star-tiny``, ``dis``, ``farneback``, ``raft``, ``raft-small``, ``sea-raft-s|m|l``, ``flowseek-t|m``, and
+``daflow`` with ``weights=``), a published checkpoint file (``raft-things.pth``, a SEA-RAFT ``.pth``; recognised by
+its keys), or a folder written by this package (``daflow train flow``'s DA-Flow model, ``daflow train raft`` or
+``daflow train refine``'s ``model/``). Options: ``weights`` (the published file for a name), ``iters``, ``device``,
+``random_init`` (smoke tests), and for DA-Flow ``step`` (0: single-step mode, or ``"mean"``), ``dit4sr``, ``vae``,
+``null_prompt``, ``seed``.
+
+The model takes the frames of a clip (numpy or torch, uint8 RGB ``[F, H, W, 3]``, F ≥ 2) and returns the forward
+flow of every consecutive pair, ``[F−1, H, W, 2]`` (numpy in, numpy out), without gradients. DA-Flow runs on 3-frame
+chunks sharing their boundary frame, exactly as ``daflow estimate`` does.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+DAFLOW_NAMES = ("daflow", "daflow-tiny")
+
+
+@dataclass
+class FlowModel:
+    """A loaded model (see the module docstring). ``clip`` is the underlying
+    :class:`~daflow.inference.ClipEstimator`; ``module`` the torch module when there is one."""
+
+    name: str
+    description: str
+    device: torch.device
+    clip: object
+    module: torch.nn.Module | None = None
+
+    @torch.no_grad()
+    def __call__(self, frames) -> np.ndarray | torch.Tensor:
+        from daflow.data.base import CHUNKS, window_plan
+        from daflow.inference import chunk_flows
+
+        as_numpy = not isinstance(frames, torch.Tensor)
+        x = torch.as_tensor(np.asarray(frames)) if as_numpy else frames
+        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 2:
+            raise ValueError(f"frames must be [F, H, W, 3] RGB with F >= 2, got {tuple(x.shape)}")
+        if x.dtype != torch.uint8:
+            raise ValueError(f"frames must be uint8 (0..255), got {x.dtype}")
+        clip = x.cpu().numpy()
+        n = min(self.clip.chunk, len(clip))
+        plan = window_plan(len(clip), n, CHUNKS)
+        pairs = sorted(
+            chunk_flows(self.clip, lambda s, c: clip[s : s + c], plan, n, device=self.device), key=lambda item: item[0]
+        )
+        flows = torch.stack([fw for _, fw, _ in pairs]).permute(0, 2, 3, 1).float().cpu()
+        return flows.numpy() if as_numpy else flows
+
+
+def _from_config(folder: Path) -> str | None:
+    """The model kind a folder written by this package holds (from its ``config.json``), or None."""
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    try:
+        data = json.loads(config.read_text())
+    except (OSError, ValueError):
+        return None
+    kind = data.get("_class_name")
+    if kind == "DAFlow":
+        return "daflow"
+    if kind == "DISRefiner":
+        return "dis-raft"
+    if kind == "RAFT" and (folder / "raft.safetensors").is_file():
+        return detect_checkpoint(folder / "raft.safetensors")  # RAFT, RAFT-small or the refiner, by its keys
+    return None
+
+
+def detect_checkpoint(path: str | os.PathLike) -> str:
+    """The model name a weights file belongs to, from its keys: ``raft``, ``raft-small``, ``dis-raft`` (RAFT-small
+    with the convex-upsampling head), ``sea-raft-s`` or ``sea-raft-m`` (ResNet-18 or ResNet-34 encoders: 2 or 3
+    blocks in the first stage)."""
+    from daflow.models.weights import read_state_dict
+
+    state = read_state_dict(path, what="flow checkpoint")
+    if "init_conv.weight" in state:
+        return "sea-raft-m" if "cnet.layer1.2.conv1.weight" in state else "sea-raft-s"
+    if "fnet.conv1.weight" not in state:
+        raise ValueError(f"{path}: not a RAFT or SEA-RAFT checkpoint (no fnet.conv1.weight or init_conv.weight)")
+    if state["fnet.conv1.weight"].shape[0] == 32:  # RAFT-small's stem
+        return "dis-raft" if "update_block.mask.0.weight" in state else "raft-small"
+    return "raft"
+
+
+def load_model(
+    name_or_path: str | os.PathLike,
+    *,
+    device: str | torch.device = "cpu",
+    weights=None,
+    iters: int | None = None,
+    random_init: bool = False,
+    step: int | str = 0,
+    seed: int = 0,
+    dit4sr=None,
+    vae=None,
+    null_prompt=None,
+    **options,
+) -> FlowModel:
+    """Load any flow model (module docstring)."""
+    from daflow.inference import daflow_estimator, pairwise
+    from daflow.models.catalog import FLOW_MODELS
+    from daflow.models.registry import build_flow_model
+
+    device = torch.device(device)
+    name = str(name_or_path)
+    path = Path(name_or_path)
+    if name not in FLOW_MODELS and name not in DAFLOW_NAMES:
+        if path.is_dir():
+            kind = _from_config(path)
+            if kind is None:
+                raise ValueError(
+                    f"{path}: not a model folder of this package (no config.json with _class_name "
+                    "DAFlow, RAFT or DISRefiner)"
+                )
+            weights_file = {
+                "dis-raft": "raft.safetensors",
+                "raft": "raft.safetensors",
+                "raft-small": "raft.safetensors",
+            }
+            name, weights = kind, (path if kind == "daflow" else path / weights_file[kind])
+        elif path.is_file():
+            name, weights = detect_checkpoint(path), path
+        else:
+            raise ValueError(
+                f"{name!r} is neither a model name ({', '.join([*FLOW_MODELS, *DAFLOW_NAMES])}) nor an "
+                "existing weights file or model folder"
+            )
+    if name in DAFLOW_NAMES:
+        model = _load_daflow(
+            name,
+            weights,
+            device,
+            random_init=random_init,
+            dit4sr=dit4sr,
+            vae=vae,
+            null_prompt=null_prompt,
+            seed=seed,
+            options=options,
+        )
+        clip = daflow_estimator(model, step=step, iters=iters or 20, seed=seed)
+        return FlowModel(name, clip.description, device, clip, model)
+    estimator = build_flow_model(
+        name, weights, iters=iters, device=device, random_init=random_init, seed=seed, **options
+    )
+    return FlowModel(name, estimator.description, estimator.device, pairwise(estimator), estimator.module)
+
+
+def _load_daflow(name, weights, device, *, random_init, dit4sr, vae, null_prompt, seed, options):
+    from daflow.models import bundled
+    from daflow.models.daflow import DAFlow
+
+    if name == "daflow-tiny":
+        if weights is not None or random_init:
+            raise ValueError("daflow-tiny is the bundled model; use 'daflow' with weights= or random_init=True")
+        return bundled.load_daflow_tiny(device=device)
+    if random_init:
+        if weights is not None:
+            raise ValueError("give either weights or random_init, not both")
+        return DAFlow(options.pop("preset", "tiny"), seed=seed).to(device).eval()
+    if weights is None:
+        raise ValueError(
+            "'daflow' needs weights= (a folder written by daflow train flow); the bundled model is 'daflow-tiny'"
+        )
+    return DAFlow.load(weights, dit4sr=dit4sr, vae=vae, null_prompt=null_prompt, device=device).eval()
