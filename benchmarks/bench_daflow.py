@@ -117,7 +117,7 @@ def main() -> None:
 
     if args.data:
         from daflow.data.base import CHUNKS
-        from daflow.eval.datasets import build_eval_sets
+        from daflow.data.specs import build_eval_sets
         from daflow.eval.stepwise import evaluate_daflow, per_step_table
 
         results = [

@@ -10,8 +10,8 @@ import torch
 from daflow.cli import main
 from daflow.data.base import DatasetLayoutError, FlowSample
 from daflow.data.labeled import LabeledClips
+from daflow.data.specs import build_eval_sets
 from daflow.eval.analysis import LayerStepTable, cost_volume, match_tokens, run_analysis, zero_shot_flow
-from daflow.eval.datasets import build_eval_sets
 from daflow.eval.report import load_series, write_analysis
 from daflow.files import write_image
 from daflow.flow.io import write_flow

@@ -30,9 +30,9 @@ def test_choices_agree_with_the_library():
     assert set(choices.SYNTHETIC_PRESET_NAMES) == set(SYNTHETIC_PRESETS)
     assert KINDS == choices.MIRROR_KINDS and FORMATS == choices.FLOW_FILE_FORMATS
     assert LABEL_FORMATS == choices.LABEL_FORMATS
-    import daflow.eval.datasets as datasets
+    import daflow.data.specs as datasets
 
-    assert choices.module_doc("daflow.eval.datasets") == datasets.__doc__.strip()
+    assert choices.module_doc("daflow.data.specs") == datasets.__doc__.strip()
 
 
 def test_every_command_has_its_own_module():

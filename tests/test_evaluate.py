@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from daflow.cli import main
+from daflow.data.specs import DatasetSpec, build_eval_sets, parse_dataset_spec
 from daflow.data.video import write_video
 from daflow.eval.benchmark import add_sintel_mean, evaluate_pairs, markdown_table, paper_row
-from daflow.eval.datasets import DatasetSpec, build_eval_sets, parse_dataset_spec
 from daflow.files import write_image
 from daflow.flow.io import read_flow
 from daflow.models.registry import MissingWeightsError, build_flow_model

@@ -7,7 +7,7 @@ import torch
 
 from daflow.cli import main
 from daflow.data.base import CHUNKS
-from daflow.eval.datasets import build_eval_sets
+from daflow.data.specs import build_eval_sets
 from daflow.eval.stepwise import evaluate_daflow
 from daflow.models.daflow import DAFlow
 from daflow.train.data import build_clip_source

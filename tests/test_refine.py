@@ -9,12 +9,12 @@ import torch
 from daflow.data.degrade import degrade_clip, sample_params
 from daflow.data.degrade.ops import video_compress
 from daflow.data.degrade.params import CodecParams
-from daflow.data.mixture import MIXTURE_PRESETS, MixtureCache, MixtureConfig, build_cache, render_mixture_clip
 from daflow.data.synthetic import SyntheticConfig, available_photos
 from daflow.models.classical import classical_flow
 from daflow.models.raft import RAFT
 from daflow.models.raft_weights import load_raft
 from daflow.models.refine import dis_init, refine
+from daflow.train.mixture import MIXTURE_PRESETS, MixtureCache, MixtureConfig, build_cache, render_mixture_clip
 from daflow.train.refine import REFINE_PRESETS, MixturePairs, init_refiner, train_refiner
 
 
@@ -116,7 +116,8 @@ def test_init_from_plain_raft_small_zeroes_the_mask_head(tmp_path):
 
 
 def test_train_resume_and_load_as_estimator(tmp_path):
-    from daflow.models.bundled import bundle_refiner, dis_raft
+    from daflow.models.registry import dis_raft_estimator
+    from daflow.recipe.bundle import bundle_refiner
 
     build_cache(tmp_path / "m", 3, config="tiny", progress=False)
     cfg = REFINE_PRESETS["tiny"]
@@ -130,7 +131,7 @@ def test_train_resume_and_load_as_estimator(tmp_path):
     folder = bundle_refiner(tmp_path / "a", tmp_path / "weights", command="test")
     record = json.loads((folder / "PROVENANCE.json").read_text())
     assert record["command"] == "test" and record["training"]["steps"] == cfg.steps and record["mixture"]["n"] == 3
-    est = dis_raft(iters=2, root=tmp_path / "weights")
+    est = dis_raft_estimator(iters=2, root=tmp_path / "weights")
     frames = torch.rand(2, 3, 64, 72) * 255
     assert est(frames[:1], frames[1:]).shape == (1, 2, 64, 72)
 

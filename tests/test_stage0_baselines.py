@@ -96,7 +96,7 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     import json
 
     from daflow.cli import main
-    from daflow.train.recipe import STAGES
+    from daflow.recipe.run import STAGES
 
     run = tmp_path / "recipe"
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0
@@ -122,7 +122,7 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     assert "| model | metric | 0 | 1 |" in report and "mean of 10 steps" in report
     assert "**Smoke run**" in report and "mean nothing" in report  # a smoke report says what it is
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0  # everything done: nothing reruns
-    from daflow.eval import reproduce
+    from daflow.recipe import reproduce
 
     assert reproduce.main([str(run), "--max-chunks", "1", "--no-progress"]) == 0  # the report alone, re-run
     assert "| DA-Flow |" in capsys.readouterr().out
@@ -156,6 +156,8 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
                 str(tmp_path / "frames"),
                 "-o",
                 str(tmp_path / "est"),
+                "--model",
+                "daflow",
                 "--step",
                 "0",
                 "--iters",

@@ -27,7 +27,7 @@ def _add_analyze(sub) -> None:
             "The paper's protocol: degrade YouHQ40 (daflow degrade youhq), label its HQ frames with SEA-RAFT\n"
             "(daflow pseudo-gt --iters 4), then\n"
             "  daflow analyze --data labeled:YouHQ40-LQ?labels=YouHQ40-pgt --dit4sr dit4sr_q --vae sd3.5 -o out\n\n"
-            "DATASET_SPEC is KIND:TARGET[?key=value&...]:\n" + module_doc("daflow.eval.datasets").split("\n\n", 2)[2]
+            "DATASET_SPEC is KIND:TARGET[?key=value&...]:\n" + module_doc("daflow.data.specs").split("\n\n", 2)[2]
         ),
     )
     p.add_argument("--data", required=True, action="append", metavar="DATASET_SPEC", help="dataset spec; repeatable")
@@ -73,8 +73,8 @@ def _add_analyze(sub) -> None:
 
 
 def _run_analyze(args) -> int:
+    from daflow.data.specs import build_eval_sets, parse_dataset_spec
     from daflow.eval.analysis import run_analysis
-    from daflow.eval.datasets import build_eval_sets, parse_dataset_spec
     from daflow.eval.report import load_series, write_analysis
 
     if args.frames < 2:

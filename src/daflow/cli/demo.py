@@ -43,6 +43,7 @@ def _run_demo(args) -> int:
     from daflow.flow.viz import flow_panel_tiles, write_panel
     from daflow.models import bundled
     from daflow.models.classical import classical_flow
+    from daflow.models.registry import build_flow_model
 
     output_dir(args.output)
     t0 = time.perf_counter()
@@ -53,7 +54,7 @@ def _run_demo(args) -> int:
     results, flows = {}, {}
     frames = torch.from_numpy(lq).permute(0, 3, 1, 2).float().unsqueeze(0)
     if (bundled.BUNDLE_DIR / bundled.REFINER).is_dir():
-        default = bundled.dis_raft()
+        default = build_flow_model("dis-raft")
         flows["DIS->RAFT (default)"] = default(frames[:, 0], frames[:, 1])[0].permute(1, 2, 0).numpy()
     if bundled.available():
         from daflow.inference import daflow_estimator
@@ -61,7 +62,7 @@ def _run_demo(args) -> int:
         print(f"daflow demo: {bundled.NOTICE}")
         model = bundled.load_daflow_tiny()
         flows["DA-Flow-tiny"] = daflow_estimator(model)(frames)[0, 0].permute(1, 2, 0).numpy()
-        star = bundled.raft_star_tiny()
+        star = build_flow_model("raft-star-tiny")
         flows["RAFT*-tiny"] = star(frames[:, 0], frames[:, 1])[0].permute(1, 2, 0).numpy()
     if not flows:
         print("daflow demo: no bundled models in this installation; showing the classical references only")

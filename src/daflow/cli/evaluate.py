@@ -34,7 +34,7 @@ def _add_evaluate(sub) -> None:
             + "\n  daflow      DA-Flow: --weights FOLDER from `daflow train flow` (per-step table, Table 1-3 layouts)"
             + "\n  daflow-tiny DA-Flow-tiny, bundled (trained by `daflow train recipe tiny`)"
             + "\n\n\nDATASET_SPEC is KIND:TARGET[?key=value&...]:\n"
-            + module_doc("daflow.eval.datasets").split("\n\n", 2)[2]
+            + module_doc("daflow.data.specs").split("\n\n", 2)[2]
         ),
     )
     p.add_argument(
@@ -66,13 +66,13 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
+    from daflow.data.specs import build_eval_sets, parse_dataset_spec
     from daflow.eval.benchmark import (
         add_sintel_mean,
         evaluate_pairs,
         markdown_table,
         paper_row,
     )
-    from daflow.eval.datasets import build_eval_sets, parse_dataset_spec
     from daflow.files import atomic_write_text
 
     specs = [parse_dataset_spec(s) for s in args.data]  # all specs checked before any model is built
@@ -122,8 +122,8 @@ def _run_evaluate(args) -> int:
 
 def _evaluate_daflow(args, specs) -> int:
     from daflow.data.base import CHUNKS
+    from daflow.data.specs import build_eval_sets
     from daflow.eval.benchmark import add_sintel_mean, markdown_table, paper_row
-    from daflow.eval.datasets import build_eval_sets
     from daflow.eval.stepwise import evaluate_daflow, per_step_table
     from daflow.files import atomic_write_text
 

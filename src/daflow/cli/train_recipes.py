@@ -49,8 +49,8 @@ def add_train_refine(stages) -> None:
 def _run_train_refine(args) -> int:
     import dataclasses
 
-    from daflow.data.mixture import build_cache
     from daflow.models.bundled import bundled_path
+    from daflow.train.mixture import build_cache
     from daflow.train.refine import REFINE_PRESETS, train_refiner
 
     out = output_dir(args.output)
@@ -75,7 +75,7 @@ def _run_train_refine(args) -> int:
         f"model in {out / 'model'}"
     )
     if args.bundle_into:
-        from daflow.models.bundled import bundle_refiner
+        from daflow.recipe.bundle import bundle_refiner
 
         command = (
             f"daflow train refine -o {out} --preset {args.preset} --clips {args.clips} --steps {config.steps} "
@@ -97,7 +97,7 @@ def add_train_recipe(stages) -> None:
             "(VAE, per-frame DiT4SR), stage 1 (lifting), the RAFT teacher and baseline, pseudo ground truth, the\n"
             "zero-shot layer analysis, stage 2 (pseudo and exact labels), RAFT* and Baseline*. Resumable: finished\n"
             "stages are skipped and every trainer resumes from its last checkpoint.\n\n"
-            + module_doc("daflow.train.recipe").split("\n\n")[2]
+            + module_doc("daflow.recipe.run").split("\n\n")[2]
         ),
     )
     p.add_argument(
@@ -122,7 +122,7 @@ def add_train_recipe(stages) -> None:
 
 
 def _run_train_recipe(args) -> int:
-    from daflow.train.recipe import RECIPE_PRESETS, Recipe
+    from daflow.recipe.run import RECIPE_PRESETS, Recipe
 
     output_dir(args.output)
     recipe = Recipe(
@@ -131,7 +131,7 @@ def _run_train_recipe(args) -> int:
     times = recipe.run_all(only=args.only)
     print(f"recipe {args.preset}: {len(times)} stage(s) run in {sum(times.values()):.0f} s -> {args.output}")
     if args.bundle_into:
-        from daflow.models.bundled import bundle_recipe, bundle_restorer
+        from daflow.recipe.bundle import bundle_recipe, bundle_restorer
 
         command = f"daflow train recipe {args.preset} -o {args.output}"
         if args.preset.startswith("restore"):

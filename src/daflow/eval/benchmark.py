@@ -15,7 +15,7 @@ import torch
 from tqdm import tqdm
 
 from daflow.data.base import FlowSample
-from daflow.eval.datasets import EvalSet
+from daflow.data.specs import EvalSet
 from daflow.flow.metrics import FlowMetrics
 
 METRIC_COLUMNS = ("epe", "1px", "3px", "5px")

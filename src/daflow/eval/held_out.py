@@ -3,7 +3,7 @@ real stereo pair with ground truth.
 
 - :func:`held_out_clip`: the ``large-motion`` scene preset (objects up to 24 px, camera up to 12 px a frame) with
   the seeds :data:`SEEDS` at any size, 4 frames, degraded with a named preset. The training mixture of
-  :mod:`daflow.data.mixture` draws its scenes differently and from other seeds.
+  :mod:`daflow.train.mixture` draws its scenes differently and from other seeds.
 - :func:`motorcycle`: scikit-image's motorcycle stereo pair (a real camera, ground-truth disparity ``d``; as flow
   left → right, ``(−d, 0)``), at half size (370×250) degraded with ``realbasicvsr`` seed 0, or at 176×144 squeezed
   through H.264 at 480 bits (60 bytes) a frame.

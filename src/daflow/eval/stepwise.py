@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from daflow.data.specs import EvalSet
 from daflow.eval.benchmark import METRIC_COLUMNS
-from daflow.eval.datasets import EvalSet
 from daflow.flow.metrics import FlowMetrics
 
 

@@ -100,13 +100,9 @@ def build_flow_model(
     if name == "raft-star-tiny" and weights is not None:
         raise ValueError("raft-star-tiny is the bundled RAFT-small; for other weights use --model raft-small --weights")
     if name == "dis-raft":
-        from daflow.models.bundled import dis_raft
-
-        return dis_raft(weights, iters=iters, device=device, corr_mode=corr_mode)
-    if name in BUNDLED:
-        from daflow.models.bundled import raft_star_tiny
-
-        return raft_star_tiny(iters=iters or 12, device=device)
+        return dis_raft_estimator(weights, iters=iters, device=device, corr_mode=corr_mode)
+    if name == "raft-star-tiny":
+        return _raft_star_tiny(iters=iters or DEFAULT_RAFT_ITERS, device=device, corr_mode=corr_mode)
     if weights is None and not random_init:
         raise MissingWeightsError(
             f"{name} needs its weights (--weights PATH): {published}. "
@@ -158,3 +154,39 @@ def _build_network(name, weights, description, *, iters, scale, device, corr_mod
 
     wrapped = load_ptlflow(name, None if random_init else weights, iters=12 if iters is None else iters).to(device)
     return FlowEstimator(name, description, wrapped, device, random_init, wrapped)
+
+
+def _raft_star_tiny(*, iters: int, device, corr_mode: str) -> FlowEstimator:
+    """The bundled RAFT*-tiny (RAFT-small fine-tuned on degraded synthetic clips by the tiny recipe)."""
+    from daflow.models.bundled import bundled_path
+
+    model = load_raft(bundled_path("raft-star-tiny") / "raft.safetensors", small=True, corr_mode=corr_mode)
+    model = model.eval().to(device)
+    return FlowEstimator(
+        "raft-star-tiny",
+        f"RAFT*-tiny (bundled: RAFT-small fine-tuned on degraded synthetic clips), {iters} iterations",
+        _raft_fn(model, iters),
+        torch.device(device),
+        module=model,
+    )
+
+
+def dis_raft_estimator(
+    weights=None, *, iters: int | None = None, device="cpu", corr_mode: str = "auto", root=None
+) -> FlowEstimator:
+    """The DIS→RAFT refiner (:mod:`daflow.models.refine`, coarse to fine): the bundled weights (below ``root``, the
+    package's ``weights/`` by default), or ``weights`` (a ``daflow train refine`` run's ``model/raft.safetensors``)."""
+    from daflow.models.bundled import REFINER, bundled_path
+    from daflow.models.refine import DEFAULT_ITERS, refine_pyramid
+
+    path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
+    model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
+    n = DEFAULT_ITERS if iters is None else iters
+    source = "bundled" if weights is None else str(weights)
+    return FlowEstimator(
+        "dis-raft",
+        f"DIS->RAFT refiner ({source}), {n} iterations",
+        lambda a, b: refine_pyramid(model, a, b, iters=n),
+        torch.device(device),
+        module=model,
+    )

@@ -1,6 +1,6 @@
 """Training clips for both stages (paper §5.1): F-frame HQ/LQ crops, with flow labels where there are any.
 
-Sources (``--data`` of ``daflow train``, the spec grammar of :mod:`daflow.eval.datasets`):
+Sources (``--data`` of ``daflow train``, the spec grammar of :mod:`daflow.data.specs`):
 
 ===========================================  ====================================================================
 ``synthetic:PRESET?n=N&size=HxW&seed=S``     exact-ground-truth clips; LQ degraded on the fly (``degrade=``)
@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from daflow.data.base import DatasetLayoutError, FlowSample
-from daflow.eval.datasets import DatasetSpec, parse_dataset_spec
+from daflow.data.specs import DatasetSpec, parse_dataset_spec
 
 TRAIN_KINDS = ("synthetic", "youhq", "labeled")
 
@@ -87,12 +87,12 @@ def build_clip_source(
 
         get_preset(preset)  # unknown presets fail here, naming the choices
     if spec.kind == "labeled":
-        from daflow.eval.datasets import build_eval_sets
+        from daflow.data.specs import build_eval_sets
 
         (eval_set,) = build_eval_sets(spec, num_frames=num_frames, stride=stride)
         return ClipSource(eval_set.dataset, "lq", has_flow=True, spec=str(spec))
     if spec.kind == "synthetic":
-        from daflow.eval.datasets import synthetic_clips
+        from daflow.data.specs import synthetic_clips
 
         clips = synthetic_clips(spec, num_frames=num_frames, default_n=64)
         return ClipSource(clips, "hq", degrade=preset, has_flow=True, spec=str(spec))

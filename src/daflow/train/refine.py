@@ -1,4 +1,4 @@
-"""Training the DIS→RAFT refiner (:mod:`daflow.models.refine`) on the mixture clips of :mod:`daflow.data.mixture`.
+"""Training the DIS→RAFT refiner (:mod:`daflow.models.refine`) on the mixture clips of :mod:`daflow.train.mixture`.
 
 Loss: RAFT's sequence loss (Eq. 18) on every iteration's flow against the exact synthetic flow; the network sees
 the degraded frames and DIS run on them (on the whole frame, before cropping, as at inference). One-cycle
@@ -6,7 +6,7 @@ schedule, AdamW, exact resume (:mod:`daflow.train.loop`). Items are addressed by
 (:mod:`daflow.train.data`): clip, pair, crop and flips of item ``i`` come from ``SeedSequence([seed, i])``.
 Augmentation: random crop, horizontal and vertical flips (the flow's sign flipped with them).
 
-    daflow train refine --cache MIX -o RUN --preset default      (MIX: daflow.data.mixture.build_cache)
+    daflow train refine --cache MIX -o RUN --preset default      (MIX: daflow.train.mixture.build_cache)
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daflow.data.mixture import MixtureCache
 from daflow.models.raft import RAFT
 from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.flow import one_cycle_lr
 from daflow.train.loop import LoopSettings, Stage, train_loop
 from daflow.train.losses import sequence_loss
+from daflow.train.mixture import MixtureCache
 from daflow.train.raft import WEIGHTS, save_raft
 
 

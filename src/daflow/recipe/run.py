@@ -22,7 +22,7 @@ Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each
 ``daflow_gt``   the same with the exact ground truth
 ``raft_star``   RAFT fine-tuned on LQ clips with the pseudo ground truth (RAFT*, App. C.2)
 ``baseline``    Baseline* (Table 2): stage 2 on the features of the un-finetuned model (``dit0`` lifted, no stage 1)
-``report``      every model on the held-out set in the paper's table layouts (:mod:`daflow.eval.reproduce`)
+``report``      every model on the held-out set in the paper's table layouts (:mod:`daflow.recipe.reproduce`)
 ==============  =========================================================================================================
 
 All models are saved as safetensors with their configs.
@@ -312,8 +312,8 @@ class Recipe:
         return build_flow_model(name)  # classical: CPU
 
     def stage_pseudo_gt(self) -> dict:
+        from daflow.data.specs import build_eval_sets
         from daflow.eval.benchmark import evaluate_pairs
-        from daflow.eval.datasets import build_eval_sets
         from daflow.train.pseudo_gt import write_pseudo_gt
 
         c = self.config
@@ -343,8 +343,8 @@ class Recipe:
         return {"teacher": name, "clean_val_epe": scores, "pairs": reports}
 
     def stage_analyze(self) -> dict:
+        from daflow.data.specs import build_eval_sets
         from daflow.eval.analysis import run_analysis
-        from daflow.eval.datasets import build_eval_sets
         from daflow.eval.report import write_analysis
 
         c = self.config
@@ -418,7 +418,7 @@ class Recipe:
         return self._flow("baseline", self.run / "dit0" / "transformer", self._blocks("Baseline"), "pgt")
 
     def stage_report(self) -> dict:
-        from daflow.eval.reproduce import write_report
+        from daflow.recipe.reproduce import write_report
 
         return {"report": str(write_report(self.run, device=self.device, progress=self.progress))}
 

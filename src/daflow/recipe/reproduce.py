@@ -1,6 +1,6 @@
 """The small-scale reproduction: every model of a tiny-recipe run on its held-out degraded set (issue 7).
 
-Writes the paper's tables in their layouts, at small scale, from a :mod:`daflow.train.recipe` run:
+Writes the paper's tables in their layouts, at small scale, from a :mod:`daflow.recipe.run` run:
 
 - Table 1 / 4: one row per model (EPE, 1px, 3px, 5px): RAFT (trained on clean frames), RAFT* (fine-tuned on LQ
   frames with pseudo ground truth), DA-Flow (pseudo ground truth, the paper's protocol; and exact ground truth),
@@ -13,7 +13,7 @@ Writes the paper's tables in their layouts, at small scale, from a :mod:`daflow.
 Iterations follow the paper: 12 for the RAFT baselines, 20 for DA-Flow.
 
 The recipe's ``report`` stage calls :func:`write_report`; to re-run it on a finished run (another device, fewer
-chunks): ``python -m daflow.eval.reproduce RUN [--device cuda] [--max-chunks N]``. The tables in BENCHMARKS.md are
+chunks): ``python -m daflow.recipe.reproduce RUN [--device cuda] [--max-chunks N]``. The tables in BENCHMARKS.md are
 copied from ``RUN/report/report.md``.
 """
 
@@ -27,8 +27,8 @@ from pathlib import Path
 import torch
 
 from daflow.data.base import CHUNKS
+from daflow.data.specs import build_eval_sets
 from daflow.eval.benchmark import evaluate_pairs, markdown_table
-from daflow.eval.datasets import build_eval_sets
 from daflow.eval.stepwise import evaluate_daflow, per_step_table
 from daflow.files import atomic_write_text
 
@@ -57,7 +57,7 @@ def _teacher_line(run: Path) -> list[str]:
 
 def _run_kind(run: Path) -> list[str]:
     """Header lines saying which recipe preset made the run; a smoke run is labelled as meaningless."""
-    from daflow.train.recipe import RECIPE_PRESETS
+    from daflow.recipe.run import RECIPE_PRESETS
 
     saved = run / "recipe.json"
     config = json.loads(saved.read_text()).get("config", {}) if saved.is_file() else {}
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
 
     ap = argparse.ArgumentParser(
-        prog="python -m daflow.eval.reproduce",
+        prog="python -m daflow.recipe.reproduce",
         description="Re-run the small-scale reproduction report on a finished tiny-recipe run.",
     )
     ap.add_argument("run", type=Path, help="the recipe's run folder (daflow train recipe tiny -o RUN)")

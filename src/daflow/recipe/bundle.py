@@ -1,0 +1,142 @@
+"""Copying a finished run's models into the package's ``weights/`` folder with their provenance: the tiny recipe's
+DA-Flow-tiny and RAFT*-tiny (``bundle_recipe``), the DIS→RAFT refiner (``bundle_refiner``) and the tiny restorer
+(``bundle_restorer``). Each writes into ``DEST.partial`` first and then moves its entries over those of ``DEST``;
+other bundled models are left as they are. Every bundle carries ``PROVENANCE.json``: the command, the code version
+and commit, the settings and the held-out scores of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from daflow.models.bundled import BUNDLE_DIR, PROVENANCE, REFINER, RESTORER
+
+
+def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
+    """Copy a finished ``daflow train recipe restore`` run's lifted DiT and VAE into ``dest/restorer-tiny``."""
+    import daflow
+
+    run, dest = Path(run), Path(dest)
+    transformer, vae = run / "lift" / "transformer", run / "vae" / "vae"
+    if not (run / "lift" / "done.json").is_file():
+        raise FileNotFoundError(f"{run} has no finished lifting stage ({run / 'lift'}); run the restore recipe first")
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(transformer, tmp / RESTORER / "transformer")
+    shutil.copytree(vae, tmp / RESTORER / "vae")
+    record = {
+        "command": command or f"daflow train recipe restore -o {run}",
+        "daflow": daflow.__version__,
+        "git_commit": _git_commit(),
+        "recipe": json.loads((run / "recipe.json").read_text()),
+        "stages": _stage_records(run),
+    }
+    (tmp / RESTORER / PROVENANCE).write_text(json.dumps(record, indent=2))
+    _replace_entries(tmp, dest)
+    return dest / RESTORER
+
+
+def _stage_records(run: Path) -> dict:
+    """``{stage: seconds}`` and the pseudo-GT teacher's choice, from the run's ``done.json`` files."""
+    records = {}
+    for done in sorted(run.glob("*/done.json")):
+        info = json.loads(done.read_text())
+        records[done.parent.name] = {k: info[k] for k in ("seconds", "teacher", "clean_val_epe", "blocks") if k in info}
+    return records
+
+
+def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
+    """Copy a finished recipe run's DA-Flow and RAFT* (with the DA-Flow's DiT and VAE) into ``dest``."""
+    import daflow
+    from daflow.models.daflow import DAFlow
+
+    run, dest = Path(run), Path(dest)
+    report = run / "report" / "results.json"
+    if not report.is_file():
+        raise FileNotFoundError(f"{run} has no finished report ({report}); run the whole recipe first")
+    info = json.loads((run / "daflow" / "train_flow.json").read_text())["model"]
+    model = DAFlow.load(run / "daflow" / "model", dit4sr=info["transformer"], vae=run / "vae" / "vae")
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save(tmp / "daflow-tiny", with_backbone=True)
+    (tmp / "raft-star-tiny").mkdir(parents=True)
+    for name in ("raft.safetensors", "config.json"):
+        shutil.copy2(run / "raft_star" / "model" / name, tmp / "raft-star-tiny" / name)
+    results = json.loads(report.read_text())
+    scores = {
+        k: (v.get("metrics") or v.get("average"))
+        for k, v in results.items()
+        if isinstance(v, dict) and ("metrics" in v or "average" in v)
+    }
+    commit = _git_commit()
+    record = {
+        "command": command or f"daflow train recipe tiny -o {run}",
+        "daflow": daflow.__version__,
+        "git_commit": commit,
+        "recipe": json.loads((run / "recipe.json").read_text()),
+        "held_out": results.get("spec"),
+        "scores": scores,
+        "stages": _stage_records(run),
+    }
+    (tmp / PROVENANCE).write_text(json.dumps(record, indent=2))
+    _replace_entries(tmp, dest)
+    return dest
+
+
+def _replace_entries(tmp: Path, dest: Path) -> None:
+    """Move every entry of ``tmp`` into ``dest``, replacing entries of the same name; other entries stay."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for entry in tmp.iterdir():
+        target = dest / entry.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        entry.rename(target)
+    tmp.rmdir()
+
+
+def _git_commit() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def bundle_refiner(
+    run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "", scores: dict | None = None
+) -> Path:
+    """Copy a finished ``daflow train refine`` run's model into ``dest/dis-raft`` with its ``PROVENANCE.json``
+    (command, commit, training settings, mixture settings, and ``scores`` when given)."""
+    import daflow
+
+    run, dest = Path(run), Path(dest)
+    model = run / "model" / "raft.safetensors"
+    if not model.is_file():
+        raise FileNotFoundError(f"{run} has no finished model ({model}); run `daflow train refine` to the end first")
+    tmp = dest.with_name(dest.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / REFINER).mkdir(parents=True)
+    shutil.copy2(model, tmp / REFINER / "raft.safetensors")
+    (tmp / REFINER / "config.json").write_text(
+        json.dumps({"_class_name": "DISRefiner", "small": True, "init": "dis-medium"}, indent=2)
+    )
+    record = {
+        "command": command or f"daflow train refine -o {run}",
+        "daflow": daflow.__version__,
+        "git_commit": _git_commit(),
+        "training": json.loads((run / "train_refine.json").read_text()),
+        "mixture": json.loads((run / "mixture" / "mixture.json").read_text())
+        if (run / "mixture" / "mixture.json").is_file()
+        else None,
+        "scores": scores or {},
+    }
+    (tmp / REFINER / PROVENANCE).write_text(json.dumps(record, indent=2))
+    _replace_entries(tmp, dest)
+    return dest / REFINER
