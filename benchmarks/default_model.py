@@ -29,7 +29,7 @@ from daflow.eval.video_quality import visible_mask, warp_error
 from daflow.flow.metrics import flow_metrics
 
 
-def estimators(weights: str | None, iters: int | None, with_daflow: bool) -> dict:
+def estimators(weights: str | None, iters: int | None, with_daflow: bool, ablation: bool = False) -> dict:
     from daflow.models.registry import build_flow_model
 
     out = {
@@ -39,15 +39,17 @@ def estimators(weights: str | None, iters: int | None, with_daflow: bool) -> dic
         "DIS->RAFT (default)": build_flow_model("dis-raft", weights, iters=iters),
     }
     if with_daflow:
-        from daflow.inference import daflow_estimator
+        import daflow
 
-        out["DA-Flow-tiny"] = daflow_estimator(None, step=0)
+        out["DA-Flow-tiny"] = daflow.load_model("daflow-tiny")  # single-step mode, 3-frame chunks
     return out
 
 
 def flows(est, lq: np.ndarray) -> np.ndarray:
     if est is None:
         return np.zeros((len(lq) - 1, *lq.shape[1:3], 2), np.float32)
+    if not hasattr(est, "fn"):  # a daflow.load_model model: the whole clip at once
+        return est(lq)
     t = torch.from_numpy(lq).permute(0, 3, 1, 2).float()
     return est(t[:-1], t[1:]).permute(0, 2, 3, 1).numpy()
 
@@ -57,12 +59,13 @@ def main() -> None:
     ap.add_argument("--weights", help="refiner weights (default: the bundled dis-raft)")
     ap.add_argument("--iters", type=int)
     ap.add_argument("--with-daflow", action="store_true")
+    ap.add_argument("--ablation", action="store_true", help="also the refiner with one level / without the polish")
     ap.add_argument("--sizes", default="256x256,384x512")
     ap.add_argument("--degrades", default="realbasicvsr,codec")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    ests = estimators(args.weights, args.iters, args.with_daflow)
+    ests = estimators(args.weights, args.iters, args.with_daflow, args.ablation)
     record: dict = {"synthetic": {}, "real": {}}
     for degrade in args.degrades.split(","):
         for size in [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]:

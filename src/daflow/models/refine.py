@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
 DEFAULT_ITERS = 8  # the training's iteration count (more changed nothing: see BENCHMARKS.md "The bundled default")
+DEFAULT_POLISH = 2  # variational polish rounds after the network (measured: see BENCHMARKS.md "The bundled default")
 MIN_LEVEL_SIDE = 128  # the coarsest pyramid level keeps at least this many pixels on its shorter side
 
 

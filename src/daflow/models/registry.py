@@ -172,21 +172,31 @@ def _raft_star_tiny(*, iters: int, device, corr_mode: str) -> FlowEstimator:
 
 
 def dis_raft_estimator(
-    weights=None, *, iters: int | None = None, device="cpu", corr_mode: str = "auto", root=None
+    weights=None,
+    *,
+    iters: int | None = None,
+    device="cpu",
+    corr_mode: str = "auto",
+    root=None,
+    levels: int | None = None,
+    polish_rounds: int | None = None,
 ) -> FlowEstimator:
-    """The DIS→RAFT refiner (:mod:`daflow.models.refine`, coarse to fine): the bundled weights (below ``root``, the
-    package's ``weights/`` by default), or ``weights`` (a ``daflow train refine`` run's ``model/raft.safetensors``)."""
+    """The DIS→RAFT refiner (:mod:`daflow.models.refine`, coarse to fine, then polished): the bundled weights (below
+    ``root``, the package's ``weights/`` by default), or ``weights`` (a ``daflow train refine`` run's
+    ``model/raft.safetensors``). ``levels`` / ``polish_rounds``: the defaults of :mod:`daflow.models.refine`."""
     from daflow.models.bundled import REFINER, bundled_path
-    from daflow.models.refine import DEFAULT_ITERS, refine_pyramid
+    from daflow.models.refine import DEFAULT_ITERS, DEFAULT_POLISH, refine_pyramid
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
     n = DEFAULT_ITERS if iters is None else iters
+    rounds = DEFAULT_POLISH if polish_rounds is None else polish_rounds
     source = "bundled" if weights is None else str(weights)
+    shape = f"{levels} level(s)" if levels else "coarse to fine"
     return FlowEstimator(
         "dis-raft",
-        f"DIS->RAFT refiner ({source}), {n} iterations",
-        lambda a, b: refine_pyramid(model, a, b, iters=n),
+        f"DIS->RAFT refiner ({source}), {n} iterations, {shape}, {rounds} polish round(s)",
+        lambda a, b: refine_pyramid(model, a, b, iters=n, levels=levels, polish_rounds=rounds),
         torch.device(device),
         module=model,
     )
