@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
 DEFAULT_ITERS = 8  # the training's iteration count (more changed nothing: see BENCHMARKS.md "The bundled default")
+DEFAULT_DIS_MARGIN: float | None = None  # keep DIS where it is photometrically better by this much (None: never)
 DEFAULT_POLISH = 2  # variational polish rounds after the network (measured: see BENCHMARKS.md "The bundled default")
 MIN_LEVEL_SIDE = 128  # the coarsest pyramid level keeps at least this many pixels on its shorter side
 
@@ -107,6 +108,27 @@ def polish(image1: torch.Tensor, image2: torch.Tensor, flow: torch.Tensor, *, ro
     return torch.stack(out).to(flow.device, flow.dtype)
 
 
+def keep_dis_where_better(
+    image1: torch.Tensor,
+    image2: torch.Tensor,
+    refined: torch.Tensor,
+    dis: torch.Tensor,
+    *,
+    margin: float,
+    window: int = 9,
+) -> torch.Tensor:
+    """Per pixel, DIS's flow where its photometric error on the input frames (mean absolute difference between
+    frame 1 and frame 2 warped back, averaged over the channels and a ``window``² neighbourhood, 0..255) is lower than
+    the refined flow's by more than ``margin``; the refined flow elsewhere. Flows ``[B, 2, H, W]``."""
+    from daflow.flow.warp import backward_warp
+
+    def error(flow: torch.Tensor) -> torch.Tensor:
+        e = (image1 - backward_warp(image2, flow, padding_mode="border")).abs().mean(1, keepdim=True)
+        return F.avg_pool2d(e, window, stride=1, padding=window // 2, count_include_pad=False)
+
+    return torch.where(error(dis) < error(refined) - margin, dis, refined)
+
+
 def refine_pyramid(
     model: RAFT,
     image1: torch.Tensor,
@@ -116,9 +138,11 @@ def refine_pyramid(
     iters: int = DEFAULT_ITERS,
     levels: int | None = None,
     polish_rounds: int = 0,
+    dis_margin: float | None = None,
 ) -> torch.Tensor:
     """Coarse-to-fine refinement (module docstring): frames ``[B, 3, H, W]`` (0..255) → flow ``[B, 2, H, W]``.
-    ``levels``: default :func:`pyramid_levels` of the frame size; ``polish_rounds``: :func:`polish` at the end."""
+    ``levels``: default :func:`pyramid_levels` of the frame size; ``dis_margin``: :func:`keep_dis_where_better`
+    before ``polish_rounds`` of :func:`polish`."""
     if dis is None:
         dis = dis_flows(image1, image2)
     size = tuple(image1.shape[-2:])
@@ -134,4 +158,6 @@ def refine_pyramid(
             a, b = image1, image2
             init = flow if tuple(flow.shape[-2:]) == size else _resize_flow(flow, size, "bilinear")
         flow = refine(model, a, b, init, iters=iters).flow
+    if dis_margin is not None:
+        flow = keep_dis_where_better(image1, image2, flow, dis, margin=dis_margin)
     return polish(image1, image2, flow, rounds=polish_rounds) if polish_rounds else flow

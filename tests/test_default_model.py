@@ -1,0 +1,64 @@
+"""The bundled default flow model, dis-raft, against the bar it was shipped for (the held-out checks of
+:mod:`daflow.eval.held_out`).
+
+The scores recorded at bundling time live in ``weights/dis-raft/PROVENANCE.json`` (``benchmarks/default_model.py
+--json`` regenerates them). The tests check that (1) the recorded scores meet the bar: on held-out large motion at
+256×256 and 384×512 the default's EPE is at most 0.85× DIS's on the same degraded frames and below zero flow on
+every clip; on the real stereo pair its EPE is below DIS's; and (2) the recording is real: part of it is measured
+again here and must agree (a broken loader, a changed preprocessing step or a corrupted file moves it far away).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from daflow.eval.held_out import SEEDS, held_out_clip, motorcycle
+from daflow.flow.metrics import flow_metrics
+from daflow.models import bundled
+
+DEFAULT = "DIS->RAFT (default)"
+TOLERANCE = 0.05  # px: arithmetic differs a little between CPUs (oneDNN kernels, OpenCV's SIMD paths)
+
+
+@pytest.fixture(scope="module")
+def record() -> dict:
+    prov = bundled.provenance(bundled.BUNDLE_DIR / bundled.REFINER)
+    assert prov, f"the default model's PROVENANCE.json is missing from {bundled.BUNDLE_DIR / bundled.REFINER}"
+    return prov["scores"]
+
+
+@pytest.mark.parametrize("size", ["256x256", "384x512"])
+def test_recorded_large_motion_scores_meet_the_bar(record, size):
+    epe = record["synthetic"][f"realbasicvsr {size}"]["epe"]
+    default, dis, zero = (np.asarray(epe[k]) for k in (DEFAULT, "DIS (LQ)", "zero flow"))
+    assert len(default) == len(SEEDS)
+    assert default.mean() <= 0.85 * dis.mean(), (default.mean(), dis.mean())
+    assert (default < zero).all(), (default, zero)
+
+
+def test_recorded_real_pair_scores(record):
+    real = record["real"]["realbasicvsr"]
+    assert real[DEFAULT]["epe"] < real["DIS (LQ)"]["epe"] < real["zero flow"]["epe"]
+
+
+def _flows(model, lq: np.ndarray) -> np.ndarray:
+    t = torch.from_numpy(lq).permute(0, 3, 1, 2).float()
+    return model(t[:-1], t[1:]).permute(0, 2, 3, 1).numpy()
+
+
+def test_the_recording_regenerates(record):
+    from daflow.models.registry import build_flow_model
+
+    model = build_flow_model("dis-raft")  # by name, as `daflow estimate` does by default
+    recorded = record["synthetic"]["realbasicvsr 256x256"]["epe"][DEFAULT]
+    for i, seed in enumerate(SEEDS[:2]):
+        _, lq, gt = held_out_clip((256, 256), seed, "realbasicvsr")
+        f = _flows(model, lq)
+        epe = float(np.mean([flow_metrics(f[k], gt[k])["epe"] for k in range(len(gt))]))
+        assert epe == pytest.approx(recorded[i], abs=TOLERANCE), (seed, epe, recorded[i])
+    clean, lq, gt, valid = motorcycle("realbasicvsr")
+    f = _flows(model, lq)
+    epe = float(np.linalg.norm(f[0] - gt[0], axis=-1)[valid[0]].mean())
+    assert epe == pytest.approx(record["real"]["realbasicvsr"][DEFAULT]["epe"], abs=TOLERANCE)
