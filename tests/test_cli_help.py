@@ -54,3 +54,16 @@ def test_every_command_has_its_own_module():
         "viz",
     ):
         assert (folder / f"{command}.py").is_file()
+
+
+def test_training_the_published_dit_defaults_to_paper_settings():
+    from daflow.cli import build_parser
+    from daflow.cli.common import training_settings
+
+    parser = build_parser()
+    base = ["train", "lift", "--data", "x", "-o", "y"]
+    assert training_settings(parser.parse_args(base + ["--random-init"])) == "tiny"
+    assert training_settings(parser.parse_args(base + ["--dit4sr", "d", "--vae", "v"])) == "paper"
+    assert training_settings(parser.parse_args(base + ["--dit4sr", "d", "--vae", "v", "--settings", "tiny"])) == "tiny"
+    flow = ["train", "flow", "--data", "x", "-o", "y", "--preset", "paper", "--random-init"]
+    assert training_settings(parser.parse_args(flow)) == "paper"

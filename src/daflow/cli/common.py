@@ -319,3 +319,21 @@ def model_record(args) -> dict:
             "provenance": {k: prov.get(k) for k in ("command", "daflow", "git_commit", "stages") if k in prov},
         }
     return {"weights": None, "random_init": False}
+
+
+def add_settings_arg(p) -> None:
+    """``--settings``: training settings, apart from the model's size (``--preset``)."""
+    p.add_argument(
+        "--settings",
+        choices=("tiny", "paper"),
+        help="training settings (steps, batch, crops, learning rate): default paper when training the published "
+        "DiT4SR (--dit4sr), else those of --preset",
+    )
+
+
+def training_settings(args) -> str:
+    """The training-settings preset: ``--settings`` when given; the paper's for published weights (``--dit4sr``), so
+    that fine-tuning ``dit4sr_q`` never runs with the tiny model's settings by accident; else ``--preset``."""
+    if args.settings:
+        return args.settings
+    return "paper" if getattr(args, "dit4sr", None) else args.preset

@@ -7,11 +7,13 @@ from pathlib import Path
 
 from daflow.cli.common import (
     add_diffusion_args,
+    add_settings_arg,
     build_backbone,
     int_list,
     output_dir,
     parse_size,
     resolve_device,
+    training_settings,
 )
 from daflow.cli.train_recipes import add_train_recipe, add_train_refine
 
@@ -60,6 +62,7 @@ def _add_train_lift(stages) -> None:
     p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips (see above)")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     add_diffusion_args(p)
+    add_settings_arg(p)
     p.add_argument("--steps", type=int, help="total optimisation steps (tiny 200, paper 20000)")
     p.add_argument("--batch", type=int, help="clips per step and process (tiny 2, paper 8)")
     p.add_argument("--frames", type=int, help="frames per clip (default 3)")
@@ -117,7 +120,8 @@ def _run_train_lift(args) -> int:
         }.items()
         if v is not None
     }
-    config = dataclasses.replace(LIFT_PRESETS[args.preset], **overrides)
+    settings = training_settings(args)
+    config = dataclasses.replace(LIFT_PRESETS[settings], **overrides)
     source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
     backbone = build_backbone(args)
     info = {
@@ -125,9 +129,10 @@ def _run_train_lift(args) -> int:
         "vae": str(args.vae) if args.vae else None,
         "random_init": args.random_init,
         "preset": args.preset,
+        "settings": settings,
     }
     print(
-        f"daflow train lift: {args.preset} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
+        f"daflow train lift: {settings} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
         f"{config.crop[0]}x{config.crop[1]} clips from {args.data}; trainable: {config.trainable}"
     )
     summary = train_lift(backbone, source, args.output, config, model_info=info, progress=not args.no_progress)
@@ -165,6 +170,7 @@ def _add_train_flow(stages) -> None:
     p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips with flow labels (see above)")
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     add_diffusion_args(p)
+    add_settings_arg(p)
     p.add_argument("--raft-init", type=Path, help="RAFT weights to start from (raft-things.pth; default: random)")
     p.add_argument("--blocks", help="tapped blocks, comma-separated (default: the preset's; paper 3,13,16,17)")
     p.add_argument("--head", choices=("dpt", "bilinear"), help="upsampling heads (default dpt; bilinear: App. C.3)")
@@ -211,8 +217,9 @@ def _run_train_flow(args) -> int:
         }.items()
         if v is not None
     }
-    config = dataclasses.replace(FLOW_PRESETS[args.preset], **overrides)
-    model_config = DAFLOW_PRESETS[args.preset]
+    settings = training_settings(args)
+    config = dataclasses.replace(FLOW_PRESETS[settings], **overrides)
+    model_config = DAFLOW_PRESETS["paper" if args.dit4sr else args.preset]  # the model's size follows its DiT
     if args.blocks:
         blocks = tuple(int_list(args.blocks, "--blocks"))
         if len(blocks) != len(model_config.blocks):
@@ -233,11 +240,12 @@ def _run_train_flow(args) -> int:
         "vae": str(args.vae) if args.vae else None,
         "random_init": args.random_init,
         "preset": args.preset,
+        "settings": settings,
         "raft_init": str(args.raft_init) if args.raft_init else None,
         "config": model_config.to_dict(),
     }
     print(
-        f"daflow train flow: {args.preset} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
+        f"daflow train flow: {settings} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
         f"{config.crop[0]}x{config.crop[1]} clips from {args.data}; blocks {list(model_config.blocks)}, "
         f"RAFT-{model_config.raft} from {args.raft_init or 'random weights'}"
     )
