@@ -69,3 +69,14 @@ def test_bad_names_and_inputs_are_refused(tmp_path):
         model(FRAMES[:1])
     with pytest.raises(ValueError, match="uint8"):
         model(FRAMES.astype(np.float32))
+
+
+def test_evaluate_returns_typed_results_for_pairwise_models_and_daflow():
+    spec = "synthetic:default?n=2&size=64x64"
+    (dis,) = daflow.evaluate("dis", spec)
+    assert dis.dataset.startswith("synthetic") and dis.pairs >= 2 and dis.epe > 0
+    assert 0 <= dis.px5 <= dis.px3 <= dis.px1 <= 100
+    (zero,) = daflow.evaluate(daflow.load_model("farneback"), spec)
+    assert zero.to_dict()["spec"] == dis.spec
+    (tiny,) = daflow.evaluate("daflow-tiny", spec, max_samples=1)
+    assert tiny.pairs == 2  # one 3-frame window: both of its pairs

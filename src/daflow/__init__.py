@@ -9,18 +9,19 @@ Where things live (one concept per module):
 - ``daflow.train``     the training stages and recipes; ``daflow.eval`` benchmarks, analysis, reports.
 - ``daflow.cli``       the ``daflow`` command, one module per sub-command.
 
-``daflow.load_model(name_or_path, device=..., **options)`` loads any flow model behind one call convention
-(:mod:`daflow.api`); it is imported on first use, so ``import daflow`` stays light.
+``daflow.load_model(name_or_path, device=..., **options)`` loads any flow model behind one call convention and
+``daflow.evaluate(model, data_spec)`` scores it (:mod:`daflow.api`); both are imported on first use, so
+``import daflow`` stays light.
 """
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "load_model"]
+__all__ = ["__version__", "evaluate", "load_model"]
 
 
 def __getattr__(name: str):
-    if name == "load_model":
-        from daflow.api import load_model
+    if name in ("load_model", "evaluate"):
+        import daflow.api
 
-        return load_model
+        return getattr(daflow.api, name)
     raise AttributeError(f"module 'daflow' has no attribute {name!r}")
