@@ -141,16 +141,16 @@ def load_model(
                 "existing weights file or model folder"
             )
     if name in DAFLOW_NAMES:
-        model = _load_daflow(
+        model = load_daflow(
             name,
             weights,
-            device,
+            device=device,
             random_init=random_init,
             dit4sr=dit4sr,
             vae=vae,
             null_prompt=null_prompt,
             seed=seed,
-            options=options,
+            **options,
         )
         clip = daflow_estimator(model, step=step, iters=iters or 20, seed=seed)
         return FlowModel(name, clip.description, device, clip, model)
@@ -160,23 +160,45 @@ def load_model(
     return FlowModel(name, estimator.description, estimator.device, pairwise(estimator), estimator.module)
 
 
-def _load_daflow(name, weights, device, *, random_init, dit4sr, vae, null_prompt, seed, options):
+def load_daflow(
+    name: str = "daflow",
+    weights=None,
+    *,
+    device="cpu",
+    dtype: torch.dtype = torch.float32,
+    corr_mode: str = "auto",
+    random_init: bool = False,
+    preset: str = "tiny",
+    seed: int = 0,
+    dit4sr=None,
+    vae=None,
+    null_prompt=None,
+):
+    """The DA-Flow module itself (:class:`~daflow.models.daflow.DAFlow`): ``daflow-tiny`` (bundled), ``daflow`` with
+    ``weights`` (a ``daflow train flow`` model folder; ``dit4sr``/``vae``/``null_prompt`` override its backbone), or
+    random weights at ``preset`` size. ``dtype`` is the DiT's (the VAE stays float32); ``corr_mode`` RAFT's."""
     from daflow.models import bundled
     from daflow.models.daflow import DAFlow
 
+    device = torch.device(device)
     if name == "daflow-tiny":
         if weights is not None or random_init:
-            raise ValueError("daflow-tiny is the bundled model; use 'daflow' with weights= or random_init=True")
-        return bundled.load_daflow_tiny(device=device)
-    if random_init:
+            raise ValueError("daflow-tiny is the bundled model; use 'daflow' with weights or random_init")
+        model = bundled.load_daflow_tiny(device=device)
+    elif random_init:
         if weights is not None:
             raise ValueError("give either weights or random_init, not both")
-        return DAFlow(options.pop("preset", "tiny"), seed=seed).to(device).eval()
-    if weights is None:
+        model = DAFlow(preset, seed=seed)
+        model.backbone.transformer.to(dtype)
+        model = model.to(device).eval()
+    elif weights is None:
         raise ValueError(
-            "'daflow' needs weights= (a folder written by daflow train flow); the bundled model is 'daflow-tiny'"
+            "'daflow' needs weights (a folder written by daflow train flow); the bundled model is 'daflow-tiny'"
         )
-    return DAFlow.load(weights, dit4sr=dit4sr, vae=vae, null_prompt=null_prompt, device=device).eval()
+    else:
+        model = DAFlow.load(weights, dit4sr=dit4sr, vae=vae, null_prompt=null_prompt, dtype=dtype, device=device)
+    model.raft.corr_mode = corr_mode
+    return model.eval()
 
 
 @dataclass

@@ -231,24 +231,22 @@ def build_daflow(args):
     dtype = device_and_dtype(args)
     if args.denoise_steps < 1:
         raise ValueError(f"--denoise-steps must be >= 1, got {args.denoise_steps}")
-    model = load_daflow(args, dtype)
-    model.raft.corr_mode = args.corr  # --corr: all-pairs, windowed or auto, as for RAFT
-    return model
+    return load_daflow(args, dtype)  # --corr: all-pairs, windowed or auto, as for RAFT
 
 
 def load_daflow(args, dtype):
-    from daflow.models.daflow import DAFlow
+    """DA-Flow for ``--model daflow|daflow-tiny`` (:func:`daflow.api.load_daflow`); ``daflow`` without ``--weights``
+    falls back to the bundled DA-Flow-tiny with a notice."""
+    from daflow.api import load_daflow as build
 
+    name, weights = args.model, args.weights
     if args.random_init:
-        if args.weights:
+        if weights:
             raise ValueError("--random-init and --weights exclude each other")
         print(
             f"warning: random {args.preset} DA-Flow weights (--random-init): the flow is meaningless", file=sys.stderr
         )
-        model = DAFlow(args.preset, seed=args.seed)
-        model.backbone.transformer.to(dtype)
-        return model.to(args.device).eval()
-    if not args.weights:
+    elif name == "daflow" and not weights:
         from daflow.models import bundled
 
         if not bundled.available():
@@ -257,10 +255,20 @@ def load_daflow(args, dtype):
                 "(this installation has no bundled DA-Flow-tiny)"
             )
         print(f"note: {bundled.NOTICE}", file=sys.stderr)
-        return bundled.load_daflow_tiny(device=args.device)
-    return DAFlow.load(
-        args.weights, dit4sr=args.dit4sr, vae=args.vae, null_prompt=args.null_prompt, dtype=dtype, device=args.device
-    ).eval()
+        name = "daflow-tiny"
+    return build(
+        name,
+        weights,
+        device=args.device,
+        dtype=dtype,
+        corr_mode=args.corr,
+        random_init=args.random_init,
+        preset=args.preset,
+        seed=args.seed,
+        dit4sr=args.dit4sr,
+        vae=args.vae,
+        null_prompt=args.null_prompt,
+    )
 
 
 def int_list(text: str, name: str) -> list[int]:
@@ -277,18 +285,14 @@ def add_range_args(p) -> None:
 
 
 def flow_estimator(name: str, weights, device, *, seed: int = 0):
-    """A ClipEstimator for any flow-model name (pairwise models and DA-Flow-tiny)."""
-    from daflow.inference import daflow_estimator, pairwise
+    """The ClipEstimator of ``--flow-model`` (:func:`daflow.load_model`: pairwise models and DA-Flow-tiny)."""
+    from daflow.api import DAFLOW_NAMES
+    from daflow.api import load_model as load
     from daflow.models.catalog import FLOW_MODELS
-    from daflow.models.registry import build_flow_model
 
-    if name == "daflow-tiny":
-        from daflow.models import bundled
-
-        return daflow_estimator(bundled.load_daflow_tiny(device=device), step=0, seed=seed)
-    if name not in FLOW_MODELS:
+    if name not in FLOW_MODELS and name not in DAFLOW_NAMES:
         raise ValueError(f"--flow-model {name!r} is not known; choose daflow-tiny or one of {', '.join(FLOW_MODELS)}")
-    return pairwise(build_flow_model(name, weights, device=device))
+    return load(name, weights=weights, device=device, seed=seed).clip
 
 
 def model_record(args) -> dict:
