@@ -116,7 +116,16 @@ def test_restore_resumes_without_recomputing(backbone, clip_dir, tmp_path, monke
 def test_cli_restore_and_evaluate_errors(clip_dir, tmp_path, capsys):
     from daflow.cli import main
 
-    common = ["restore", str(clip_dir), "-o", str(tmp_path / "r"), "--random-init", "--steps", "1", "--no-progress"]
+    common = [
+        "restore",
+        str(clip_dir),
+        "-o",
+        str(tmp_path / "r"),
+        "--random-init",
+        "--denoise-steps",
+        "1",
+        "--no-progress",
+    ]
     assert main(common + ["--guidance", "-1"]) == 1
     assert "--guidance must be >= 0" in capsys.readouterr().err
     assert main(common + ["--flow-model", "nope"]) == 1

@@ -39,7 +39,14 @@ def _add_analyze(sub) -> None:
         help="name of this model in tables and figures (default: Lifting, or Random with --random-init)",
     )
     p.add_argument("--frames", type=int, default=3, help="frames per clip (default 3)")
-    p.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
+    p.add_argument(
+        "--denoise-steps",
+        "--steps",
+        dest="denoise_steps",
+        type=int,
+        default=10,
+        help="denoising schedule length (default 10; --steps is the old spelling)",
+    )
     p.add_argument(
         "--features",
         default="qk",
@@ -79,8 +86,8 @@ def _run_analyze(args) -> int:
 
     if args.frames < 2:
         raise ValueError(f"--frames must be at least 2, got {args.frames}")
-    if args.steps < 1:
-        raise ValueError(f"--steps must be at least 1, got {args.steps}")
+    if args.denoise_steps < 1:
+        raise ValueError(f"--denoise-steps must be at least 1, got {args.denoise_steps}")
     if args.max_clips is not None and args.max_clips < 1:
         raise ValueError(f"--max-clips must be at least 1, got {args.max_clips}")
     try:
@@ -97,7 +104,7 @@ def _run_analyze(args) -> int:
     samples = _concat([e.dataset for e in sets], args.max_clips)
     print(
         f"daflow analyze: {len(samples)} clips of {args.frames} frames from {', '.join(e.label for e in sets)}; "
-        f"{args.steps} steps on {backbone.device}"
+        f"{args.denoise_steps} steps on {backbone.device}"
     )
     t0 = time.perf_counter()
     tables = run_analysis(
@@ -106,7 +113,7 @@ def _run_analyze(args) -> int:
         features=features,
         attention=args.attention,
         blocks=blocks,
-        steps=args.steps,
+        steps=args.denoise_steps,
         mode=args.argmax,
         temperature=args.temperature,
         seed=args.seed,
@@ -116,7 +123,7 @@ def _run_analyze(args) -> int:
     meta = {
         "data": [str(s) for s in specs],
         "frames": args.frames,
-        "steps": args.steps,
+        "steps": args.denoise_steps,
         "argmax": args.argmax,
         "temperature": args.temperature,
         "seed": args.seed,

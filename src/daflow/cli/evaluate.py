@@ -48,9 +48,11 @@ def _add_evaluate(sub) -> None:
     )
     add_daflow_args(p)
     p.add_argument(
+        "--step",
         "--steps",
+        dest="step",
         default="all",
-        help="DA-Flow: denoising steps to score, comma-separated or all (default); "
+        help="DA-Flow: the denoising steps to score, comma-separated, or all (default; --steps is the old spelling); "
         "the table has one column per step, their average (Table 1) and the mean-flow ensemble",
     )
     p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of each dataset (quick checks)")
@@ -127,7 +129,7 @@ def _evaluate_daflow(args, specs) -> int:
     from daflow.eval.stepwise import evaluate_daflow, per_step_table
     from daflow.files import atomic_write_text
 
-    steps = None if args.steps == "all" else int_list(args.steps, "--steps")
+    steps = None if args.step == "all" else int_list(args.step, "--step")
     sets = [e for s in specs for e in build_eval_sets(s, num_frames=3, stride=CHUNKS)]
     model = build_daflow(args)
     iters = args.iters or 20
@@ -186,7 +188,7 @@ def _evaluate_video(args, specs) -> int:
     if args.max_pairs is not None and args.max_pairs < 1:
         raise ValueError(f"--max-pairs must be >= 1, got {args.max_pairs}")
     if args.model in DAFLOW_NAMES:
-        step = 0 if args.steps == "all" else int_list(args.steps, "--steps")[0]
+        step = 0 if args.step == "all" else int_list(args.step, "--step")[0]
         model = build_daflow(args)
         est, device = (
             daflow_estimator(model, step=step, num_steps=args.denoise_steps, iters=args.iters or 20, seed=args.seed),

@@ -46,7 +46,14 @@ def _add_restore(sub) -> None:
         "dis, raft, sea-raft-m, raft-star-tiny, ...) or daflow-tiny (default dis-raft)",
     )
     p.add_argument("--flow-weights", type=Path, help="weights of --flow-model where it needs them")
-    p.add_argument("--steps", type=int, default=10, help="denoising steps (default 10)")
+    p.add_argument(
+        "--denoise-steps",
+        "--steps",
+        dest="denoise_steps",
+        type=int,
+        default=10,
+        help="denoising schedule length (default 10; --steps is the old spelling)",
+    )
     p.add_argument("--chunk", type=int, default=3, help="frames restored together (default 3, the lifting's F)")
     p.add_argument("--overlap", type=int, default=1, help="frames shared with the previous chunk (default 1)")
     p.add_argument(
@@ -108,7 +115,7 @@ def _run_restore(args) -> int:
         guidance=args.guidance,
         space=args.guidance_space,
         flow_model=args.flow_model,
-        steps=args.steps,
+        steps=args.denoise_steps,
         chunk=args.chunk,
         overlap=args.overlap,
         scale=args.scale,
