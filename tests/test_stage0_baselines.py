@@ -235,3 +235,11 @@ def test_every_stage_config_checks_its_loop_settings(module, name):
         config(steps=0)
     with pytest.raises(ValueError, match="save_every must be >= 1"):
         config(save_every=0)
+
+
+def test_a_stage_whose_inputs_are_missing_says_which(tmp_path, capsys):
+    from daflow.cli import main
+
+    assert main(["train", "recipe", "smoke", "-o", str(tmp_path / "run"), "--only", "daflow", "--no-progress"]) == 1
+    err = capsys.readouterr().err
+    assert "stage daflow needs data, vae, lift, raft, pseudo_gt, analyze first" in err

@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 from daflow.models.bundled import BUNDLE_DIR, PROVENANCE, REFINER, RESTORER
+from daflow.recipe.layout import RunLayout
 
 
 def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
@@ -19,8 +20,9 @@ def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: 
     import daflow
 
     run, dest = Path(run), Path(dest)
-    transformer, vae = run / "lift" / "transformer", run / "vae" / "vae"
-    if not (run / "lift" / "done.json").is_file():
+    layout = RunLayout(run)
+    transformer, vae = layout.transformer("lift"), layout.vae
+    if not layout.is_done("lift"):
         raise FileNotFoundError(f"{run} has no finished lifting stage ({run / 'lift'}); run the restore recipe first")
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -30,7 +32,7 @@ def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: 
         "command": command or f"daflow train recipe restore -o {run}",
         "daflow": daflow.__version__,
         "git_commit": _git_commit(),
-        "recipe": json.loads((run / "recipe.json").read_text()),
+        "recipe": json.loads(RunLayout(run).recipe_json.read_text()),
         "stages": _stage_records(run),
     }
     (tmp / RESTORER / PROVENANCE).write_text(json.dumps(record, indent=2))
@@ -53,17 +55,18 @@ def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: st
     from daflow.models.daflow import DAFlow
 
     run, dest = Path(run), Path(dest)
-    report = run / "report" / "results.json"
+    layout = RunLayout(run)
+    report = layout.report / "results.json"
     if not report.is_file():
         raise FileNotFoundError(f"{run} has no finished report ({report}); run the whole recipe first")
-    info = json.loads((run / "daflow" / "train_flow.json").read_text())["model"]
-    model = DAFlow.load(run / "daflow" / "model", dit4sr=info["transformer"], vae=run / "vae" / "vae")
+    info = json.loads(layout.flow_record("daflow").read_text())["model"]
+    model = DAFlow.load(layout.flow_model("daflow"), dit4sr=info["transformer"], vae=layout.vae)
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     model.save(tmp / "daflow-tiny", with_backbone=True)
     (tmp / "raft-star-tiny").mkdir(parents=True)
     for name in ("raft.safetensors", "config.json"):
-        shutil.copy2(run / "raft_star" / "model" / name, tmp / "raft-star-tiny" / name)
+        shutil.copy2(layout.raft_weights("raft_star").parent / name, tmp / "raft-star-tiny" / name)
     results = json.loads(report.read_text())
     scores = {
         k: (v.get("metrics") or v.get("average"))
@@ -75,7 +78,7 @@ def bundle_recipe(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: st
         "command": command or f"daflow train recipe tiny -o {run}",
         "daflow": daflow.__version__,
         "git_commit": commit,
-        "recipe": json.loads((run / "recipe.json").read_text()),
+        "recipe": json.loads(RunLayout(run).recipe_json.read_text()),
         "held_out": results.get("spec"),
         "scores": scores,
         "stages": _stage_records(run),

@@ -31,6 +31,7 @@ from daflow.data.specs import build_eval_sets
 from daflow.eval.benchmark import evaluate_pairs, markdown_table
 from daflow.eval.stepwise import evaluate_daflow, per_step_table
 from daflow.files import atomic_write_text
+from daflow.recipe.layout import RunLayout
 
 DAFLOW_RUNS = {"DA-Flow": "daflow", "DA-Flow (exact GT)": "daflow_gt", "Baseline*": "baseline"}
 
@@ -38,13 +39,14 @@ DAFLOW_RUNS = {"DA-Flow": "daflow", "DA-Flow (exact GT)": "daflow_gt", "Baseline
 def _load_daflow(run: Path, stage: str, device: torch.device):
     from daflow.models.daflow import DAFlow
 
-    info = json.loads((run / stage / "train_flow.json").read_text())["model"]
-    return DAFlow.load(run / stage / "model", dit4sr=info["transformer"], vae=run / "vae" / "vae", device=device).eval()
+    layout = RunLayout(run)
+    info = json.loads(layout.flow_record(stage).read_text())["model"]
+    return DAFlow.load(layout.flow_model(stage), dit4sr=info["transformer"], vae=layout.vae, device=device).eval()
 
 
 def _teacher_line(run: Path) -> list[str]:
     """One line naming the recipe's pseudo-GT teacher and its clean-frame validation EPE (if recorded)."""
-    done = run / "pseudo_gt" / "done.json"
+    done = RunLayout(run).done("pseudo_gt")
     info = json.loads(done.read_text()) if done.is_file() else {}
     if "teacher" not in info:
         return []
@@ -59,7 +61,7 @@ def _run_kind(run: Path) -> list[str]:
     """Header lines saying which recipe preset made the run; a smoke run is labelled as meaningless."""
     from daflow.recipe.run import RECIPE_PRESETS
 
-    saved = run / "recipe.json"
+    saved = RunLayout(run).recipe_json
     config = json.loads(saved.read_text()).get("config", {}) if saved.is_file() else {}
     for name, preset in RECIPE_PRESETS.items():
         if config == json.loads(json.dumps(dataclasses.asdict(preset))):
@@ -97,8 +99,8 @@ def reproduce(
     max_pairs = None if max_chunks is None else 2 * max_chunks
     rows, results = {}, {"spec": spec}
     for label, name, weights in (
-        ("RAFT", "raft-small", run / "raft" / "model" / "raft.safetensors"),
-        ("RAFT*", "raft-small", run / "raft_star" / "model" / "raft.safetensors"),
+        ("RAFT", "raft-small", RunLayout(run).raft_weights("raft")),
+        ("RAFT*", "raft-small", RunLayout(run).raft_weights("raft_star")),
         ("DIS", "dis", None),
         ("Farneback", "farneback", None),
     ):
@@ -201,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-chunks", type=int, help="evaluate only the first N 3-frame chunks (default all)")
     ap.add_argument("--no-progress", action="store_true")
     args = ap.parse_args(argv)
-    missing = [s for s in ("raft", "raft_star", *DAFLOW_RUNS.values()) if not (args.run / s / "done.json").is_file()]
+    missing = [s for s in ("raft", "raft_star", *DAFLOW_RUNS.values()) if not RunLayout(args.run).is_done(s)]
     if missing:
         ap.error(f"{args.run}: stages {', '.join(missing)} are not finished; run `daflow train recipe` first")
     path = write_report(args.run, max_chunks=args.max_chunks, device=args.device, progress=not args.no_progress)

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from daflow.files import atomic_write_text
+from daflow.recipe.layout import RunLayout
 
 log = logging.getLogger(__name__)
 
@@ -138,14 +139,6 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
 }
 
 
-def _done(run: Path, stage: str) -> bool:
-    return (run / stage / "done.json").is_file()
-
-
-def _mark(run: Path, stage: str, info: dict) -> None:
-    atomic_write_text(run / stage / "done.json", json.dumps(info, indent=2))
-
-
 def _write_clips(folder: Path, n: int, config, seed: int) -> None:
     """``folder/hq/clip_NNNN/frame_KKKK.png`` and ``folder/gt/clip_NNNN/frame_KKKK.flo`` (exact forward flow)."""
     from daflow.data.synthetic import SyntheticClips
@@ -171,7 +164,8 @@ class Recipe:
         self, run: str | Path, config: RecipeConfig, *, progress: bool = True, device: str | torch.device = "cpu"
     ):
         self.run, self.config, self.progress, self.device = Path(run), config, progress, torch.device(device)
-        saved = self.run / "recipe.json"
+        self.layout = RunLayout(self.run)
+        saved = self.layout.recipe_json
         record = {"config": json.loads(json.dumps(dataclasses.asdict(config)))}
         if saved.is_file() and json.loads(saved.read_text()) != record:
             raise ValueError(f"{self.run} holds a recipe run with other settings; use another folder")
@@ -181,7 +175,7 @@ class Recipe:
     # -------------------------------------------------------------------------------------- helpers
 
     def data(self, split: str, kind: str) -> Path:
-        return self.run / "data" / split / kind
+        return self.layout.data(split, kind)
 
     def spec(self, split: str, labels: str) -> str:
         """``labeled:`` spec of a split's LQ frames with ``labels`` (``gt`` or ``pgt``); ``hq`` frames with ``hq:``."""
@@ -202,7 +196,7 @@ class Recipe:
         from daflow.models.prompt import zero_prompt
         from daflow.models.vae import load_vae
 
-        vae = load_vae(self.run / "vae" / "vae")
+        vae = load_vae(self.layout.vae)
         if transformer is None:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.config.seed)
@@ -229,7 +223,7 @@ class Recipe:
             ("val", c.val_clips, c.seed + 1000),
             ("eval", c.eval_clips, c.seed + 2000),
         ):
-            _write_clips(self.run / "data" / split, n, synth, seed)
+            _write_clips(self.layout.stage("data") / split, n, synth, seed)
             degrade_tree(
                 "youhq",
                 self.data(split, "hq"),
@@ -248,7 +242,7 @@ class Recipe:
         source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={self.data('train', 'lq')}", num_frames=1)
         return train_vae(
             source,
-            self.run / "vae",
+            self.layout.stage("vae"),
             VAETrainConfig(
                 steps=c.vae_steps, batch=4, frames=1, crop=c.crop, seed=c.seed, save_every=max(c.vae_steps // 3, 1)
             ),
@@ -269,7 +263,7 @@ class Recipe:
         return train_lift(
             self.backbone(transformer),
             source,
-            self.run / stage,
+            self.layout.stage(stage),
             config,
             model_info={"transformer": str(transformer) if transformer else "random"},
             progress=self.progress,
@@ -279,7 +273,7 @@ class Recipe:
         return self._lift("dit0", None, 1, self.config.dit0_steps)  # F = 1: per frame, the unlifted restoration model
 
     def stage_lift(self) -> dict:
-        return self._lift("lift", self.run / "dit0" / "transformer", self.config.frames, self.config.lift_steps)
+        return self._lift("lift", self.layout.transformer("dit0"), self.config.frames, self.config.lift_steps)
 
     def _raft(self, stage: str, spec: str, steps: int, init: Path | None) -> dict:
         from daflow.train.data import build_clip_source
@@ -296,7 +290,7 @@ class Recipe:
             save_every=max(steps // 3, 1),
         )
         source = build_clip_source(spec, num_frames=c.frames)  # labeled source: its frames come as "lq"
-        return train_raft(source, self.run / stage, config, init=init, device=self.device, progress=self.progress)
+        return train_raft(source, self.layout.stage(stage), config, init=init, device=self.device, progress=self.progress)
 
     def stage_raft(self) -> dict:
         return self._raft("raft", self.spec("train", "hq:gt"), self.config.raft_steps, None)
@@ -306,9 +300,7 @@ class Recipe:
         from daflow.models.registry import build_flow_model
 
         if name == "raft":
-            return build_flow_model(
-                "raft-small", self.run / "raft" / "model" / "raft.safetensors", iters=12, device=self.device
-            )
+            return build_flow_model("raft-small", self.layout.raft_weights("raft"), iters=12, device=self.device)
         return build_flow_model(name)  # classical: CPU
 
     def stage_pseudo_gt(self) -> dict:
@@ -329,7 +321,7 @@ class Recipe:
         )
         settings = {"teacher_choice": c.teacher, "clean_val_epe": scores}
         if name == "raft":
-            settings.update(iters=12, weights=str(self.run / "raft"))
+            settings.update(iters=12, weights=str(self.layout.stage("raft")))
         reports = {
             split: write_pseudo_gt(
                 self.data(split, "hq"),
@@ -352,8 +344,8 @@ class Recipe:
         chosen = {}
         series = []
         for label, transformer in (
-            ("Baseline", self.run / "dit0" / "transformer"),
-            ("Lifting", self.run / "lift" / "transformer"),
+            ("Baseline", self.layout.transformer("dit0")),
+            ("Lifting", self.layout.transformer("lift")),
         ):
             tables = run_analysis(
                 self.backbone(transformer),
@@ -364,7 +356,7 @@ class Recipe:
                 label=label,
             )
             chosen[label] = sorted(tables[0].ranking()[: c.taps])
-            folder = self.run / "analyze" / label.lower()
+            folder = self.layout.stage("analyze") / label.lower()
             write_analysis(folder, label, tables, meta={"data": val.spec, "steps": c.analysis_steps}, compare=series)
             series += [(f"{label} {t.name}", t) for t in tables]
         return {"blocks": chosen}
@@ -376,7 +368,7 @@ class Recipe:
 
         c = self.config
         model = DAFlow(dataclasses.replace(DAFLOW_PRESETS["tiny"], blocks=tuple(blocks)), self.backbone(transformer))
-        model.init_raft(self.run / "raft" / "model" / "raft.safetensors")  # as the paper starts from raft-things
+        model.init_raft(self.layout.raft_weights("raft"))  # as the paper starts from raft-things
         model.to(self.device)
         config = dataclasses.replace(
             FLOW_PRESETS["tiny"],
@@ -390,7 +382,7 @@ class Recipe:
         summary = train_flow(
             model,
             source,
-            self.run / stage,
+            self.layout.stage(stage),
             config,
             progress=self.progress,
             model_info={"transformer": str(transformer), "blocks": blocks, "labels": labels},
@@ -398,24 +390,24 @@ class Recipe:
         return summary
 
     def _blocks(self, label: str) -> list[int]:
-        return json.loads((self.run / "analyze" / "done.json").read_text())["blocks"][label]
+        return json.loads(self.layout.done("analyze").read_text())["blocks"][label]
 
     def stage_daflow(self) -> dict:
-        return self._flow("daflow", self.run / "lift" / "transformer", self._blocks("Lifting"), "pgt")
+        return self._flow("daflow", self.layout.transformer("lift"), self._blocks("Lifting"), "pgt")
 
     def stage_daflow_gt(self) -> dict:
-        return self._flow("daflow_gt", self.run / "lift" / "transformer", self._blocks("Lifting"), "gt")
+        return self._flow("daflow_gt", self.layout.transformer("lift"), self._blocks("Lifting"), "gt")
 
     def stage_raft_star(self) -> dict:
         return self._raft(
             "raft_star",
             self.spec("train", "pgt"),
             self.config.star_steps,
-            self.run / "raft" / "model" / "raft.safetensors",
+            self.layout.raft_weights("raft"),
         )
 
     def stage_baseline(self) -> dict:
-        return self._flow("baseline", self.run / "dit0" / "transformer", self._blocks("Baseline"), "pgt")
+        return self._flow("baseline", self.layout.transformer("dit0"), self._blocks("Baseline"), "pgt")
 
     def stage_report(self) -> dict:
         from daflow.recipe.reproduce import write_report
@@ -431,13 +423,16 @@ class Recipe:
             raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
         times = {}
         for stage in self.config.stages:
-            if (only and stage not in only) or _done(self.run, stage):
+            if (only and stage not in only) or self.layout.is_done(stage):
                 continue
+            self.layout.require(stage)
             report(f"recipe: stage {stage} ...")
             t0 = time.perf_counter()
             info = getattr(self, f"stage_{stage}")()
             times[stage] = round(time.perf_counter() - t0, 1)
-            _mark(self.run, stage, {**_jsonable(info), "seconds": times[stage]})
+            atomic_write_text(
+                self.layout.done(stage), json.dumps({**_jsonable(info), "seconds": times[stage]}, indent=2)
+            )
             report(f"recipe: stage {stage} done in {times[stage]:.0f} s")
         return times
 
