@@ -81,7 +81,7 @@ def test_config_from_published_json(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(PUBLISHED_CONFIG))
     cfg = DiT4SRConfig.from_json(tmp_path / "config.json")
     assert cfg == DIT4SR_PRESETS["paper"] and cfg.lq_keys_from_hq and cfg.ff_control_scale == 1.2
-    with pytest.raises(ValueError, match="unknown keys"):
+    with pytest.raises(ValueError, match="unknown key"):
         DiT4SRConfig.from_json({**PUBLISHED_CONFIG, "use_pos_embed": True})
     with pytest.raises(ValueError, match="caption_projection_dim"):
         DiT4SRConfig(caption_projection_dim=1024)

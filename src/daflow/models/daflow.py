@@ -78,11 +78,9 @@ class DAFlowConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> DAFlowConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"DA-Flow config has unknown keys {unknown}")
-        return cls(**data)
+        from daflow.configs import config_from_dict
+
+        return config_from_dict(cls, data, what="DA-Flow config")
 
 
 DAFLOW_PRESETS: dict[str, DAFlowConfig] = {

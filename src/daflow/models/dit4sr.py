@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -98,11 +98,9 @@ class DiT4SRConfig:
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
             data = read_json(path_or_dict, what="DiT4SR config.json")
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(k for k in data if k not in names and not k.startswith("_"))
-        if unknown:
-            raise ValueError(f"DiT4SR config has unknown keys {unknown}")
-        return cls(**{k: v for k, v in data.items() if k in names})
+        from daflow.configs import config_from_dict
+
+        return config_from_dict(cls, data, what="DiT4SR config")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
@@ -40,6 +40,27 @@ SEA_RAFT_PUBLISHED = (
 )
 
 RESNET_BLOCKS = {"resnet18": (2, 2, 2), "resnet34": (3, 4, 6)}
+
+
+#: keys of the official ``config/{train,eval}/*.json`` files that do not shape the model (princeton-vl/SEA-RAFT)
+OFFICIAL_TRAINING_KEYS = (
+    "name",
+    "dataset",
+    "gpus",
+    "image_size",
+    "batch_size",
+    "epsilon",
+    "lr",
+    "wdecay",
+    "dropout",
+    "clip",
+    "gamma",
+    "num_steps",
+    "restore_ckpt",
+    "coarse_config",
+    "mixed_precision",
+    "suffix",
+)
 
 
 @dataclass(frozen=True)
@@ -71,12 +92,14 @@ class SEARAFTConfig:
 
     @classmethod
     def from_json(cls, path_or_dict) -> SEARAFTConfig:
-        """From an official ``config/eval/*.json`` (or its dict); unknown keys (training settings) are ignored."""
+        """From an official ``config/eval/*.json`` (or its dict): its training settings are known and ignored; any
+        other unknown key is refused (:func:`daflow.configs.config_from_dict`)."""
         data = path_or_dict
         if isinstance(path_or_dict, (str, os.PathLike)):
             data = read_json(path_or_dict, what="SEA-RAFT config")
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: (tuple(v) if k == "block_dims" else v) for k, v in data.items() if k in names})
+        from daflow.configs import config_from_dict
+
+        return config_from_dict(cls, data, what="SEA-RAFT config", ignored=OFFICIAL_TRAINING_KEYS)
 
     def to_dict(self) -> dict:
         d = asdict(self)

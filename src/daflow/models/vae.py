@@ -68,8 +68,13 @@ class VAEConfig:
         wrong = {k: data[k] for k, v in SD3_FIXED.items() if k in data and data[k] != v}
         if wrong:
             raise ValueError(f"VAE config {wrong} differs from SD3's ({ {k: SD3_FIXED[k] for k in wrong} })")
-        names = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in names})
+        import inspect
+
+        from daflow.configs import config_from_dict
+
+        # every other AutoencoderKL argument (SD3's fixed choices checked above, latents_mean/std, ...) is known
+        known = set(inspect.signature(AutoencoderKL.__init__).parameters) - {"self"}
+        return config_from_dict(cls, data, what="VAE config", ignored=known)
 
     def to_dict(self) -> dict:
         d = asdict(self)

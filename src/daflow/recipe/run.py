@@ -290,7 +290,9 @@ class Recipe:
             save_every=max(steps // 3, 1),
         )
         source = build_clip_source(spec, num_frames=c.frames)  # labeled source: its frames come as "lq"
-        return train_raft(source, self.layout.stage(stage), config, init=init, device=self.device, progress=self.progress)
+        return train_raft(
+            source, self.layout.stage(stage), config, init=init, device=self.device, progress=self.progress
+        )
 
     def stage_raft(self) -> dict:
         return self._raft("raft", self.spec("train", "hq:gt"), self.config.raft_steps, None)
