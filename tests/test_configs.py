@@ -65,3 +65,22 @@ def test_published_formats_load_and_typos_are_refused():
 def test_not_an_object():
     with pytest.raises(ValueError, match="expected a JSON object"):
         config_from_dict(VAEConfig, [1, 2], what="VAE config")
+
+
+def test_training_configs_share_one_settings_object():
+    import dataclasses
+
+    from daflow.train.flow import FlowTrainConfig
+    from daflow.train.lift import LiftConfig
+    from daflow.train.loop import TrainSettings
+    from daflow.train.raft import RAFTTrainConfig
+    from daflow.train.refine import RefineTrainConfig
+    from daflow.train.vae import VAETrainConfig
+
+    shared = {f.name for f in dataclasses.fields(TrainSettings)}
+    for cls in (LiftConfig, FlowTrainConfig, RAFTTrainConfig, VAETrainConfig, RefineTrainConfig):
+        assert issubclass(cls, TrainSettings) and shared <= {f.name for f in dataclasses.fields(cls)}
+        with pytest.raises(ValueError, match="steps must be >= 1"):
+            cls(steps=0)
+        with pytest.raises(ValueError, match="mixed_precision"):
+            cls(mixed_precision="fp8")

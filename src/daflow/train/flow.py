@@ -28,14 +28,14 @@ import torch
 from daflow.models.daflow import WEIGHTS_FILE, DAFlow
 from daflow.models.vae import TOKEN_STRIDE
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import LoopSettings, Stage, step_seed, train_loop
+from daflow.train.loop import Stage, TrainSettings, step_seed, train_loop
 from daflow.train.losses import sequence_loss
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class FlowTrainConfig:
+class FlowTrainConfig(TrainSettings):
     """Stage-2 settings (``batch`` per process; the paper: 32 clips on 4 GPUs, 20K steps, lr 5e-5, 512² crops)."""
 
     steps: int = 20_000
@@ -44,21 +44,16 @@ class FlowTrainConfig:
     crop: tuple[int, int] = (512, 512)
     lr: float = 5e-5
     weight_decay: float = 1e-5
-    grad_clip: float = 1.0
     iters: int = 12
     gamma: float = 0.8
     max_flow: float = 400.0
     num_steps: int = 10
-    mixed_precision: str = "auto"
-    seed: int = 0
     save_every: int = 1000
-    log_every: int = 10
-    keep: int = 2
     workers: int = 4
 
     def __post_init__(self):
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
-        LoopSettings.of(self)  # steps, batch, save_every, log_every >= 1; mixed_precision
+        super().__post_init__()
         for name in ("iters", "num_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
@@ -177,7 +172,6 @@ def train_flow(
         },
         run_keys=RUN_KEYS,
     )
-    settings = LoopSettings.of(config)
-    summary = train_loop(stage, run, settings, device=model.device, progress=progress, stop_at=stop_at)
+    summary = train_loop(stage, run, config, device=model.device, progress=progress, stop_at=stop_at)
     model.eval()
     return summary

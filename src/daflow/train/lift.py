@@ -34,7 +34,7 @@ from daflow.models.backbone import DiffusionBackbone
 from daflow.models.sampler import DEFAULT_SHIFT, training_sigmas
 from daflow.models.vae import TOKEN_STRIDE, encode
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import LoopSettings, Stage, step_generator, train_loop
+from daflow.train.loop import Stage, TrainSettings, step_generator, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ LOSSES = ("x0", "velocity")
 
 
 @dataclass(frozen=True)
-class LiftConfig:
+class LiftConfig(TrainSettings):
     """Stage-1 settings. ``batch`` is per process; the paper's 32 clips are 8 on each of 4 GPUs."""
 
     steps: int = 20_000
@@ -54,18 +54,13 @@ class LiftConfig:
     lr: float = 5e-5
     warmup: int = 0
     weight_decay: float = 1e-2
-    grad_clip: float = 1.0
     trainable: str = "control"
     loss: str = "x0"
     logit_mean: float = 0.0
     logit_std: float = 1.0
     shift: float = DEFAULT_SHIFT
     gradient_checkpointing: bool = True
-    mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU
-    seed: int = 0
     save_every: int = 1000
-    log_every: int = 10
-    keep: int = 2
     workers: int = 4
 
     def __post_init__(self):
@@ -74,7 +69,7 @@ class LiftConfig:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        LoopSettings.of(self)  # steps, batch, save_every, log_every >= 1; mixed_precision
+        super().__post_init__()
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
         if any(c % TOKEN_STRIDE for c in self.crop):
@@ -262,8 +257,7 @@ def train_lift(
         },
         run_keys=RUN_KEYS,
     )
-    settings = LoopSettings.of(config)
-    summary = train_loop(stage, run, settings, device=backbone.device, progress=progress, stop_at=stop_at)
+    summary = train_loop(stage, run, config, device=backbone.device, progress=progress, stop_at=stop_at)
     transformer.gradient_checkpointing = False
     transformer.eval().requires_grad_(False)
     return summary

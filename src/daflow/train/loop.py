@@ -52,13 +52,19 @@ def step_generator(seed: int, step: int, rank: int, salt: int) -> torch.Generato
     return torch.Generator().manual_seed(int(step_seed(seed, step, rank, salt).generate_state(1)[0]))
 
 
-@dataclass
-class LoopSettings:
-    steps: int
-    batch: int
-    seed: int = 0
+@dataclass(frozen=True)
+class TrainSettings:
+    """The loop and optimiser settings every training stage shares. Each stage's config (``LiftConfig``,
+    ``FlowTrainConfig``, ``RAFTTrainConfig``, ``VAETrainConfig``, ``RefineTrainConfig``) extends it with its own
+    fields and its own defaults, and :func:`train_loop` reads these from it: the fields are declared once."""
+
+    steps: int = 1000
+    batch: int = 8
+    lr: float = 1e-4
+    weight_decay: float = 0.0
     grad_clip: float = 1.0
-    mixed_precision: str = "auto"
+    mixed_precision: str = "auto"  # auto: bf16 on CUDA, none on CPU
+    seed: int = 0
     save_every: int = 1000
     log_every: int = 10
     keep: int = 2
@@ -70,14 +76,8 @@ class LoopSettings:
         for name in ("steps", "batch", "save_every", "log_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-
-    @classmethod
-    def of(cls, config) -> LoopSettings:
-        """The loop settings a stage's config carries (fields of the same names), checked; stage configs call this
-        in their ``__post_init__`` so that a bad value fails where it is given."""
-        import dataclasses
-
-        return cls(**{f.name: getattr(config, f.name) for f in dataclasses.fields(cls) if hasattr(config, f.name)})
+        if self.lr <= 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
 
 
 @dataclass
@@ -109,7 +109,7 @@ class Stage:
 def train_loop(
     stage: Stage,
     run: str | Path,
-    settings: LoopSettings,
+    settings: TrainSettings,
     *,
     device: torch.device,
     progress: bool = True,

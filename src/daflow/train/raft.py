@@ -23,14 +23,14 @@ from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.train.data import ClipSource, TrainingClips
 from daflow.train.flow import one_cycle_lr
-from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.loop import Stage, TrainSettings, train_loop
 from daflow.train.losses import sequence_loss
 
 WEIGHTS = "raft.safetensors"
 
 
 @dataclass(frozen=True)
-class RAFTTrainConfig:
+class RAFTTrainConfig(TrainSettings):
     steps: int = 20_000
     batch: int = 8
     frames: int = 2
@@ -39,20 +39,15 @@ class RAFTTrainConfig:
     small: bool = False
     lr: float = 5e-5
     weight_decay: float = 1e-5
-    grad_clip: float = 1.0
     iters: int = 12
     gamma: float = 0.8
     max_flow: float = 400.0
-    mixed_precision: str = "auto"
-    seed: int = 0
     save_every: int = 1000
-    log_every: int = 10
-    keep: int = 2
     workers: int = 4
 
     def __post_init__(self):
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
-        LoopSettings.of(self)  # steps, batch, save_every, log_every >= 1; mixed_precision
+        super().__post_init__()
         if self.inputs not in ("hq", "lq"):
             raise ValueError(f"inputs must be 'hq' (clean frames) or 'lq' (degraded), got {self.inputs!r}")
         if any(c % 8 for c in self.crop) or min(self.crop) < 64:
@@ -169,6 +164,6 @@ def train_raft(
         },
         run_keys=RUN_KEYS,
     )
-    summary = train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)
+    summary = train_loop(stage, run, config, device=device, progress=progress, stop_at=stop_at)
     model.eval()
     return summary

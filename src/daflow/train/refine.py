@@ -22,33 +22,30 @@ from daflow.models.raft import RAFT
 from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.flow import one_cycle_lr
-from daflow.train.loop import LoopSettings, Stage, train_loop
+from daflow.train.loop import Stage, TrainSettings, train_loop
 from daflow.train.losses import sequence_loss
 from daflow.train.mixture import MixtureCache
 from daflow.train.raft import WEIGHTS, save_raft
 
 
 @dataclass(frozen=True)
-class RefineTrainConfig:
+class RefineTrainConfig(TrainSettings):
+    """The refiner's settings (module docstring); loop and optimiser fields from :class:`TrainSettings`."""
+
     steps: int = 2500
     batch: int = 4
     crop: tuple[int, int] = (256, 256)
     lr: float = 4e-4
     weight_decay: float = 1e-4
-    grad_clip: float = 1.0
     iters: int = 8
     gamma: float = 0.8
     max_flow: float = 400.0
-    mixed_precision: str = "auto"
-    seed: int = 0
     save_every: int = 250
-    log_every: int = 10
-    keep: int = 2
     workers: int = 0
 
     def __post_init__(self):
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
-        LoopSettings.of(self)
+        super().__post_init__()
         if any(c % 8 for c in self.crop) or min(self.crop) < 64:
             raise ValueError(f"crop sides must be multiples of 8 and at least 64, got {self.crop}")
 
@@ -156,6 +153,6 @@ def train_refiner(
         },
         run_keys=RUN_KEYS,
     )
-    summary = train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)
+    summary = train_loop(stage, run, config, device=device, progress=progress, stop_at=stop_at)
     model.eval()
     return summary

@@ -20,11 +20,11 @@ import torch
 
 from daflow.models.vae import build_vae, load_vae, save_vae
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import LoopSettings, Stage, step_generator, train_loop
+from daflow.train.loop import Stage, TrainSettings, step_generator, train_loop
 
 
 @dataclass(frozen=True)
-class VAETrainConfig:
+class VAETrainConfig(TrainSettings):
     steps: int = 2000
     batch: int = 4
     frames: int = 2
@@ -32,12 +32,7 @@ class VAETrainConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     kl_weight: float = 1e-6
-    grad_clip: float = 1.0
-    mixed_precision: str = "auto"
-    seed: int = 0
     save_every: int = 500
-    log_every: int = 10
-    keep: int = 2
     workers: int = 0
     calibration_clips: int = 16
 
@@ -45,7 +40,7 @@ class VAETrainConfig:
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
         if any(c % 8 for c in self.crop):
             raise ValueError(f"crop sides must be multiples of 8, got {self.crop}")
-        LoopSettings.of(self)  # steps, batch, save_every, log_every >= 1; mixed_precision
+        super().__post_init__()
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
 
@@ -122,4 +117,4 @@ def train_vae(
         record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "preset": preset},
         run_keys=RUN_KEYS,
     )
-    return train_loop(stage, run, LoopSettings.of(config), device=device, progress=progress, stop_at=stop_at)
+    return train_loop(stage, run, config, device=device, progress=progress, stop_at=stop_at)
