@@ -96,7 +96,7 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     import json
 
     from daflow.cli import main
-    from daflow.recipe.run import STAGES
+    from daflow.recipe.presets import STAGES
 
     run = tmp_path / "recipe"
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0

@@ -122,7 +122,8 @@ def add_train_recipe(stages) -> None:
 
 
 def _run_train_recipe(args) -> int:
-    from daflow.recipe.run import RECIPE_PRESETS, Recipe
+    from daflow.recipe.presets import RECIPE_PRESETS
+    from daflow.recipe.run import Recipe
 
     output_dir(args.output)
     recipe = Recipe(

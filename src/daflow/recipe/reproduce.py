@@ -59,7 +59,7 @@ def _teacher_line(run: Path) -> list[str]:
 
 def _run_kind(run: Path) -> list[str]:
     """Header lines saying which recipe preset made the run; a smoke run is labelled as meaningless."""
-    from daflow.recipe.run import RECIPE_PRESETS
+    from daflow.recipe.presets import RECIPE_PRESETS
 
     saved = RunLayout(run).recipe_json
     config = json.loads(saved.read_text()).get("config", {}) if saved.is_file() else {}

@@ -35,7 +35,6 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -43,100 +42,9 @@ import torch
 
 from daflow.files import atomic_write_text
 from daflow.recipe.layout import RunLayout
+from daflow.recipe.presets import STAGES, TEACHERS, RecipeConfig
 
 log = logging.getLogger(__name__)
-
-TEACHERS = ("raft", "dis")  # pseudo-GT teacher candidates (see ``pseudo_gt`` above)
-STAGES = (
-    "data",
-    "vae",
-    "dit0",
-    "lift",
-    "raft",
-    "pseudo_gt",
-    "analyze",
-    "daflow",
-    "daflow_gt",
-    "raft_star",
-    "baseline",
-    "report",
-)
-
-
-@dataclass(frozen=True)
-class RecipeConfig:
-    """Sizes and step budgets. ``dit_layers``: blocks of the recipe's DiT (more than the 4 tapped, so that the
-    analysis has a choice to make)."""
-
-    size: tuple[int, int] = (128, 128)
-    crop: tuple[int, int] = (64, 64)
-    synthetic: str = "default"
-    degrade: str = "realbasicvsr"
-    train_clips: int = 256
-    val_clips: int = 8
-    eval_clips: int = 16
-    frames: int = 3
-    dit_layers: int = 6
-    taps: int = 4
-    vae_steps: int = 1500
-    dit0_steps: int = 2400
-    lift_steps: int = 1200
-    raft_steps: int = 3000
-    flow_steps: int = 2000
-    star_steps: int = 2000  # RAFT* gets stage 2's step budget (App. C.2: "the identical setup")
-    analysis_steps: int = 10
-    teacher: str = "best"
-    seed: int = 0
-    vae_preset: str = "tiny"  # the VAE's width (daflow.models.vae.VAE_PRESETS)
-    stages: tuple[str, ...] = STAGES  # the stages this preset runs (the restorer needs only the first four)
-
-    def __post_init__(self):
-        object.__setattr__(self, "size", tuple(int(v) for v in self.size))
-        object.__setattr__(self, "stages", tuple(self.stages))
-        unknown = set(self.stages) - set(STAGES)
-        if unknown:
-            raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
-        object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
-        if self.teacher not in TEACHERS + ("best",):
-            raise ValueError(f"teacher must be one of {TEACHERS + ('best',)}, got {self.teacher!r}")
-        if self.taps > self.dit_layers:
-            raise ValueError(f"taps ({self.taps}) cannot exceed dit_layers ({self.dit_layers})")
-
-
-RECIPE_PRESETS: dict[str, RecipeConfig] = {
-    "tiny": RecipeConfig(),
-    # every stage for a few steps: what the test suite runs
-    "smoke": RecipeConfig(
-        size=(64, 64),
-        train_clips=4,
-        val_clips=1,
-        eval_clips=1,
-        dit_layers=5,
-        vae_steps=2,
-        dit0_steps=2,
-        lift_steps=2,
-        raft_steps=2,
-        flow_steps=2,
-        star_steps=2,
-        analysis_steps=2,
-    ),
-    # the tiny restorer of `daflow restore` (issue 16): data, a wider VAE, the per-frame DiT and its lifting
-    "restore": RecipeConfig(
-        vae_preset="small", stages=("data", "vae", "dit0", "lift"), vae_steps=3000, dit0_steps=2400, lift_steps=1200
-    ),
-    "restore-smoke": RecipeConfig(
-        size=(64, 64),
-        train_clips=4,
-        val_clips=1,
-        eval_clips=1,
-        dit_layers=5,
-        vae_preset="small",
-        stages=("data", "vae", "dit0", "lift"),
-        vae_steps=2,
-        dit0_steps=2,
-        lift_steps=2,
-    ),
-}
 
 
 def _write_clips(folder: Path, n: int, config, seed: int) -> None:
