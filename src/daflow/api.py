@@ -263,3 +263,46 @@ def evaluate(
             )
         )
     return results
+
+
+def load_backbone(
+    dit4sr=None,
+    vae=None,
+    null_prompt=None,
+    *,
+    random_init: bool = False,
+    preset: str = "tiny",
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device="cpu",
+    bundled_fallback: bool = False,
+):
+    """The lifted DiT4SR with its VAE and null prompt (:class:`~daflow.models.backbone.DiffusionBackbone`):
+    the published files (``dit4sr`` and ``vae``, optionally ``null_prompt``), random weights at ``preset`` size,
+    or, with ``bundled_fallback`` and neither given, the bundled tiny restorer (else DA-Flow-tiny's DiT). Returns
+    ``(backbone, note)``: ``note`` is a sentence for the user when a stand-in was chosen, else ``""``."""
+    from daflow.models import bundled
+    from daflow.models.backbone import DiffusionBackbone
+
+    device = torch.device(device)
+    if random_init:
+        if dit4sr or vae:
+            raise ValueError("random_init and dit4sr/vae exclude each other")
+        backbone = DiffusionBackbone.from_preset(preset, seed=seed)
+        backbone.transformer.to(dtype)  # the VAE stays float32, as from_pretrained keeps it
+        backbone.origin = "random"
+        return backbone.to(device), f"random {preset} DiT4SR and VAE weights: for smoke tests only"
+    if dit4sr or vae or not bundled_fallback:
+        if not (dit4sr and vae):
+            raise ValueError("give both dit4sr and vae (the published DiT4SR transformer and the SD3.5 VAE)")
+        backbone = DiffusionBackbone.from_pretrained(dit4sr, vae, null_prompt, dtype=dtype, device=device)
+        backbone.origin = str(dit4sr)
+        return backbone, ""
+    paper = "for the paper's model pass the published DiT4SR, VAE and null prompt"
+    if (bundled.BUNDLE_DIR / bundled.RESTORER).is_dir():
+        return bundled.load_restorer(device=device), f"the bundled tiny restorer (a demonstration); {paper}"
+    if not bundled.available():
+        raise ValueError("this installation has no bundled backbone: give dit4sr and vae")
+    backbone = bundled.load_daflow_tiny(device=device).backbone
+    backbone.origin = "bundled:daflow-tiny"
+    return backbone, f"the bundled tiny DiT4SR of DA-Flow-tiny (a demonstration); {paper}"

@@ -195,22 +195,27 @@ def device_and_dtype(args):
 
 
 def build_backbone(args):
-    from daflow.models.backbone import DiffusionBackbone
+    """The DiT4SR backbone of ``--dit4sr/--vae/--null-prompt`` or ``--random-init`` (:func:`daflow.api.load_backbone`)."""
+    from daflow.api import load_backbone
 
     dtype = device_and_dtype(args)
-    if args.random_init:
-        if args.dit4sr or args.vae:
-            raise ValueError("--random-init and --dit4sr/--vae exclude each other")
-        print(
-            f"warning: random {args.preset} weights (--random-init): the features carry no learned correspondence",
-            file=sys.stderr,
-        )
-        backbone = DiffusionBackbone.from_preset(args.preset, seed=args.seed)
-        backbone.transformer.to(dtype)  # the VAE stays float32, as from_pretrained keeps it
-        return backbone.to(args.device)
-    if not (args.dit4sr and args.vae):
+    if args.random_init and (args.dit4sr or args.vae):
+        raise ValueError("--random-init and --dit4sr/--vae exclude each other")
+    if not args.random_init and not (args.dit4sr and args.vae):
         raise ValueError("give --dit4sr and --vae (the published DiT4SR transformer and SD3.5 VAE), or --random-init")
-    return DiffusionBackbone.from_pretrained(args.dit4sr, args.vae, args.null_prompt, dtype=dtype, device=args.device)
+    backbone, note = load_backbone(
+        args.dit4sr,
+        args.vae,
+        args.null_prompt,
+        random_init=args.random_init,
+        preset=args.preset,
+        seed=args.seed,
+        dtype=dtype,
+        device=args.device,
+    )
+    if note:
+        print(f"warning: {note} (--random-init): the features carry no learned correspondence", file=sys.stderr)
+    return backbone
 
 
 def add_daflow_args(p) -> None:

@@ -69,41 +69,21 @@ def _add_restore(sub) -> None:
 
 
 def _restore_backbone(args):
-    from daflow.models.backbone import DiffusionBackbone
+    from daflow.api import load_backbone
 
-    dtype = device_and_dtype(args)
-    if args.random_init:
-        if args.dit4sr or args.vae:
-            raise ValueError("--random-init and --dit4sr/--vae exclude each other")
-        print(
-            f"warning: random {args.preset} DiT4SR and VAE (--random-init): the restoration is meaningless",
-            file=sys.stderr,
-        )
-        return DiffusionBackbone.from_preset(args.preset, seed=args.seed).to(args.device)
-    if args.dit4sr or args.vae:
-        if not (args.dit4sr and args.vae):
-            raise ValueError("give both --dit4sr and --vae (the published DiT4SR and the SD3.5 VAE)")
-        return DiffusionBackbone.from_pretrained(
-            args.dit4sr, args.vae, args.null_prompt, dtype=dtype, device=args.device
-        )
-    from daflow.models import bundled
-
-    if (bundled.BUNDLE_DIR / bundled.RESTORER).is_dir():
-        print(
-            "note: restoring with the bundled tiny restorer (`daflow train recipe restore`, a demonstration); for "
-            "the paper's model pass --dit4sr, --vae and --null-prompt",
-            file=sys.stderr,
-        )
-        return bundled.load_restorer(device=args.device)
-    if not bundled.available():
-        raise ValueError("this installation has no bundled backbone: pass --dit4sr and --vae")
-    print(
-        "note: restoring with the bundled tiny DiT4SR of DA-Flow-tiny (a demonstration); for the paper's "
-        "model pass --dit4sr, --vae and --null-prompt",
-        file=sys.stderr,
+    backbone, note = load_backbone(
+        args.dit4sr,
+        args.vae,
+        args.null_prompt,
+        random_init=args.random_init,
+        preset=args.preset,
+        seed=args.seed,
+        dtype=device_and_dtype(args),
+        device=args.device,
+        bundled_fallback=True,
     )
-    backbone = bundled.load_daflow_tiny(device=args.device).backbone
-    backbone.origin = "bundled:daflow-tiny"
+    if note:
+        print(f"{'warning' if args.random_init else 'note'}: restoring with {note}", file=sys.stderr)
     return backbone
 
 
