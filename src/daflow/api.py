@@ -40,6 +40,7 @@ class FlowModel:
     device: torch.device
     clip: object
     module: torch.nn.Module | None = None
+    pairs: object | None = None  # pairwise models: the FlowEstimator ([B, 3, H, W] x2 -> [B, 2, H, W]), else None
 
     @torch.no_grad()
     def __call__(self, frames) -> np.ndarray | torch.Tensor:
@@ -157,7 +158,9 @@ def load_model(
     estimator = build_flow_model(
         name, weights, iters=iters, device=device, random_init=random_init, seed=seed, **options
     )
-    return FlowModel(name, estimator.description, estimator.device, pairwise(estimator), estimator.module)
+    return FlowModel(
+        name, estimator.description, estimator.device, pairwise(estimator), estimator.module, pairs=estimator
+    )
 
 
 def load_daflow(

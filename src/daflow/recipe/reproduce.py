@@ -37,11 +37,11 @@ DAFLOW_RUNS = {"DA-Flow": "daflow", "DA-Flow (exact GT)": "daflow_gt", "Baseline
 
 
 def _load_daflow(run: Path, stage: str, device: torch.device):
-    from daflow.models.daflow import DAFlow
+    from daflow.api import load_model
 
     layout = RunLayout(run)
     info = json.loads(layout.flow_record(stage).read_text())["model"]
-    return DAFlow.load(layout.flow_model(stage), dit4sr=info["transformer"], vae=layout.vae, device=device).eval()
+    return load_model(layout.flow_model(stage), dit4sr=info["transformer"], vae=layout.vae, device=device).module
 
 
 def _teacher_line(run: Path) -> list[str]:
@@ -90,7 +90,7 @@ def reproduce(
     progress: bool = True,
 ) -> tuple[str, dict]:
     """Evaluate the models of recipe ``run``; returns (Markdown report, results)."""
-    from daflow.models.registry import build_flow_model
+    from daflow.api import load_model
 
     run = Path(run)
     spec = f"labeled:{run / 'data' / 'eval' / 'lq'}?labels={run / 'data' / 'eval' / 'gt'}"
@@ -104,7 +104,7 @@ def reproduce(
         ("DIS", "dis", None),
         ("Farneback", "farneback", None),
     ):
-        model = build_flow_model(name, weights, iters=raft_iters, device=device)
+        model = load_model(name, weights=weights, iters=raft_iters, device=device).pairs
         r = evaluate_pairs(model, pairs, max_samples=max_pairs, progress=progress)
         rows[label], results[label] = r["metrics"], r
     per_step = {}

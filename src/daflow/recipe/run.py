@@ -207,11 +207,11 @@ class Recipe:
 
     def teacher(self, name: str):
         """Teacher candidate ``name`` (:data:`TEACHERS`) as a flow estimator."""
-        from daflow.models.registry import build_flow_model
+        from daflow.api import load_model
 
         if name == "raft":
-            return build_flow_model("raft-small", self.layout.raft_weights("raft"), iters=12, device=self.device)
-        return build_flow_model(name)  # classical: CPU
+            return load_model(self.layout.raft_weights("raft"), iters=12, device=self.device).pairs
+        return load_model(name).pairs  # classical: CPU
 
     def stage_pseudo_gt(self) -> dict:
         from daflow.data.specs import build_eval_sets
