@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from daflow.api import load_backbone
 from daflow.data.degrade import degrade_clip, sample_params
 from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
 from daflow.data.video import FrameSource
@@ -38,9 +39,13 @@ def main() -> None:
     ap.add_argument("--seeds", default="8101,8102,8103,8104")
     ap.add_argument("--guidance", type=float, default=0.5)
     ap.add_argument("--space", default="latent")
+    ap.add_argument(
+        "--figure", type=Path, help="write a picture of the first clip's middle frame (HQ, LQ, restorations)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(2)
-    backbone = bundled.load_daflow_tiny().backbone
+    backbone, note = load_backbone(bundled_fallback=True)  # the bundled tiny restorer, else DA-Flow-tiny's DiT
+    print(f"restorer: {note}")
     flows = {
         "DIS": pairwise(build_flow_model("dis")),
         "RAFT*-tiny": pairwise(build_flow_model("raft-star-tiny")),
@@ -48,6 +53,8 @@ def main() -> None:
         "dis-raft (default)": pairwise(build_flow_model("dis-raft")),
     }
     rows: dict[str, list[tuple[float, float, float, float]]] = {}
+    shown: dict[str, np.ndarray] = {}
+    figure: list[Path] = []
     for seed in (int(s) for s in args.seeds.split(",")):
         clip = render_clip(dataclasses.replace(SYNTHETIC_PRESETS["tiny"], num_frames=7), seed)
         hq = clip.frames
@@ -79,7 +86,16 @@ def main() -> None:
                     progress=False,
                 )
                 seconds = time.perf_counter() - t
-                rows.setdefault(label, []).append(score(FrameSource(out / "frames").read(0, 7), seconds))
+                restored = FrameSource(out / "frames").read(0, 7)
+                rows.setdefault(label, []).append(score(restored, seconds))
+                if args.figure is not None and not figure:
+                    shown[label] = restored[3]
+        if args.figure is not None and not figure:
+            from daflow.flow.viz import write_panel
+
+            tiles = [("HQ", hq[3]), ("LQ (realbasicvsr)", lq[3])] + [(k, v) for k, v in shown.items()]
+            write_panel(args.figure, tiles, ncols=len(tiles))
+            figure.append(args.figure)
     print(
         f"\n### restoration of {len(args.seeds.split(','))} held-out 7-frame 128x128 clips (realbasicvsr), "
         f"guidance {args.guidance} in {args.space} space\n"
