@@ -102,9 +102,10 @@ def add_train_recipe(stages) -> None:
     )
     p.add_argument(
         "preset",
-        choices=("tiny", "smoke", "restore", "restore-smoke"),
+        choices=("tiny", "smoke", "restore", "restore-smoke", "paper"),
         help="tiny: the real budget; smoke: every stage for a few steps; restore: the tiny restorer of "
-        "`daflow restore` (data, a wider VAE, per-frame DiT, lifting)",
+        "`daflow restore` (data, a wider VAE, per-frame DiT, lifting); paper: the paper-scale plan (its inputs "
+        "below; --dry-run checks them and prints the stages, commands and expected GPU-hours)",
     )
     p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
     p.add_argument("--only", action="append", help="run only this stage (repeatable)")
@@ -118,10 +119,57 @@ def add_train_recipe(stages) -> None:
         "--device", default="auto", help="torch device for every stage (default auto: cuda if available, else cpu)"
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g = p.add_argument_group("paper preset inputs (never downloaded)")
+    g.add_argument("--youhq", type=Path, help="YouHQ training clips (videos or frame folders)")
+    g.add_argument("--sintel", type=Path, help="MPI-Sintel root")
+    g.add_argument("--spring", type=Path, help="Spring root")
+    g.add_argument("--tartanair", type=Path, help="TartanAir root")
+    g.add_argument("--dit4sr", type=Path, help="the published dit4sr_q folder")
+    g.add_argument("--vae", type=Path, help="the SD3.5-medium folder (or its vae/ folder)")
+    g.add_argument("--null-prompt", type=Path, help="the DiT4SR null-prompt folder")
+    g.add_argument("--raft-init", type=Path, help="raft-things.pth")
+    g.add_argument("--teacher", type=Path, help="SEA-RAFT Tartan-C-T-TSKH-spring540x960-M.pth")
+    g.add_argument("--gpus", type=int, default=4, help="GPUs for stages 1 and 2 (default 4, the paper's)")
+    g.add_argument("--dry-run", action="store_true", help="check the inputs and print the plan; run nothing")
     p.set_defaults(func=_run_train_recipe)
 
 
+def _run_paper(args) -> int:
+    import shlex
+    import subprocess
+    import sys
+
+    from daflow.recipe.paper import PaperInputs, check_inputs, format_plan, paper_plan
+
+    benchmarks = {k: getattr(args, k) for k in ("sintel", "spring", "tartanair") if getattr(args, k)}
+    inputs = PaperInputs(
+        youhq=args.youhq,
+        dit4sr=args.dit4sr,
+        vae=args.vae,
+        null_prompt=args.null_prompt,
+        raft_init=args.raft_init,
+        teacher=args.teacher,
+        benchmarks=benchmarks,
+    )
+    problems = check_inputs(inputs)
+    if problems:
+        print("daflow train recipe paper: the plan cannot run:", file=sys.stderr)
+        for line in problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
+    steps = paper_plan(inputs, args.output, gpus=args.gpus)
+    print(format_plan(steps, gpus=args.gpus))
+    if args.dry_run:
+        return 0
+    for step in steps:  # every command resumes where it stopped, so rerunning the plan continues it
+        print(f"\n== {step.name}: {step.command}", flush=True)
+        subprocess.run(shlex.split(step.command), check=True)
+    return 0
+
+
 def _run_train_recipe(args) -> int:
+    if args.preset == "paper":
+        return _run_paper(args)
     from daflow.recipe.presets import RECIPE_PRESETS
     from daflow.recipe.run import Recipe
 
