@@ -30,14 +30,25 @@ from daflow.flow.metrics import flow_metrics
 
 
 def estimators(weights: str | None, iters: int | None, with_daflow: bool, ablation: bool = False) -> dict:
-    from daflow.models.registry import build_flow_model
+    from daflow.models.refine import Fallback
+    from daflow.models.registry import build_flow_model, dis_raft_estimator
 
     out = {
         "zero flow": None,
         "DIS (LQ)": build_flow_model("dis"),
         "RAFT*-tiny": build_flow_model("raft-star-tiny"),
-        "DIS->RAFT (default)": build_flow_model("dis-raft", weights, iters=iters),
     }
+    if ablation:
+        variants = {
+            "DIS->RAFT, 1 level, no polish": {"levels": 1, "polish_rounds": 0, "fallback": None},
+            "DIS->RAFT, coarse to fine, no polish": {"polish_rounds": 0, "fallback": None},
+            "DIS->RAFT, coarse to fine, polish": {"polish_rounds": 2, "fallback": None},
+            "DIS->RAFT, polish, DIS kept (m5 k9)": {"polish_rounds": 2, "fallback": Fallback(5.0)},
+            "DIS->RAFT, polish, DIS kept (r0.6 m2 k15)": {"polish_rounds": 2, "fallback": Fallback(2.0, 0.6, 15)},
+        }
+        for label, options in variants.items():
+            out[label] = dis_raft_estimator(weights, iters=iters, **options)
+    out["DIS->RAFT (default)"] = build_flow_model("dis-raft", weights, iters=iters)
     if with_daflow:
         import daflow
 

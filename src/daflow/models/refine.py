@@ -21,6 +21,8 @@ a plain RAFT-small state dict (``raft.safetensors``); the DIS settings are fixed
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -28,7 +30,7 @@ import torch.nn.functional as F
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
 DEFAULT_ITERS = 8  # the training's iteration count (more changed nothing: see BENCHMARKS.md "The bundled default")
-DEFAULT_DIS_MARGIN: float | None = None  # keep DIS where it is photometrically better by this much (None: never)
+DEFAULT_FALLBACK = None  # Fallback(...) or None: where DIS is kept (measured: see BENCHMARKS.md "The bundled default")
 DEFAULT_POLISH = 2  # variational polish rounds after the network (measured: see BENCHMARKS.md "The bundled default")
 MIN_LEVEL_SIDE = 128  # the coarsest pyramid level keeps at least this many pixels on its shorter side
 
@@ -115,18 +117,30 @@ def keep_dis_where_better(
     dis: torch.Tensor,
     *,
     margin: float,
+    ratio: float = 1.0,
     window: int = 9,
 ) -> torch.Tensor:
     """Per pixel, DIS's flow where its photometric error on the input frames (mean absolute difference between
-    frame 1 and frame 2 warped back, averaged over the channels and a ``window``² neighbourhood, 0..255) is lower than
-    the refined flow's by more than ``margin``; the refined flow elsewhere. Flows ``[B, 2, H, W]``."""
+    frame 1 and frame 2 warped back, averaged over the channels and a ``window``² neighbourhood, 0..255) is below
+    the refined flow's by more than ``margin`` and below ``ratio`` times it; the refined flow elsewhere.
+    Flows ``[B, 2, H, W]``."""
     from daflow.flow.warp import backward_warp
 
     def error(flow: torch.Tensor) -> torch.Tensor:
         e = (image1 - backward_warp(image2, flow, padding_mode="border")).abs().mean(1, keepdim=True)
         return F.avg_pool2d(e, window, stride=1, padding=window // 2, count_include_pad=False)
 
-    return torch.where(error(dis) < error(refined) - margin, dis, refined)
+    e_dis, e_ref = error(dis), error(refined)
+    return torch.where((e_dis < e_ref - margin) & (e_dis < ratio * e_ref), dis, refined)
+
+
+@dataclass(frozen=True)
+class Fallback:
+    """When :func:`keep_dis_where_better` keeps DIS (see there)."""
+
+    margin: float
+    ratio: float = 1.0
+    window: int = 9
 
 
 def refine_pyramid(
@@ -138,10 +152,10 @@ def refine_pyramid(
     iters: int = DEFAULT_ITERS,
     levels: int | None = None,
     polish_rounds: int = 0,
-    dis_margin: float | None = None,
+    fallback: Fallback | None = None,
 ) -> torch.Tensor:
     """Coarse-to-fine refinement (module docstring): frames ``[B, 3, H, W]`` (0..255) → flow ``[B, 2, H, W]``.
-    ``levels``: default :func:`pyramid_levels` of the frame size; ``dis_margin``: :func:`keep_dis_where_better`
+    ``levels``: default :func:`pyramid_levels` of the frame size; ``fallback``: :func:`keep_dis_where_better`
     before ``polish_rounds`` of :func:`polish`."""
     if dis is None:
         dis = dis_flows(image1, image2)
@@ -158,6 +172,8 @@ def refine_pyramid(
             a, b = image1, image2
             init = flow if tuple(flow.shape[-2:]) == size else _resize_flow(flow, size, "bilinear")
         flow = refine(model, a, b, init, iters=iters).flow
-    if dis_margin is not None:
-        flow = keep_dis_where_better(image1, image2, flow, dis, margin=dis_margin)
+    if fallback is not None:
+        flow = keep_dis_where_better(
+            image1, image2, flow, dis, margin=fallback.margin, ratio=fallback.ratio, window=fallback.window
+        )
     return polish(image1, image2, flow, rounds=polish_rounds) if polish_rounds else flow

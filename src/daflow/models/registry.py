@@ -180,26 +180,26 @@ def dis_raft_estimator(
     root=None,
     levels: int | None = None,
     polish_rounds: int | None = None,
-    dis_margin: float | None = -1.0,
+    fallback="default",
 ) -> FlowEstimator:
     """The DIS→RAFT refiner (:mod:`daflow.models.refine`, coarse to fine, then polished): the bundled weights (below
     ``root``, the package's ``weights/`` by default), or ``weights`` (a ``daflow train refine`` run's
-    ``model/raft.safetensors``). ``levels`` / ``polish_rounds`` / ``dis_margin`` (-1: the default): those of
-    :mod:`daflow.models.refine`; ``dis_margin=None`` never falls back to DIS."""
+    ``model/raft.safetensors``). ``levels`` / ``polish_rounds`` / ``fallback`` (a :class:`~daflow.models.refine.Fallback`,
+    None for never, ``"default"``): those of :mod:`daflow.models.refine`."""
     from daflow.models.bundled import REFINER, bundled_path
-    from daflow.models.refine import DEFAULT_DIS_MARGIN, DEFAULT_ITERS, DEFAULT_POLISH, refine_pyramid
+    from daflow.models.refine import DEFAULT_FALLBACK, DEFAULT_ITERS, DEFAULT_POLISH, refine_pyramid
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
     n = DEFAULT_ITERS if iters is None else iters
     rounds = DEFAULT_POLISH if polish_rounds is None else polish_rounds
-    margin = DEFAULT_DIS_MARGIN if dis_margin == -1.0 else dis_margin
+    keep = DEFAULT_FALLBACK if fallback == "default" else fallback
     source = "bundled" if weights is None else str(weights)
     shape = f"{levels} level(s)" if levels else "coarse to fine"
     return FlowEstimator(
         "dis-raft",
         f"DIS->RAFT refiner ({source}), {n} iterations, {shape}, {rounds} polish round(s)",
-        lambda a, b: refine_pyramid(model, a, b, iters=n, levels=levels, polish_rounds=rounds, dis_margin=margin),
+        lambda a, b: refine_pyramid(model, a, b, iters=n, levels=levels, polish_rounds=rounds, fallback=keep),
         torch.device(device),
         module=model,
     )
