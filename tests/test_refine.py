@@ -139,13 +139,13 @@ def test_train_resume_and_load_as_estimator(tmp_path):
 def test_pyramid_levels_and_coarse_to_fine_shapes():
     from daflow.models.refine import pyramid_levels, refine_pyramid
 
-    assert pyramid_levels((200, 300)) == 1 and pyramid_levels((256, 256)) == 2 and pyramid_levels((384, 512)) == 2
-    assert pyramid_levels((1080, 1920)) == 4 and pyramid_levels((64, 64)) == 1
+    assert pyramid_levels((200, 300)) == 1 and pyramid_levels((256, 256)) == 1 and pyramid_levels((384, 512)) == 2
+    assert pyramid_levels((1080, 1920)) == 3 and pyramid_levels((64, 64)) == 1
     model = init_refiner(None).eval()
-    a = torch.rand(1, 3, 270, 300) * 255
+    a = torch.rand(1, 3, 390, 400) * 255
     with torch.no_grad():
-        flow = refine_pyramid(model, a, a, torch.zeros(1, 2, 270, 300), iters=1)
-        one = refine_pyramid(model, a, a, torch.zeros(1, 2, 270, 300), iters=1, levels=1)
-    assert flow.shape == one.shape == (1, 2, 270, 300)
+        flow = refine_pyramid(model, a, a, torch.zeros(1, 2, 390, 400), iters=1)
+        one = refine_pyramid(model, a, a, torch.zeros(1, 2, 390, 400), iters=1, levels=1)
+    assert flow.shape == one.shape == (1, 2, 390, 400)
     with pytest.raises(ValueError, match="levels"):
-        refine_pyramid(model, a, a, torch.zeros(1, 2, 270, 300), levels=0)
+        refine_pyramid(model, a, a, torch.zeros(1, 2, 390, 400), levels=0)

@@ -12,11 +12,14 @@ mechanism (the official code's warm start for video):
 so every iteration looks up the correlation pyramid around DIS's answer and corrects it. At inference the refiner
 runs **coarse to fine** (:func:`refine_pyramid`): first on the frames area-downsampled by 2^(L−1), starting from DIS
 downsampled likewise, then on each finer level starting from the coarser answer (bilinear ×2, values ×2), with L
-the most levels whose coarsest frame keeps a side of at least 128 px (L = 2 at 256×256 and 384×512, 4 at 1080p).
-Measured with the same weights on held-out large motion: 0.88× / 0.84× DIS's EPE at 256² / 384×512 with two
-levels against 0.91× / 0.92× with one (BENCHMARKS.md, "The bundled default"). The network weights are
-a plain RAFT-small state dict (``raft.safetensors``); the DIS settings are fixed (medium preset on the grey frames,
-:func:`daflow.models.classical.classical_flow`), so a saved refiner is fully described by its weights.
+the most levels whose coarsest frame keeps a side of at least 192 px (L = 1 at 256×256, 2 at 384×512, 3 at 1080p).
+Then DIS's own flow is kept where it is photometrically much better (:func:`keep_dis_where_better`, a margin of 16
+grey levels over a 9×9 window) and two rounds of variational refinement polish the result (:func:`polish`). Each
+step was chosen by measurement on held-out clips and a real stereo pair (BENCHMARKS.md, "The bundled default").
+
+The network weights are a RAFT-small state dict with the convex-upsampling head (``raft.safetensors``); the DIS
+settings are fixed (medium preset on the grey frames, :func:`daflow.models.classical.classical_flow`), so a saved
+refiner is fully described by its weights.
 """
 
 from __future__ import annotations
@@ -30,9 +33,9 @@ import torch.nn.functional as F
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
 DEFAULT_ITERS = 8  # the training's iteration count (more changed nothing: see BENCHMARKS.md "The bundled default")
-DEFAULT_FALLBACK = None  # Fallback(...) or None: where DIS is kept (measured: see BENCHMARKS.md "The bundled default")
+DEFAULT_FALLBACK_MARGIN = 16.0  # keep DIS where its 9x9 photometric error is lower by 16 grey levels (BENCHMARKS.md)
 DEFAULT_POLISH = 2  # variational polish rounds after the network (measured: see BENCHMARKS.md "The bundled default")
-MIN_LEVEL_SIDE = 128  # the coarsest pyramid level keeps at least this many pixels on its shorter side
+MIN_LEVEL_SIDE = 192  # the coarsest pyramid level keeps at least this many pixels on its shorter side
 
 
 def dis_flows(image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
@@ -141,6 +144,9 @@ class Fallback:
     margin: float
     ratio: float = 1.0
     window: int = 9
+
+
+DEFAULT_FALLBACK = Fallback(DEFAULT_FALLBACK_MARGIN)
 
 
 def refine_pyramid(
