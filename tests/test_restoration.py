@@ -174,3 +174,32 @@ def test_restore_recipe_smoke_bundles_a_loadable_restorer(tmp_path):
     assert backbone.origin == f"bundled:{RESTORER}"
     frames = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     assert restore_clip(backbone, frames, steps=1).shape == (3, 16, 4, 4)
+
+
+def test_a_video_input_gives_a_video_back(tmp_path):
+    from daflow.cli import main
+    from daflow.data.video import FrameSource, write_video
+
+    frames = np.random.default_rng(4).integers(0, 256, (4, 32, 48, 3), dtype=np.uint8)
+    write_video(tmp_path / "in.mp4", frames)
+    out = tmp_path / "r"
+    assert (
+        main(
+            [
+                "restore",
+                str(tmp_path / "in.mp4"),
+                "-o",
+                str(out),
+                "--random-init",
+                "--denoise-steps",
+                "1",
+                "--guidance",
+                "0",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
+    video = FrameSource(out / "restored.mp4")
+    assert len(video) == 4 and video.read(0, 1).shape == (1, 32, 48, 3)
+    assert json.loads((out / "restore.json").read_text())["frames"] == 4
