@@ -44,8 +44,7 @@ class FlowModel:
 
     @torch.no_grad()
     def __call__(self, frames) -> np.ndarray | torch.Tensor:
-        from daflow.data.base import CHUNKS, window_plan
-        from daflow.inference import chunk_flows
+        from daflow.inference import clip_pair_flows
 
         as_numpy = not isinstance(frames, torch.Tensor)
         x = torch.as_tensor(np.asarray(frames)) if as_numpy else frames
@@ -53,13 +52,8 @@ class FlowModel:
             raise ValueError(f"frames must be [F, H, W, 3] RGB with F >= 2, got {tuple(x.shape)}")
         if x.dtype != torch.uint8:
             raise ValueError(f"frames must be uint8 (0..255), got {x.dtype}")
-        clip = x.cpu().numpy()
-        n = min(self.clip.chunk, len(clip))
-        plan = window_plan(len(clip), n, CHUNKS)
-        pairs = sorted(
-            chunk_flows(self.clip, lambda s, c: clip[s : s + c], plan, n, device=self.device), key=lambda item: item[0]
-        )
-        flows = torch.stack([fw for _, fw, _ in pairs]).permute(0, 2, 3, 1).float().cpu()
+        flows, _ = clip_pair_flows(self.clip, x.cpu().numpy(), device=self.device)
+        flows = flows.permute(0, 2, 3, 1)
         return flows.numpy() if as_numpy else flows
 
 

@@ -235,3 +235,25 @@ def _run_chunks(
         bar.update(1)
     bar.close()
     return EstimateReport(pairs=total_pairs, written=written, skipped=done_pairs, seconds=time.perf_counter() - t0)
+
+
+def clip_pair_flows(
+    estimator: ClipEstimator, frames: np.ndarray, *, device: str | torch.device = "cpu", backward: bool = False
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Forward flows ``[F−1, 2, H, W]`` of every consecutive pair of one clip ``frames`` ``[F, H, W, 3]`` (uint8),
+    in pair order on the CPU, and the backward flows when asked for (else None): the clip's chunks as
+    :func:`chunk_flows` plans them."""
+    n = min(estimator.chunk, len(frames))
+    pairs = sorted(
+        chunk_flows(
+            estimator,
+            lambda s, c: frames[s : s + c],
+            window_plan(len(frames), n, CHUNKS),
+            n,
+            device=device,
+            backward=backward,
+        ),
+        key=lambda item: item[0],
+    )
+    fw = torch.stack([f for _, f, _ in pairs]).float().cpu()
+    return fw, (torch.stack([b for _, _, b in pairs]).float().cpu() if backward else None)

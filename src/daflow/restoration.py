@@ -125,18 +125,9 @@ def _pad16(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
 
 def clip_flows(estimator, frames: np.ndarray, device) -> PairFlows:
     """Forward and backward flows ``[F−1, 2, H, W]`` of every consecutive pair of ``frames`` by a ClipEstimator."""
-    from daflow.data.base import CHUNKS, window_plan
-    from daflow.inference import chunk_flows
+    from daflow.inference import clip_pair_flows
 
-    n = min(estimator.chunk, len(frames))
-    plan = window_plan(len(frames), n, CHUNKS)
-    out = sorted(
-        chunk_flows(estimator, lambda s, c: frames[s : s + c], plan, n, device=device, backward=True),
-        key=lambda item: item[0],
-    )
-    return PairFlows(
-        torch.stack([fw for _, fw, _ in out]).cpu().float(), torch.stack([bw for _, _, bw in out]).cpu().float()
-    )
+    return PairFlows(*clip_pair_flows(estimator, frames, device=device, backward=True))
 
 
 @dataclass

@@ -88,3 +88,13 @@ def forward_backward_occlusion(
         lhs = total.norm(dim=1)
         rhs = alpha * (flow_fw.norm(dim=1) + bw_warped.norm(dim=1)) + beta
     return (lhs > rhs) | ~inside
+
+
+def resize_flow(flow: torch.Tensor, size: tuple[int, int], mode: str = "bilinear") -> torch.Tensor:
+    """``flow`` ``[B, 2, H, W]`` on another grid ``size`` = (h, w) (``"bilinear"`` or ``"area"``), its values scaled
+    by the size ratio so that they stay in pixels of the new grid."""
+    import torch.nn.functional as F
+
+    scale = torch.tensor([size[1] / flow.shape[-1], size[0] / flow.shape[-2]], dtype=flow.dtype, device=flow.device)
+    kwargs = {"align_corners": False} if mode == "bilinear" else {}
+    return F.interpolate(flow, size=tuple(size), mode=mode, **kwargs) * scale.view(1, 2, 1, 1)

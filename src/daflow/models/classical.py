@@ -47,3 +47,16 @@ def classical_flow(
     else:
         flow = cv2.calcOpticalFlowFarneback(a, b, None, 0.5, 5, 15, 5, 7, 1.5, 0)
     return flow.astype(np.float32)
+
+
+def classical_flows(image1, image2, method: str = "dis"):
+    """:func:`classical_flow` on each pair of a torch batch: ``[B, 3, H, W]`` RGB 0..255 → ``[B, 2, H, W]`` float32,
+    on the input's device."""
+    import torch
+
+    out = []
+    for a, b in zip(image1, image2):
+        f1 = a.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
+        f2 = b.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
+        out.append(torch.from_numpy(np.ascontiguousarray(classical_flow(f1, f2, method))).permute(2, 0, 1))
+    return torch.stack(out).to(image1.device)

@@ -29,9 +29,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from daflow.flow.warp import backward_warp, forward_backward_occlusion
+from daflow.flow.warp import backward_warp, forward_backward_occlusion, resize_flow
 
 GUIDANCE_SPACES = ("latent", "image")
 
@@ -52,15 +51,9 @@ class PairFlows:
 
     def resized(self, size: tuple[int, int]) -> PairFlows:
         """The flows on another grid (bilinear), values scaled by the size ratio."""
-        h, w = self.fw.shape[-2:]
-        if (h, w) == tuple(size):
+        if tuple(self.fw.shape[-2:]) == tuple(size):
             return self
-        scale = torch.tensor([size[1] / w, size[0] / h], dtype=self.fw.dtype, device=self.fw.device).view(1, 2, 1, 1)
-
-        def resize(f: torch.Tensor) -> torch.Tensor:
-            return F.interpolate(f, size=size, mode="bilinear", align_corners=False) * scale
-
-        return PairFlows(resize(self.fw), resize(self.bw))
+        return PairFlows(resize_flow(self.fw, size), resize_flow(self.bw, size))
 
     def visibility(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``M^f``, ``M^b`` ``[F−1, 1, H, W]`` (1 = visible) by MGLD's forward–backward test."""

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from daflow.flow.warp import resize_flow
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
 DEFAULT_ITERS = 8  # the training's iteration count (more changed nothing: see BENCHMARKS.md "The bundled default")
@@ -40,14 +41,9 @@ MIN_LEVEL_SIDE = 192  # the coarsest pyramid level keeps at least this many pixe
 
 def dis_flows(image1: torch.Tensor, image2: torch.Tensor) -> torch.Tensor:
     """DIS (medium) on each pair of a batch: ``[B, 3, H, W]`` RGB 0..255 → ``[B, 2, H, W]`` float32."""
-    from daflow.models.classical import classical_flow
+    from daflow.models.classical import classical_flows
 
-    out = []
-    for a, b in zip(image1, image2):
-        f1 = a.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
-        f2 = b.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
-        out.append(torch.from_numpy(np.ascontiguousarray(classical_flow(f1, f2, "dis"))).permute(2, 0, 1))
-    return torch.stack(out).to(image1.device)
+    return classical_flows(image1, image2, "dis")
 
 
 def dis_init(dis: torch.Tensor) -> torch.Tensor:
@@ -86,12 +82,6 @@ def pyramid_levels(size: tuple[int, int], min_side: int = MIN_LEVEL_SIDE, max_le
     while levels < max_levels and min(size) / 2**levels >= min_side:
         levels += 1
     return levels
-
-
-def _resize_flow(flow: torch.Tensor, size: tuple[int, int], mode: str) -> torch.Tensor:
-    scale = torch.tensor([size[1] / flow.shape[-1], size[0] / flow.shape[-2]], dtype=flow.dtype, device=flow.device)
-    kwargs = {"align_corners": False} if mode == "bilinear" else {}
-    return F.interpolate(flow, size=size, mode=mode, **kwargs) * scale.view(1, 2, 1, 1)
 
 
 def polish(image1: torch.Tensor, image2: torch.Tensor, flow: torch.Tensor, *, rounds: int = 2) -> torch.Tensor:
@@ -173,10 +163,10 @@ def refine_pyramid(
     for level in reversed(range(levels)):
         if level:
             a, b = (F.interpolate(x, scale_factor=1 / 2**level, mode="area") for x in (image1, image2))
-            init = _resize_flow(flow, tuple(a.shape[-2:]), "area")
+            init = resize_flow(flow, tuple(a.shape[-2:]), "area")
         else:
             a, b = image1, image2
-            init = flow if tuple(flow.shape[-2:]) == size else _resize_flow(flow, size, "bilinear")
+            init = flow if tuple(flow.shape[-2:]) == size else resize_flow(flow, size, "bilinear")
         flow = refine(model, a, b, init, iters=iters).flow
     if fallback is not None:
         flow = keep_dis_where_better(

@@ -12,7 +12,6 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
 from daflow.models.catalog import BUNDLED, CLASSICAL, FLOW_MODELS
@@ -56,17 +55,9 @@ def _raft_fn(model: RAFT, iters: int):
 
 
 def _classical_fn(method: str):
-    from daflow.models.classical import classical_flow
+    from daflow.models.classical import classical_flows
 
-    def run(a, b):
-        out = []
-        for x, y in zip(a, b):
-            f1 = x.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
-            f2 = y.permute(1, 2, 0).round().clamp(0, 255).byte().cpu().numpy()
-            out.append(torch.from_numpy(np.ascontiguousarray(classical_flow(f1, f2, method))).permute(2, 0, 1))
-        return torch.stack(out).to(a.device)
-
-    return run
+    return lambda a, b: classical_flows(a, b, method)
 
 
 def build_flow_model(

@@ -113,6 +113,13 @@ def build_clip_source(
     return ClipSource(VideoFrames(clips, num_frames=num_frames, stride=stride), "hq", degrade=preset, spec=str(spec))
 
 
+def epoch_clip_index(i: int, n: int, seed: int) -> int:
+    """The clip of sample counter ``i`` among ``n``: ``perm_e[i mod n]`` with a permutation per epoch ``e = i // n``
+    drawn from ``seed`` (module docstring)."""
+    epoch, slot = divmod(i, n)
+    return int(np.random.default_rng(np.random.SeedSequence([seed, epoch, 7])).permutation(n)[slot])
+
+
 class TrainingClips(torch.utils.data.Dataset):
     """Sample ``i`` of the run (see the module docstring) as a dict of tensors: ``lq`` ``[F, 3, h, w]`` (float,
     0..255), and where available ``hq`` (same), ``flow`` ``[F−1, 2, h, w]`` and ``valid`` ``[F−1, h, w]``."""
@@ -137,10 +144,7 @@ class TrainingClips(torch.utils.data.Dataset):
         return 2**62
 
     def clip_index(self, i: int) -> int:
-        n = len(self.source.clips)
-        epoch, slot = divmod(i, n)
-        perm = np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 7])).permutation(n)
-        return int(perm[slot])
+        return epoch_clip_index(i, len(self.source.clips), self.seed)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         src = self.source

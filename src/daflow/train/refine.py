@@ -21,6 +21,7 @@ import torch
 from daflow.models.raft import RAFT
 from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
+from daflow.train.data import epoch_clip_index
 from daflow.train.flow import one_cycle_lr
 from daflow.train.loop import Stage, TrainSettings, train_loop
 from daflow.train.losses import sequence_loss
@@ -67,9 +68,7 @@ class MixturePairs(torch.utils.data.Dataset):
         return 2**62
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        n = len(self.cache)
-        epoch, slot = divmod(i, n)
-        index = int(np.random.default_rng(np.random.SeedSequence([self.seed, epoch, 7])).permutation(n)[slot])
+        index = epoch_clip_index(i, len(self.cache), self.seed)
         rng = np.random.default_rng(np.random.SeedSequence([self.seed, i]))
         clip = self.cache[index]
         k = int(rng.integers(len(clip["flow"])))
