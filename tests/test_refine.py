@@ -149,3 +149,24 @@ def test_pyramid_levels_and_coarse_to_fine_shapes():
     assert flow.shape == one.shape == (1, 2, 390, 400)
     with pytest.raises(ValueError, match="levels"):
         refine_pyramid(model, a, a, torch.zeros(1, 2, 390, 400), levels=0)
+
+
+def test_mixture_clips_are_the_same_in_two_processes(tmp_path):
+    import subprocess
+    import sys
+
+    code = "import sys; from daflow.train.mixture import build_cache; build_cache(sys.argv[1], 2, config='tiny', progress=False)"
+    for name in ("a", "b"):
+        subprocess.run([sys.executable, "-c", code, str(tmp_path / name)], check=True)
+    a, b = MixtureCache(tmp_path / "a"), MixtureCache(tmp_path / "b")
+    for i in range(2):
+        for key in ("lq", "flow", "dis"):
+            assert a[i][key].tobytes() == b[i][key].tobytes(), (i, key)
+
+
+def test_train_refine_refuses_no_clips(tmp_path, capsys):
+    from daflow.cli import main
+
+    assert main(["train", "refine", "-o", str(tmp_path / "r"), "--clips", "0", "--no-progress"]) == 1
+    assert "--clips must be >= 1, got 0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()

@@ -53,9 +53,9 @@ def _run_train_refine(args) -> int:
     from daflow.train.mixture import build_cache
     from daflow.train.refine import REFINE_PRESETS, train_refiner
 
-    out = output_dir(args.output)
     if args.clips < 1:
-        raise SystemExit(f"daflow train refine: --clips must be >= 1, got {args.clips}")
+        raise ValueError(f"--clips must be >= 1, got {args.clips}")
+    out = output_dir(args.output)
     init = args.init or bundled_path("raft-star-tiny") / "raft.safetensors"
     overrides = {"seed": args.seed} | ({"steps": args.steps} if args.steps is not None else {})
     config = dataclasses.replace(REFINE_PRESETS[args.preset], **overrides)
