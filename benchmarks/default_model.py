@@ -1,8 +1,9 @@
-"""Is the bundled default worth keeping? (issue 15) Held-out EPE on large motion, and real images.
+"""Is the bundled default worth keeping? Held-out EPE on large motion, and real images.
 
 Held-out synthetic clips (never trained on: the ``large-motion`` scene preset with its own seeds, not the
 training mixture): 6 clips of 4 frames at 256×256 and 6 at 384×512, degraded with ``realbasicvsr`` (the paper's
-pipeline) and, as a second table, with ``codec`` (real-codec strength). Per clip: the mean EPE over its 3 pairs.
+pipeline) and, as a second table, with ``codec`` (real-codec strength). Per clip: the mean EPE over its 3 pairs, and
+the share of the LQ frames' differences that the true motion explains (:func:`daflow.eval.held_out.motion_evidence`).
 Real images: scikit-image's Middlebury-style motorcycle stereo pair (real camera, ground-truth disparity) at half
 size (370×250), degraded with ``realbasicvsr`` seed 0 and, separately, squeezed through H.264 at ~60 bytes a frame
 after a downscale to 176×144; EPE against the disparity (flow = (−d, 0)) and the warping error of
@@ -24,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daflow.eval.held_out import SEEDS, held_out_clip, motorcycle
+from daflow.eval.held_out import MIN_MOTION_EVIDENCE, SEEDS, held_out_clip, motion_evidence, motorcycle
 from daflow.eval.video_quality import visible_mask, warp_error
 from daflow.flow.metrics import flow_metrics
 
@@ -83,8 +84,10 @@ def main() -> None:
             key = f"{degrade} {size[0]}x{size[1]}"
             rows = {name: [] for name in ests}
             seconds = {name: 0.0 for name in ests}
+            evidence = []
             for seed in SEEDS:
                 _, lq, gt = held_out_clip(size, seed, degrade)
+                evidence.append(motion_evidence(lq, gt))
                 for name, est in ests.items():
                     t = time.perf_counter()
                     f = flows(est, lq)
@@ -93,6 +96,7 @@ def main() -> None:
             record["synthetic"][key] = {
                 "epe": rows,
                 "seconds_per_pair": {n: s / (3 * len(SEEDS)) for n, s in seconds.items()},
+                "motion_evidence": evidence,
             }
             ref = np.mean(rows["DIS (LQ)"])
             print(f"\n### held-out large motion, {key}, EPE per clip (seeds {SEEDS[0]}-{SEEDS[-1]})\n")
@@ -102,6 +106,10 @@ def main() -> None:
                     f"| {name} | {', '.join(f'{x:.2f}' for x in v)} | {np.mean(v):.2f} | {np.mean(v) / ref:.2f} | "
                     f"{seconds[name] / (3 * len(SEEDS)):.2f} |"
                 )
+            print(f"| motion evidence in the LQ frames | {', '.join(f'{x:.2f}' for x in evidence)} | | | |")
+            blind = [seed for seed, e in zip(SEEDS, evidence) if e < MIN_MOTION_EVIDENCE]
+            if blind:
+                print(f"\nno evidence of the true motion in the LQ frames (< {MIN_MOTION_EVIDENCE}): seeds {blind}")
     print("\n### real stereo pair (motorcycle, ground-truth disparity)\n")
     print("| input | model | EPE | warping error |\n|---|---|---|---|")
     for kind in ("realbasicvsr", "h264-480bits"):
