@@ -82,6 +82,34 @@ def test_determinism_resume_and_workers(tmp_path):
         degrade_tree("sintel", src, tmp_path / "a", seed=7, progress=False)
 
 
+def test_shards_merge_into_the_single_run(tmp_path, capsys):
+    from daflow.shard import Shard, parse_shard
+
+    src = make_sintel(tmp_path / "S", scenes=("alley_1", "market_2", "cave_4"))
+    whole = degrade_tree("sintel", src, tmp_path / "one", seed=3, progress=False)
+    # three machines, each with its own folder, copied together afterwards
+    for k in range(3):
+        part = degrade_tree("sintel", src, tmp_path / f"m{k}", seed=3, shard=Shard(k, 3), progress=False)
+        assert part["pending"] == 6 - len(part["clips"]) and not (tmp_path / f"m{k}" / "manifest.json").exists()
+    import subprocess
+
+    (tmp_path / "merged").mkdir()
+    for k in range(3):  # as `cp -an` (or rsync) would bring them together
+        subprocess.run(["cp", "-an", f"{tmp_path / f'm{k}'}/.", str(tmp_path / "merged")], check=True)
+    # the run without --shard finds every clip done: it degrades nothing and writes the manifest
+    main(["degrade", "sintel", str(src), "-o", str(tmp_path / "merged"), "--seed", "3", "--quiet"])
+    assert _all_files(tmp_path / "merged") == _all_files(tmp_path / "one")
+    assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["clips"] == whole["clips"]
+    # shards sharing one folder: the last to finish writes the manifest
+    for k in (1, 0):
+        main(["degrade", "sintel", str(src), "-o", str(tmp_path / "shared"), "--seed", "3", "--shard", f"{k}/2"])
+    assert "pending" in capsys.readouterr().out
+    assert _all_files(tmp_path / "shared") == _all_files(tmp_path / "one")
+    for bad in ("3/3", "1", "a/b", "0/0"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+
+
 def test_long_sequences_are_chunked(tmp_path):
     frames = _frames(7)
     for i, f in enumerate(frames):

@@ -146,6 +146,32 @@ def _clip_folder(root, n=3, h=128, w=144, seed=0):
     return root
 
 
+@pytest.mark.parametrize(
+    "model,extra", [("dis", []), ("daflow-tiny", ["--step", "0,1", "--denoise-steps", "2", "--iters", "1"])]
+)
+def test_cli_evaluate_shards_merge_into_one_run(tmp_path, capsys, model, extra):
+    data = ["--data", "synthetic:tiny?n=3&size=64x64&degrade=realbasicvsr"]
+    if model == "dis":
+        data += ["--data", "synthetic:tiny?n=2&size=64x64"]
+    base = ["evaluate", "--model", model, *data, *extra, "--no-progress"]
+    assert main([*base, "-o", str(tmp_path / "one.json")]) == 0
+    for k in range(2):
+        assert main([*base, "--shard", f"{k}/2", "-o", str(tmp_path / f"part{k}.json")]) == 0
+    parts = [str(tmp_path / f"part{k}.json") for k in (1, 0)]  # any order
+    assert main(["evaluate", "--merge", *parts, "-o", str(tmp_path / "merged.json")]) == 0
+    one, merged = (json.loads((tmp_path / n).read_text()) for n in ("one.json", "merged.json"))
+    strip = ("seconds", "seconds_per_pair")
+    for a, b in zip(one["results"], merged["results"], strict=True):
+        assert {k: v for k, v in a.items() if k not in strip} == {k: v for k, v in b.items() if k not in strip}
+    assert {k: v for k, v in one.items() if k != "results"} == {k: v for k, v in merged.items() if k != "results"}
+    # a missing or doubled shard, or parts of different runs, are refused in one line
+    capsys.readouterr()
+    assert main(["evaluate", "--merge", parts[0], "-o", str(tmp_path / "x.json")]) == 1
+    assert "shards 0..N-1" in capsys.readouterr().err
+    assert main(["evaluate", "--model", model, *data, "--shard", "0/2"]) == 1
+    assert "-o PART.json" in capsys.readouterr().err
+
+
 def test_pseudo_gt_labels_every_pair_and_resumes(tmp_path):
     clips = tmp_path / "clips"
     _clip_folder(clips / "cat" / "clip1", n=3)
@@ -182,6 +208,26 @@ def test_pseudo_gt_labels_every_pair_and_resumes(tmp_path):
         write_pseudo_gt(clips, out, teacher, progress=False, settings={"iters": 20, "scale": 0})
     manifest = json.loads((out / "pseudo_gt.json").read_text())
     assert manifest["teacher"] == "sea-raft-s" and manifest["random_init"] is True
+
+
+def test_pseudo_gt_shards_write_the_labels_of_one_run(tmp_path):
+    from daflow.shard import Shard
+
+    clips = tmp_path / "clips"
+    for i in range(3):
+        _clip_folder(clips / f"c{i}", n=4 - i % 2, seed=i)
+    teacher = build_flow_model("sea-raft-s", random_init=True, iters=1, scale=0)
+    write_pseudo_gt(clips, tmp_path / "one", teacher, batch_size=2, progress=False)
+    reports = [
+        write_pseudo_gt(clips, tmp_path / "shared", teacher, batch_size=2, progress=False, shard=Shard(k, 2))
+        for k in (1, 0)
+    ]
+    assert [r.clips for r in reports] == [1, 2] and sum(r.pairs for r in reports) == 3 + 2 + 3
+
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*.flo")}
+
+    assert files(tmp_path / "shared") == files(tmp_path / "one") and len(files(tmp_path / "one")) == 8
 
 
 def test_cli_pseudo_gt_single_folder_and_missing_weights(tmp_path, capsys):

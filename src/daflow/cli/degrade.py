@@ -45,15 +45,24 @@ def _add_degrade(sub) -> None:
         "--preview", action="store_true", help="write OUT/preview.png: HQ | LQ | difference of up to 8 clips"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="degrade only every N-th clip starting at clip K (0-based), for spreading a dataset over machines; the "
+        "shards write exactly one run's mirror, and manifest.json appears once every clip is done (run the command "
+        "once more without --shard at the end)",
+    )
     add_range_args(p)
     p.set_defaults(func=_run_degrade)
 
 
 def _run_degrade(args) -> int:
     from daflow.data.degrade.mirror import degrade_tree
+    from daflow.shard import parse_shard
 
     if args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
+    shard = parse_shard(args.shard)
     t0 = time.perf_counter()
     manifest = degrade_tree(
         args.kind,
@@ -67,7 +76,14 @@ def _run_degrade(args) -> int:
         preview=args.preview,
         progress=not args.quiet,
         frame_range=(args.start, args.end, args.stride),
+        shard=shard,
     )
+    if "pending" in manifest:
+        print(
+            f"shard {shard}: its clips are done in {args.output}; {manifest['pending']} clip(s) of other shards pending "
+            f"(manifest.json is written by the run that finds every clip done) [{time.perf_counter() - t0:.1f} s]"
+        )
+        return 0
     n = sum(len(c["frames"]) for c in manifest["clips"])
     print(
         f"{len(manifest['clips'])} clips, {n} frames ({args.preset}, seed {args.seed}) in {args.output} "

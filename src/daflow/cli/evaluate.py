@@ -37,10 +37,8 @@ def _add_evaluate(sub) -> None:
             + module_doc("daflow.data.specs").split("\n\n", 2)[2]
         ),
     )
-    p.add_argument(
-        "--model", required=True, help="model name (see above), daflow (--weights FOLDER) or daflow-tiny (bundled)"
-    )
-    p.add_argument("--data", required=True, action="append", metavar="DATASET_SPEC", help="dataset spec; repeatable")
+    p.add_argument("--model", help="model name (see above), daflow (--weights FOLDER) or daflow-tiny (bundled)")
+    p.add_argument("--data", action="append", metavar="DATASET_SPEC", help="dataset spec; repeatable")
     add_model_args(
         p,
         default_iters_help="refinement iterations (default: RAFT 12, the paper's M; SEA-RAFT its preset's; "
@@ -64,6 +62,19 @@ def _add_evaluate(sub) -> None:
     )
     p.add_argument("--workers", type=int, default=0, help="data-loading worker processes (default 0)")
     p.add_argument("-o", "--output", type=Path, help="JSON file for the results (default: print only)")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="evaluate only every N-th pair (DA-Flow: chunk) starting at K (0-based) and write its per-image sums to "
+        "-o PART.json; merge the N parts with --merge (the same metrics as one run, bit for bit)",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        type=Path,
+        metavar="PART",
+        help="combine the -o files of the shards 0..N-1 of one evaluation into -o OUT.json (no --model/--data)",
+    )
     p.set_defaults(func=_run_evaluate)
 
 
@@ -76,15 +87,26 @@ def _run_evaluate(args) -> int:
         paper_row,
     )
     from daflow.files import atomic_write_text
+    from daflow.shard import parse_shard
 
+    if args.merge:
+        return _merge(args)
+    for flag in ("model", "data"):
+        if getattr(args, flag) is None:
+            raise ValueError(f"--{flag} is required (unless --merge)")
+    shard = parse_shard(args.shard)
+    if not shard.whole and args.output is None:
+        raise ValueError("--shard needs -o PART.json: the part's per-image sums are what --merge combines")
     specs = [parse_dataset_spec(s) for s in args.data]  # all specs checked before any model is built
     videos = [s for s in specs if s.kind == "video"]
     if videos:
+        if not shard.whole:
+            raise ValueError("--shard applies to benchmark datasets, not to --data video:...")
         if len(videos) != len(specs):
             raise ValueError("--data video:... (no ground truth) cannot be mixed with benchmark specs in one run")
         return _evaluate_video(args, videos)
     if args.model in DAFLOW_NAMES:
-        return _evaluate_daflow(args, specs)
+        return _evaluate_daflow(args, specs, shard)
     sets = [e for s in specs for e in build_eval_sets(s)]
     model = build_model(args, args.model)
     print(f"daflow evaluate: {model.description} on {model.device}")
@@ -97,6 +119,7 @@ def _run_evaluate(args) -> int:
             reduce=args.reduce,
             workers=args.workers,
             progress=not args.no_progress,
+            shard=shard,
         )
         results.append(r)
         print(f"{r['label']}: {r['pairs']} pairs, {r['seconds_per_pair']:.3f} s/pair")
@@ -117,12 +140,35 @@ def _run_evaluate(args) -> int:
             "daflow": daflow.__version__,
             "results": results,
         }
+        if not shard.whole:
+            record["shard"] = str(shard)
         atomic_write_text(args.output, json.dumps(record, indent=2))
         print(f"wrote {args.output}")
     return 0
 
 
-def _evaluate_daflow(args, specs) -> int:
+def _merge(args) -> int:
+    """``--merge PART.json ... -o OUT.json``: one evaluation's record from its shards'."""
+    from daflow.eval.benchmark import markdown_table, merge_records
+    from daflow.eval.stepwise import per_step_table
+    from daflow.files import atomic_write_text, read_json
+
+    if args.output is None:
+        raise ValueError("--merge needs -o OUT.json")
+    if args.model or args.data or args.shard:
+        raise ValueError("--merge takes only the parts and -o (their settings are in the parts)")
+    record = merge_records([read_json(p, what="evaluation part") for p in args.merge])
+    results = record["results"]
+    if "per_step" in results[0]:
+        print(per_step_table(results))
+    else:
+        print(markdown_table({r["label"]: r["metrics"] for r in results}, first_column=f"{record['model']} on"))
+    atomic_write_text(args.output, json.dumps(record, indent=2))
+    print(f"merged {len(args.merge)} parts -> {args.output}")
+    return 0
+
+
+def _evaluate_daflow(args, specs, shard) -> int:
     from daflow.data.base import CHUNKS
     from daflow.data.specs import build_eval_sets
     from daflow.eval.benchmark import add_sintel_mean, markdown_table, paper_row
@@ -149,6 +195,7 @@ def _evaluate_daflow(args, specs) -> int:
             max_samples=args.max_pairs,
             reduce=args.reduce,
             progress=not args.no_progress,
+            shard=shard,
         )
         results.append(r)
         print(f"{r['label']}: {r['pairs']} pairs, {r['seconds_per_pair']:.3f} s/pair (all requested steps)")
@@ -173,6 +220,8 @@ def _evaluate_daflow(args, specs) -> int:
             "daflow": daflow.__version__,
             "results": results,
         }
+        if not shard.whole:
+            record["shard"] = str(shard)
         atomic_write_text(args.output, json.dumps(record, indent=2))
         print(f"wrote {args.output}")
     return 0

@@ -25,13 +25,21 @@ def _add_pseudo_gt(sub) -> None:
     p.add_argument("--teacher", default="sea-raft-m", help="teacher model (default sea-raft-m; any `evaluate` model)")
     p.add_argument("--format", default="flo", choices=LABEL_FORMATS, help="label file format (default flo)")
     p.add_argument("--batch-size", type=int, default=4, help="pairs per forward pass (default 4)")
+    p.add_argument(
+        "--shard",
+        metavar="K/N",
+        help="label only every N-th clip starting at clip K (0-based), to spread the work over machines; the shards "
+        "write exactly the labels of one run",
+    )
     add_model_args(p, default_iters_help="teacher iterations (default 20, the paper's training labels)")
     p.set_defaults(func=_run_pseudo_gt)
 
 
 def _run_pseudo_gt(args) -> int:
+    from daflow.shard import parse_shard
     from daflow.train.pseudo_gt import write_pseudo_gt
 
+    shard = parse_shard(args.shard)
     output_dir(args.output)
     if args.iters is None:
         args.iters = 20
@@ -48,9 +56,11 @@ def _run_pseudo_gt(args) -> int:
         batch_size=args.batch_size,
         progress=not args.no_progress,
         settings=settings,
+        shard=shard,
     )
     print(
-        f"{report.clips} clips, {report.pairs} pairs: wrote {report.written}, kept {report.skipped} existing -> {args.output}"
+        ("" if shard.whole else f"shard {shard}: ")
+        + f"{report.clips} clips, {report.pairs} pairs: wrote {report.written}, kept {report.skipped} existing -> {args.output}"
     )
     return 0
 

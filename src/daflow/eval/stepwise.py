@@ -18,6 +18,7 @@ from tqdm import tqdm
 from daflow.data.specs import EvalSet
 from daflow.eval.benchmark import METRIC_COLUMNS
 from daflow.flow.metrics import FlowMetrics
+from daflow.shard import WHOLE, Shard
 
 
 def evaluate_daflow(
@@ -31,10 +32,12 @@ def evaluate_daflow(
     max_samples: int | None = None,
     reduce: str = "image",
     progress: bool = True,
+    shard: Shard = WHOLE,
 ) -> dict:
     """Score ``model`` (:class:`~daflow.models.daflow.DAFlow`) on the chunks of ``eval_set`` (built with
-    ``num_frames=3, stride=CHUNKS``). Returns ``{"label", "per_step": {step: metrics}, "average", "mean_flow",
-    "timesteps", "pairs", "seconds", "seconds_per_pair"}``."""
+    ``num_frames=3, stride=CHUNKS``; ``shard``: every N-th chunk only). Returns ``{"label", "per_step": {step:
+    metrics}, "average", "mean_flow", "timesteps", "pairs", "seconds", "seconds_per_pair", "states"}`` (``states``:
+    the per-image sums, for :func:`daflow.eval.benchmark.merge_records`)."""
     steps = list(range(num_steps)) if steps is None else sorted(set(int(s) for s in steps))
     per_step = {s: FlowMetrics(spring_min=eval_set.spring_min) for s in steps}
     ensemble = FlowMetrics(spring_min=eval_set.spring_min)
@@ -42,7 +45,7 @@ def evaluate_daflow(
     if n == 0:
         raise ValueError(f"{eval_set.label}: no 3-frame chunks (sequences need at least 3 frames)")
     seconds, pairs, timesteps = 0.0, 0, {}
-    for i in tqdm(range(n), desc=eval_set.label, unit="chunk", disable=not progress, leave=False):
+    for i in tqdm(shard.positions(n), desc=eval_set.label, unit="chunk", disable=not progress, leave=False):
         sample = eval_set.dataset[i]
         if sample.flow is None:
             raise ValueError(f"{eval_set.label}: chunk {sample.meta} has no ground truth; evaluation needs it")
@@ -57,22 +60,37 @@ def evaluate_daflow(
         gt = sample.flow[first:]
         valid = None if sample.valid is None else sample.valid[first:]
         for s, flow in out.flows.items():
-            per_step[s].update(flow[0, first:].float().cpu(), gt, valid)
-        ensemble.update(out.mean()[0, first:].float().cpu(), gt, valid)
+            per_step[s].update(flow[0, first:].float().cpu(), gt, valid, key=i)
+        ensemble.update(out.mean()[0, first:].float().cpu(), gt, valid, key=i)
         timesteps = out.timesteps
         pairs += len(gt)
-    results = {s: m.compute(reduce=reduce) for s, m in per_step.items()}
+    states = {"per_step": per_step, "mean_flow": ensemble}
+    return stepwise_result(
+        eval_set.label, eval_set.spec, states, reduce=reduce, timesteps=timesteps, pairs=pairs, seconds=seconds
+    )
+
+
+def stepwise_result(
+    label: str, spec: str, states: dict, *, reduce: str, timesteps: dict, pairs: int, seconds: float
+) -> dict:
+    """The result dict of :func:`evaluate_daflow` from its accumulators ``{"per_step": {step: FlowMetrics},
+    "mean_flow": FlowMetrics}`` (also what a merge of shards rebuilds)."""
+    results = {s: m.compute(reduce=reduce) for s, m in states["per_step"].items()}
     average = {c: float(np.mean([r[c] for r in results.values()])) for c in METRIC_COLUMNS}
     return {
-        "label": eval_set.label,
-        "spec": eval_set.spec,
+        "label": label,
+        "spec": spec,
         "per_step": results,
         "average": average,
-        "mean_flow": ensemble.compute(reduce=reduce),
+        "mean_flow": states["mean_flow"].compute(reduce=reduce),
         "timesteps": timesteps,
         "pairs": pairs,
         "seconds": seconds,
         "seconds_per_pair": seconds / max(pairs, 1),
+        "states": {
+            "per_step": {s: m.state() for s, m in states["per_step"].items()},
+            "mean_flow": states["mean_flow"].state(),
+        },
     }
 
 

@@ -95,8 +95,11 @@ def end_point_error(pred, gt, valid=None, *, spring_min: bool = False) -> tuple[
 class FlowMetrics:
     """Accumulates per-image EPE / N-px statistics over many batches.
 
-    ``update`` takes the same arguments as :func:`flow_metrics`; ``compute`` returns the dict. Images with
-    no valid pixel are counted in ``n_skipped`` and ignored.
+    ``update`` takes the same arguments as :func:`flow_metrics`, plus an optional ``key`` per batch (e.g. the sample
+    index; one key per image, a batch of B images gets ``(key, 0) … (key, B−1)``); ``compute`` returns the dict.
+    Images with no valid pixel are counted in ``n_skipped`` and ignored. :meth:`state` / :meth:`merge` carry the
+    per-image sums between processes (sharded evaluation): merged in key order, they compute exactly what one
+    accumulator fed in that order computes.
     """
 
     thresholds: Sequence[float] = DEFAULT_THRESHOLDS
@@ -105,8 +108,9 @@ class FlowMetrics:
     epe_sum: list[float] = field(default_factory=list)
     outliers: list[list[int]] = field(default_factory=list)
     n_skipped: int = 0
+    keys: list[list[int]] = field(default_factory=list)
 
-    def update(self, pred, gt, valid=None) -> None:
+    def update(self, pred, gt, valid=None, key: int | None = None) -> None:
         epe, ok = end_point_error(pred, gt, valid, spring_min=self.spring_min)
         n = ok.sum(dim=(1, 2))
         sums = torch.where(ok, epe, torch.zeros((), dtype=epe.dtype)).sum(dim=(1, 2))
@@ -118,6 +122,46 @@ class FlowMetrics:
             self.n_valid.append(int(n[i]))
             self.epe_sum.append(float(sums[i]))
             self.outliers.append([int(o[i]) for o in outl])
+            self.keys.append([len(self.keys), 0] if key is None else [int(key), i])
+
+    def state(self) -> dict:
+        """The per-image sums as JSON-ready lists (see :meth:`merge`)."""
+        return {
+            "thresholds": [float(t) for t in self.thresholds],
+            "spring_min": self.spring_min,
+            "keys": self.keys,
+            "n_valid": self.n_valid,
+            "epe_sum": self.epe_sum,
+            "outliers": self.outliers,
+            "n_skipped": self.n_skipped,
+        }
+
+    @classmethod
+    def merge(cls, states: Sequence[dict]) -> FlowMetrics:
+        """One accumulator from the :meth:`state` of several (shards of one evaluation), images in key order."""
+        if not states:
+            raise ValueError("nothing to merge")
+        first = states[0]
+        for st in states[1:]:
+            if st["thresholds"] != first["thresholds"] or st["spring_min"] != first["spring_min"]:
+                raise ValueError("cannot merge metrics with different thresholds or Spring settings")
+        rows = sorted(
+            (tuple(k), n, e, o)
+            for st in states
+            for k, n, e, o in zip(st["keys"], st["n_valid"], st["epe_sum"], st["outliers"])
+        )
+        keys = [r[0] for r in rows]
+        if len(set(keys)) != len(keys):
+            raise ValueError("the same image appears in two of the merged parts (a shard given twice?)")
+        return cls(
+            thresholds=tuple(first["thresholds"]),
+            spring_min=first["spring_min"],
+            n_valid=[r[1] for r in rows],
+            epe_sum=[r[2] for r in rows],
+            outliers=[list(r[3]) for r in rows],
+            n_skipped=sum(st["n_skipped"] for st in states),
+            keys=[list(k) for k in keys],
+        )
 
     def compute(self, *, reduce: str = "image", percent: bool = True) -> dict[str, float]:
         if reduce not in ("image", "pixel"):

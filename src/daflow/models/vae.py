@@ -85,7 +85,7 @@ class VAEConfig:
 VAE_PRESETS: dict[str, VAEConfig] = {
     "paper": VAEConfig(),
     "tiny": VAEConfig(block_out_channels=(8, 16, 32, 32), layers_per_block=1, norm_num_groups=4),
-    # the tiny restorer's (issue 16): wide enough to reconstruct 128×128 frames well, still ~1 M parameters
+    # the tiny restorer's: wide enough to reconstruct 128×128 frames well, still ~1 M parameters
     "small": VAEConfig(block_out_channels=(32, 64, 64, 64), layers_per_block=1, norm_num_groups=8),
 }
 

@@ -48,11 +48,14 @@ class RecipeConfig:
     teacher: str = "best"
     seed: int = 0
     vae_preset: str = "tiny"  # the VAE's width (daflow.models.vae.VAE_PRESETS)
+    vae_batch: int = 4
+    vae_images: tuple[str, ...] = ("hq", "lq")  # the frames the VAE learns to reconstruct
     stages: tuple[str, ...] = STAGES  # the stages this preset runs (the restorer needs only the first four)
 
     def __post_init__(self):
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
         object.__setattr__(self, "stages", tuple(self.stages))
+        object.__setattr__(self, "vae_images", tuple(self.vae_images))
         unknown = set(self.stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
@@ -80,9 +83,16 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         star_steps=2,
         analysis_steps=2,
     ),
-    # the tiny restorer of `daflow restore` (issue 16): data, a wider VAE, the per-frame DiT and its lifting
+    # the tiny restorer of `daflow restore`: data, a wider VAE trained longer on the clean frames only (a restorer's
+    # output can be no better than the VAE's reconstruction), the per-frame DiT and its lifting
     "restore": RecipeConfig(
-        vae_preset="small", stages=("data", "vae", "dit0", "lift"), vae_steps=3000, dit0_steps=2400, lift_steps=1200
+        vae_preset="small",
+        vae_batch=8,
+        vae_images=("hq",),
+        stages=("data", "vae", "dit0", "lift"),
+        vae_steps=10000,
+        dit0_steps=2400,
+        lift_steps=1200,
     ),
     "restore-smoke": RecipeConfig(
         size=(64, 64),
@@ -91,6 +101,7 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         eval_clips=1,
         dit_layers=5,
         vae_preset="small",
+        vae_images=("hq",),
         stages=("data", "vae", "dit0", "lift"),
         vae_steps=2,
         dit0_steps=2,

@@ -152,7 +152,13 @@ class Recipe:
             source,
             self.layout.stage("vae"),
             VAETrainConfig(
-                steps=c.vae_steps, batch=4, frames=1, crop=c.crop, seed=c.seed, save_every=max(c.vae_steps // 3, 1)
+                steps=c.vae_steps,
+                batch=c.vae_batch,
+                frames=1,
+                crop=c.crop,
+                seed=c.seed,
+                save_every=max(c.vae_steps // 10, 1),
+                images=c.vae_images,
             ),
             preset=c.vae_preset,
             device=self.device,

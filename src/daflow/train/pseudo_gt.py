@@ -7,7 +7,9 @@ training labels. :func:`write_pseudo_gt` does this for every consecutive pair of
 Layout: ``OUT/<clip path relative to ROOT, video suffix dropped>/<stem of frame k>.<fmt>`` holds the flow from
 frame k to frame k+1 (Sintel's convention); video frames are named ``%06d``. ``OUT/pseudo_gt.json`` records the
 teacher, its weights file, iterations and scale. Existing label files are kept, so an interrupted run resumes;
-every file is written atomically.
+every file is written atomically. Pairs are batched within a clip in fixed groups (pairs 0..b−1, b..2b−1, …), and a
+group with a missing label is recomputed whole, so a label never depends on which other labels already existed or
+on the shard (``shard``, :mod:`daflow.shard`: every N-th clip) that wrote it.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from daflow.data.video import FrameSource
 from daflow.files import atomic_write_text
 from daflow.flow.io import write_flow
 from daflow.models.registry import FlowEstimator
+from daflow.shard import WHOLE, Shard
 
 log = logging.getLogger(__name__)
 
@@ -64,9 +67,11 @@ def write_pseudo_gt(
     batch_size: int = 4,
     progress: bool = True,
     settings: dict | None = None,
+    shard: Shard = WHOLE,
 ) -> PseudoGTReport:
     """Write ``teacher``'s flow for every consecutive frame pair of every clip below ``root`` (or of ``root`` itself
-    if it is one video or frame folder). ``settings`` (iterations, scale, weights) go into the manifest."""
+    if it is one video or frame folder). ``settings`` (iterations, scale, weights) go into the manifest; ``shard``:
+    only every N-th clip of the sorted list (the report then counts that shard's clips)."""
     if fmt not in LABEL_FORMATS:
         raise ValueError(f"label format must be one of {LABEL_FORMATS}, got {fmt!r}")
     if batch_size < 1:
@@ -90,9 +95,9 @@ def write_pseudo_gt(
     _check_manifest(out, record)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / MANIFEST, json.dumps(record, indent=2))
-    jobs = []  # (source, pair index, output path)
-    sources = []
-    for clip in clips:
+    groups = []  # (source, [(pair index, output path)]) in fixed per-clip batches
+    sources, pairs = [], 0
+    for clip in shard.select(clips):
         src = FrameSource(clip)
         if len(src) < 2:
             log.warning("%s: fewer than 2 frames, skipped", clip)
@@ -100,28 +105,24 @@ def write_pseudo_gt(
         sources.append(src)
         names = src.frame_names()
         dest = out if clip == root else label_dir(root, clip, out)
-        jobs += [(src, k, dest / f"{names[k]}.{fmt}") for k in range(len(src) - 1)]
-    todo = [j for j in jobs if not j[2].is_file()]
-    bar = tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc="pseudo-gt", unit="pair", disable=not progress)
+        items = [(k, dest / f"{names[k]}.{fmt}") for k in range(len(src) - 1)]
+        pairs += len(items)
+        groups += [(src, items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
+    todo = [(src, items) for src, items in groups if not all(path.is_file() for _, path in items)]
+    bar = tqdm(total=pairs, initial=pairs - sum(len(g) for _, g in todo), desc="pseudo-gt", unit="pair", disable=not progress)
     written = 0
-    for i in range(0, len(todo), batch_size):
-        group = todo[i : i + batch_size]
-        firsts, seconds = [], []
-        for src, k, _ in group:
-            pair = src.read(k, 2)
-            firsts.append(pair[0]), seconds.append(pair[1])
-        shapes = {f.shape for f in firsts}
-        if len(shapes) > 1:  # different clips in one batch: run them one by one
-            flows = [teacher(_tensor([a]), _tensor([b]))[0] for a, b in zip(firsts, seconds)]
-        else:
-            flows = list(teacher(_tensor(firsts), _tensor(seconds)))
-        for (_, _, path), flow in zip(group, flows):
+    for src, items in todo:
+        first = src.read(items[0][0], len(items) + 1)  # frames k0 .. k0+len: the group's consecutive pairs
+        flows = teacher(_tensor(list(first[:-1])), _tensor(list(first[1:])))
+        for (_, path), flow in zip(items, flows):
+            if path.is_file():
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
             write_flow(path, flow.permute(1, 2, 0).float().cpu().numpy())
             written += 1
-        bar.update(len(group))
+        bar.update(len(items))
     bar.close()
-    return PseudoGTReport(clips=len(sources), pairs=len(jobs), written=written, skipped=len(jobs) - len(todo))
+    return PseudoGTReport(clips=len(sources), pairs=pairs, written=written, skipped=pairs - written)
 
 
 def _tensor(frames: list[np.ndarray]) -> torch.Tensor:

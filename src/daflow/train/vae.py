@@ -35,6 +35,7 @@ class VAETrainConfig(TrainSettings):
     save_every: int = 500
     workers: int = 0
     calibration_clips: int = 16
+    images: tuple[str, ...] = ("hq", "lq")  # which frames it learns to reconstruct ("hq" alone: SD3's VAE saw clean images)
 
     def __post_init__(self):
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
@@ -43,9 +44,12 @@ class VAETrainConfig(TrainSettings):
         super().__post_init__()
         if self.frames < 1:
             raise ValueError(f"frames must be >= 1, got {self.frames}")
+        object.__setattr__(self, "images", tuple(self.images))
+        if not self.images or set(self.images) - {"hq", "lq"}:
+            raise ValueError(f"images must be a non-empty subset of ('hq', 'lq'), got {self.images}")
 
 
-RUN_KEYS = ("batch", "frames", "crop", "lr", "kl_weight", "seed", "data", "steps")
+RUN_KEYS = ("batch", "frames", "crop", "lr", "kl_weight", "seed", "data", "steps", "images")
 
 
 def vae_loss(vae, images: torch.Tensor, generator: torch.Generator, *, kl_weight: float) -> torch.Tensor:
@@ -90,7 +94,7 @@ def train_vae(
 
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
         g = step_generator(config.seed, step, rank, 17)
-        images = torch.cat([batch[k].flatten(0, 1) for k in ("hq", "lq") if k in batch])
+        images = torch.cat([batch[k].flatten(0, 1) for k in config.images if k in batch])
         return vae_loss(module, images, g, kl_weight=config.kl_weight)
 
     def final_model(module, folder: Path) -> None:
@@ -114,7 +118,13 @@ def train_vae(
         write_model=lambda module, folder: save_vae(module, folder / "vae"),
         final_model=final_model,
         read_model=read_model,
-        record={**dataclasses.asdict(config), "crop": list(config.crop), "data": source.spec, "preset": preset},
+        record={
+            **dataclasses.asdict(config),
+            "crop": list(config.crop),
+            "images": list(config.images),
+            "data": source.spec,
+            "preset": preset,
+        },
         run_keys=RUN_KEYS,
     )
     return train_loop(stage, run, config, device=device, progress=progress, stop_at=stop_at)

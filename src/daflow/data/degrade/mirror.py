@@ -6,7 +6,9 @@ Each clip (a scene, trajectory or video, split into balanced chunks of at most `
 gets its own seed, derived from the run seed and the clip's relative path, so results do not depend on
 the order, the number of workers or which clips were already done. Finished clips are recorded under
 ``OUT/.daflow-degrade/`` and skipped on the next run; frames are written atomically. ``manifest.json`` lists
-every sampled parameter per clip.
+every sampled parameter per clip; it is written once every clip is done. ``shard`` (:mod:`daflow.shard`) degrades
+every N-th clip of the sorted clip list: N shards write exactly the mirror of one run (per-clip seeds), and the
+manifest appears when a run finds all clips done (the same command without ``--shard``, run last, degrades nothing).
 
 Layouts (``KINDS``): ``frames`` (ROOT is one folder of frames = one clip), ``video`` (ROOT is one video
 file; LQ frames go to ``OUT/frame_%06d.png``), ``sintel``, ``spring``, ``tartanair``, ``youhq`` (each video
@@ -47,6 +49,7 @@ from daflow.files import (
     read_json,
     write_image,
 )
+from daflow.shard import WHOLE, Shard
 
 STATE_DIR = ".daflow-degrade"
 
@@ -232,14 +235,15 @@ def _link(src: Path, dst: Path, copy: bool) -> None:
         return
     dst.parent.mkdir(parents=True, exist_ok=True)
     if copy:
-        tmp = dst.with_name(f".{dst.name}.partcopy")
+        tmp = dst.with_name(f".{dst.name}.partcopy.{os.getpid()}")
         if src.is_dir():
             shutil.copytree(src, tmp, symlinks=True)
         else:
             shutil.copy2(src, tmp)
         os.replace(tmp, dst)
     else:
-        os.symlink(src.resolve(), dst)
+        with contextlib.suppress(FileExistsError):  # another shard made the same link meanwhile
+            os.symlink(src.resolve(), dst)
 
 
 def check_output_location(root: Path, out: Path) -> None:
@@ -263,10 +267,13 @@ def degrade_tree(
     preview: bool = False,
     progress: bool = True,
     frame_range: tuple[int, int | None, int] | None = None,
+    shard: Shard = WHOLE,
 ) -> dict:
-    """Degrade a dataset into a mirror at ``out``; returns the manifest (also written to ``out/manifest.json``).
+    """Degrade a dataset into a mirror at ``out``; returns the manifest (also written to ``out/manifest.json`` once
+    every clip is done; until then the returned dict has ``"pending"``, the clips other shards still owe).
 
-    ``frame_range = (start, end, stride)`` selects frames of a ``frames`` or ``video`` input."""
+    ``frame_range = (start, end, stride)`` selects frames of a ``frames`` or ``video`` input; ``shard``: the clips of
+    one shard (module docstring)."""
     from tqdm import tqdm
 
     root, out = Path(root), Path(out)
@@ -304,7 +311,7 @@ def degrade_tree(
     for src, rel in plan.links:
         _link(src, out / rel, copy_gt)
     jobs = [j for s in plan.sequences for j in split_jobs(s, max_clip_frames)]
-    todo = [j for j in jobs if not _marker(out, j.clip_id).is_file()]
+    todo = [j for j in shard.select(jobs) if not _marker(out, j.clip_id).is_file()]
     bar = tqdm(total=sum(j.count for j in todo), unit="frame", desc=f"degrade {kind}", disable=not progress)
     args = [(j, out, config, seed, preview) for j in todo]
     rows = []
@@ -320,11 +327,15 @@ def degrade_tree(
             if "preview" in entry:
                 rows.append(entry)
     bar.close()
+    if preview and rows:
+        write_preview(out / "preview.png", sorted(rows, key=lambda e: natural_key(e["id"]))[:8])
+    finished = [j for j in jobs if _marker(out, j.clip_id).is_file()]
+    if len(finished) < len(jobs):  # other shards' clips: no manifest yet
+        done = [json.loads(_marker(out, j.clip_id).read_text()) for j in finished]
+        return {"daflow": daflow.__version__, **run_info, "clips": done, "pending": len(jobs) - len(finished)}
     entries = [json.loads(_marker(out, j.clip_id).read_text()) for j in jobs]
     manifest = {"daflow": daflow.__version__, **run_info, "root": str(root.resolve()), "clips": entries}
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
-    if preview and rows:
-        write_preview(out / "preview.png", sorted(rows, key=lambda e: natural_key(e["id"]))[:8])
     return manifest
 
 
