@@ -109,7 +109,9 @@ def write_pseudo_gt(
         pairs += len(items)
         groups += [(src, items[i : i + batch_size]) for i in range(0, len(items), batch_size)]
     todo = [(src, items) for src, items in groups if not all(path.is_file() for _, path in items)]
-    bar = tqdm(total=pairs, initial=pairs - sum(len(g) for _, g in todo), desc="pseudo-gt", unit="pair", disable=not progress)
+    bar = tqdm(
+        total=pairs, initial=pairs - sum(len(g) for _, g in todo), desc="pseudo-gt", unit="pair", disable=not progress
+    )
     written = 0
     for src, items in todo:
         first = src.read(items[0][0], len(items) + 1)  # frames k0 .. k0+len: the group's consecutive pairs

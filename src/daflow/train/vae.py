@@ -35,7 +35,8 @@ class VAETrainConfig(TrainSettings):
     save_every: int = 500
     workers: int = 0
     calibration_clips: int = 16
-    images: tuple[str, ...] = ("hq", "lq")  # which frames it learns to reconstruct ("hq" alone: SD3's VAE saw clean images)
+    # which frames it learns to reconstruct ("hq" alone: SD3's VAE was trained on clean images)
+    images: tuple[str, ...] = ("hq", "lq")
 
     def __post_init__(self):
         object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
