@@ -66,6 +66,8 @@ def test_determinism_resume_and_workers(tmp_path):
     first = _all_files(tmp_path / "a")
     degrade_tree("sintel", src, tmp_path / "b", seed=5, workers=2, progress=False)
     assert _all_files(tmp_path / "b") == first  # order and worker count do not matter
+    degrade_tree("sintel", src, tmp_path / "b3", seed=5, workers=5, progress=False)  # more workers than clips
+    assert _all_files(tmp_path / "b3") == first  # the frames of each clip spread over the workers: same bytes
     degrade_tree("sintel", src, tmp_path / "c", seed=6, progress=False)
     assert _all_files(tmp_path / "c") != first
     # resume: a clip whose marker is gone is redone (identically); others are skipped untouched

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from daflow.models.corr import AllPairsCorr, WindowedCorr, build_corr
+from daflow.models.corr import AllPairsCorr, LeanCorr, WindowedCorr, build_corr
 from daflow.models.raft import RAFT, InputPadder, convex_upsample
 from daflow.models.raft_weights import hybrid_state_dict_from_raft, load_raft
 from daflow.train.losses import sequence_loss
@@ -95,7 +95,7 @@ def test_correlation_window_order_x_offset_first():
     dx, dy = 2, -1
     f2 = torch.roll(f, shifts=(dy, dx), dims=(2, 3))  # content moves by (dx, dy)
     coords = torch.stack(torch.meshgrid(torch.arange(20.0), torch.arange(16.0), indexing="xy"))[None]
-    for cls in (AllPairsCorr, WindowedCorr):
+    for cls in (AllPairsCorr, WindowedCorr, LeanCorr):
         corr = cls(f, f2, num_levels=1, radius=4)(coords)
         assert corr.shape == (1, 81, 16, 20)
         best = corr[0, :, 5:-5, 5:-5].argmax(0)
@@ -107,7 +107,15 @@ def test_windowed_equals_all_pairs(hw):
     torch.manual_seed(1)
     f1, f2 = torch.randn(2, 24, *hw), torch.randn(2, 24, *hw)
     coords = torch.rand(2, 2, *hw) * torch.tensor([hw[1], hw[0]]).view(1, 2, 1, 1) * 1.2 - 1
-    torch.testing.assert_close(AllPairsCorr(f1, f2)(coords), WindowedCorr(f1, f2)(coords), atol=2e-5, rtol=1e-5)
+    ref = AllPairsCorr(f1, f2)(coords)
+    torch.testing.assert_close(WindowedCorr(f1, f2)(coords), ref, atol=2e-5, rtol=1e-5)
+    for direct in (0, 1, 2, 4):  # levels computed on the fly: none, the finest, two, all; small chunks too
+        lean = LeanCorr(f1, f2, direct=direct, chunk=37)(coords)
+        torch.testing.assert_close(lean, ref, atol=2e-5, rtol=1e-5)
+    sea = {"pyramid": "features", "radius": 3}
+    torch.testing.assert_close(
+        LeanCorr(f1, f2, **sea)(coords), AllPairsCorr(f1, f2, **sea)(coords), atol=2e-5, rtol=1e-5
+    )
     with pytest.raises(ValueError, match="corr mode"):
         build_corr(f1, f2, mode="fast")
 
@@ -219,6 +227,8 @@ def test_mixed_precision_and_windowed_mode_agree():
     with torch.no_grad():
         ref = load_raft(sd, corr_mode="all-pairs").eval()(x1, x2, iters=3).flow
         win = load_raft(sd, corr_mode="windowed").eval()(x1, x2, iters=3).flow
+        lean = load_raft(sd, corr_mode="lean").eval()(x1, x2, iters=3).flow
         amp = load_raft(sd, mixed_precision=True).eval()(x1, x2, iters=3).flow
     torch.testing.assert_close(win, ref, atol=1e-3, rtol=0)
+    torch.testing.assert_close(lean, ref, atol=1e-4, rtol=0)
     assert amp.dtype == torch.float32 and (amp - ref).abs().mean() < 0.05 * ref.abs().mean() + 0.05

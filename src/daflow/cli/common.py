@@ -104,8 +104,9 @@ def add_model_args(p, *, default_iters_help: str) -> None:
     p.add_argument(
         "--corr",
         default="auto",
-        choices=("auto", "all-pairs", "windowed"),
-        help="correlation: all-pairs volume or on-the-fly windows (linear memory); auto picks by size",
+        choices=("auto", "all-pairs", "windowed", "lean"),
+        help="correlation: all-pairs volume, on-the-fly windows (linear memory) or lean (coarse levels stored, the "
+        "finest on the fly: 1/3 of the volume's memory); auto: all-pairs while it fits, else lean",
     )
     p.add_argument(
         "--random-init",

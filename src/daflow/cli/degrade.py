@@ -36,7 +36,13 @@ def _add_degrade(sub) -> None:
     p.add_argument(
         "--seed", type=int, default=0, help="run seed; each clip's seed derives from it and the clip's path (default 0)"
     )
-    p.add_argument("--workers", type=int, default=1, help="parallel worker processes (default 1)")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="parallel worker processes (default 1): one clip each, or, for fewer clips than workers (one long folder "
+        "or video), the frames of a clip; the output bytes do not depend on it",
+    )
     p.add_argument(
         "--max-clip-frames", type=int, default=64, help="longer sequences are split into balanced chunks (default 64)"
     )

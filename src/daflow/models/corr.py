@@ -11,13 +11,19 @@ by bilinear interpolation (``pyramid="features"``). A bilinear ×0.5 resize (ali
 block, exactly like average pooling, so both pyramids are the same function; only the float rounding differs, and
 each model uses its own for bit-exact parity with its official code.
 
-Two implementations with the same numbers (to float tolerance):
+Three implementations with the same numbers (to float tolerance):
 
 - :class:`AllPairsCorr`: the full 4D volume ``[B·H·W, 1, H, W]`` and its pooled pyramid (official RAFT); memory
   O((HW)²).
 - :class:`WindowedCorr`: correlations computed on the fly inside the windows only, against average-pooled
   ``f2`` (pooling the volume over targets equals correlating with the pooled features, by linearity, and
   bilinear sampling commutes with the dot product likewise); memory O(HW·C).
+- :class:`LeanCorr`: the coarse levels (1…L−1) precomputed as all-pairs volumes against the pooled ``f2`` (by the same
+  linearity; 1/4 + 1/16 + 1/64 of the full volume's memory), the finest level computed on the fly. Its on-the-fly
+  lookup uses that the (2r+1)² window points share one fractional part: bilinear sampling at ``p + o`` (o integer)
+  is the bilinear blend, with ``frac(p)``'s weights, of the correlations at the (2r+2)² integer points around
+  ``floor(p)``, which are plain dot products with gathered ``f2`` vectors (no interpolation of C-channel features).
+  What a 1080p frame pair costs with each: BENCHMARKS.md, "Correlation at 1080p".
 """
 
 from __future__ import annotations
@@ -27,10 +33,11 @@ import torch.nn.functional as F
 
 from daflow.flow.warp import sample_at
 
-# All-pairs volumes above this many entries (B·(HW)²) switch to the windowed lookup in "auto" mode on a CPU
+# All-pairs volumes above this many entries (B·(HW)²) switch to the lean lookup in "auto" mode on a CPU
 # (~2 GB of float32: e.g. 436x1024 at 1/8 is 55·128 = 7,040 pixels -> 49.6 M entries, all-pairs; a 1080p pair
-# has 1.05e9 and runs windowed). On a GPU the limit grows to what fits in a third of the free memory.
+# has 1.05e9 and runs lean). On a GPU the limit grows to what fits in a third of the free memory.
 AUTO_ALL_PAIRS_MAX_ENTRIES = 500_000_000
+CORR_MODES = ("auto", "all-pairs", "windowed", "lean")
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:
@@ -168,6 +175,104 @@ class WindowedCorr:
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
+def _flat_with_zero(f2: torch.Tensor) -> torch.Tensor:
+    """``[B, C, H, W]`` → ``[B, H·W + 1, C]`` channel-last rows, the last one zero (the value outside the frame)."""
+    b, c, h, w = f2.shape
+    rows = f2.reshape(b, c, h * w).transpose(1, 2)
+    return torch.cat([rows, rows.new_zeros(b, 1, c)], 1).contiguous()
+
+
+class LeanCorr:
+    """Levels ``>= direct`` precomputed (all-pairs against the pooled ``f2``), levels below on the fly by gathered
+    dot products (module docstring). ``chunk``: query pixels per step of the on-the-fly lookup and of the volume
+    products (bounds the temporaries)."""
+
+    def __init__(
+        self,
+        fmap1: Features,
+        fmap2: Features,
+        *,
+        num_levels: int = 4,
+        radius: int = 4,
+        norm: float | torch.Tensor | None = None,
+        pyramid: str = "volume",
+        direct: int = 1,
+        chunk: int = 1024,
+    ):
+        _check_pyramid(pyramid)
+        if not 0 <= direct <= num_levels:
+            raise ValueError(f"direct must be in 0..{num_levels}, got {direct}")
+        self.num_levels, self.radius, self.direct, self.chunk = num_levels, radius, direct, chunk
+        self.norm = _as_norm(norm, fmap1)
+        f1 = torch.cat([_full(f) for f in _parts(fmap1)], 1)
+        b, c, h, w = f1.shape
+        self.f1_rows = f1.reshape(b, c, h * w).transpose(1, 2).contiguous()  # [B, HW, C]
+        f2 = [torch.cat([_full(f) for f in _parts(fmap2)], 1)]
+        for _ in range(num_levels - 1):
+            f2.append(F.avg_pool2d(f2[-1], 2, stride=2) if pyramid == "volume" else halve(f2[-1]))
+        self.levels: list[torch.Tensor] = []  # level < direct: [B, H·W + 1, C] rows; else the volume [BHW, 1, h, w]
+        self.shapes = [tuple(f.shape[-2:]) for f in f2]
+        for level, f in enumerate(f2):
+            if level < direct:
+                self.levels.append(_flat_with_zero(f))
+                continue
+            h2, w2 = f.shape[-2:]
+            vol = torch.empty(b, h * w, h2 * w2, dtype=f.dtype, device=f.device)
+            target = f.reshape(b, c, h2 * w2)
+            for i in range(0, h * w, chunk):
+                vol[:, i : i + chunk] = torch.matmul(self.f1_rows[:, i : i + chunk], target) / self.norm
+            self.levels.append(vol.view(b * h * w, 1, h2, w2))
+
+    def _direct_lookup(
+        self, rows: torch.Tensor, shape: tuple[int, int], centre: torch.Tensor, f1: torch.Tensor
+    ) -> torch.Tensor:
+        """Window correlations of query pixels ``f1`` ``[B, N, C]`` at ``centre`` ``[B, N, 2]`` (x, y at this level)
+        against ``rows`` (:func:`_flat_with_zero`) → ``[B, N, K]``."""
+        b, n, _ = centre.shape
+        h2, w2 = shape
+        r = self.radius
+        base = centre.floor()
+        frac = centre - base  # [B, N, 2]
+        lin = torch.arange(-r, r + 2, device=centre.device)  # the (2r+2) integer points per axis
+        qx = base[..., 0].long().unsqueeze(-1) + lin  # [B, N, 2r+2]
+        qy = base[..., 1].long().unsqueeze(-1) + lin
+        # a 1-pixel axis: grid_sample (align_corners=True) maps every position on it to pixel 0 (the official lookup)
+        if w2 == 1:
+            qx, frac = torch.zeros_like(qx), frac * torch.tensor([0.0, 1.0], device=frac.device, dtype=frac.dtype)
+        if h2 == 1:
+            qy, frac = torch.zeros_like(qy), frac * torch.tensor([1.0, 0.0], device=frac.device, dtype=frac.dtype)
+        inside = ((qx >= 0) & (qx < w2)).unsqueeze(-1) & ((qy >= 0) & (qy < h2)).unsqueeze(-2)  # [B, N, X, Y]
+        index = torch.where(inside, qy.unsqueeze(-2) * w2 + qx.unsqueeze(-1), h2 * w2)  # zero row outside
+        m = 2 * r + 2
+        gathered = torch.gather(rows, 1, index.reshape(b, n * m * m, 1).expand(-1, -1, rows.shape[-1]))  # [B, N·X·Y, C]
+        grid = torch.matmul(gathered.view(b * n, m * m, -1), f1.reshape(b * n, -1, 1)).view(b, n, m, m)
+        grid = grid / self.norm  # [B, N, X (x index), Y (y index)]
+        fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]
+        top = grid[:, :, :-1, :-1] * (1 - fx) + grid[:, :, 1:, :-1] * fx  # y = floor
+        bottom = grid[:, :, :-1, 1:] * (1 - fx) + grid[:, :, 1:, 1:] * fx  # y = floor + 1
+        return (top * (1 - fy) + bottom * fy).reshape(b, n, -1)  # x-offset slowest: the official channel order
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        """Look up windows around ``coords`` ``[B, 2, H, W]``; returns ``[B, L·(2r+1)², H, W]``."""
+        b, _, h, w = coords.shape
+        k = (2 * self.radius + 1) ** 2
+        centre = coords.permute(0, 2, 3, 1).reshape(b, h * w, 2)
+        offsets = window_offsets(self.radius, device=coords.device, dtype=coords.dtype)
+        out = []
+        for level, data in enumerate(self.levels):
+            pts = centre / 2**level
+            if level < self.direct:
+                parts = []
+                for i in range(0, h * w, self.chunk):
+                    sl = slice(i, i + self.chunk)
+                    parts.append(self._direct_lookup(data, self.shapes[level], pts[:, sl], self.f1_rows[:, sl]))
+                out.append(torch.cat(parts, 1).view(b, h, w, k))
+            else:
+                grid = pts.reshape(b * h * w, 1, 1, 2) + offsets.view(1, 1, k, 2)
+                out.append(sample_at(data, grid.permute(0, 3, 1, 2)).view(b, h, w, k))
+        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+
+
 def _channels(fmap: Features) -> int:
     return sum(f.shape[1] for f in _parts(fmap))
 
@@ -182,10 +287,11 @@ def build_corr(
     norm: float | torch.Tensor | None = None,
     pyramid: str = "volume",
 ):
-    """``mode``: ``"all-pairs"``, ``"windowed"`` or ``"auto"`` (all-pairs unless the volume would be too large);
+    """``mode``: ``"all-pairs"``, ``"windowed"``, ``"lean"`` or ``"auto"`` (all-pairs unless the volume would be too
+    large, then lean);
     ``pyramid``: ``"volume"`` (RAFT) or ``"features"`` (SEA-RAFT); ``norm``: the divisor (default sqrt(C))."""
-    if mode not in ("auto", "all-pairs", "windowed"):
-        raise ValueError(f"corr mode must be 'auto', 'all-pairs' or 'windowed', got {mode!r}")
+    if mode not in CORR_MODES:
+        raise ValueError(f"corr mode must be one of {CORR_MODES}, got {mode!r}")
     if mode == "auto":
         b, _, h, w = _parts(fmap1)[0].shape
         entries = b * (h * w) ** 2
@@ -194,6 +300,6 @@ def build_corr(
         if first.is_cuda:  # on a GPU the volume is 5-8x faster (BENCHMARKS.md): use it while it fits easily
             free, _ = torch.cuda.mem_get_info(first.device)
             limit = max(limit, free // 16)  # 4 B per entry, ×4/3 for the pyramid: within a third of the free memory
-        mode = "all-pairs" if entries <= limit else "windowed"
-    cls = AllPairsCorr if mode == "all-pairs" else WindowedCorr
+        mode = "all-pairs" if entries <= limit else "lean"
+    cls = {"all-pairs": AllPairsCorr, "windowed": WindowedCorr, "lean": LeanCorr}[mode]
     return cls(fmap1, fmap2, num_levels=num_levels, radius=radius, norm=norm, pyramid=pyramid)

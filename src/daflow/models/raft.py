@@ -281,7 +281,7 @@ class RAFT(nn.Module):
         extra_context_dim: channels of extra context appended to ``inp`` after RAFT's ReLU.
         corr_scale: ``"raft"`` divides correlations by sqrt(C_raft) (default; what keeps hybrid = RAFT at
             initialisation) or ``"hybrid"`` by sqrt(C_raft + extra_feature_dim).
-        corr_mode: ``"auto"``, ``"all-pairs"`` or ``"windowed"`` (:mod:`daflow.models.corr`).
+        corr_mode: ``"auto"``, ``"all-pairs"``, ``"windowed"`` or ``"lean"`` (:mod:`daflow.models.corr`).
         mixed_precision: run the encoders and the update block under autocast (bf16 on CPU, fp16 on CUDA);
             correlations and the flow stay in float32, as in official RAFT's ``--mixed_precision``.
         convex: RAFT-small with RAFT-large's convex upsampling instead of bilinear (see :class:`SmallUpdateBlock`).

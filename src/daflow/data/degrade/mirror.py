@@ -4,11 +4,13 @@ The mirror has the input's layout and file names with LQ frames of the same size
 symlinked (or copied), so the dataset readers of :mod:`daflow.data` read the mirror with no extra argument.
 Each clip (a scene, trajectory or video, split into balanced chunks of at most ``max_clip_frames`` frames)
 gets its own seed, derived from the run seed and the clip's relative path, so results do not depend on
-the order, the number of workers or which clips were already done. Finished clips are recorded under
-``OUT/.daflow-degrade/`` and skipped on the next run; frames are written atomically. ``manifest.json`` lists
-every sampled parameter per clip; it is written once every clip is done. ``shard`` (:mod:`daflow.shard`) degrades
-every N-th clip of the sorted clip list: N shards write exactly the mirror of one run (per-clip seeds), and the
-manifest appears when a run finds all clips done (the same command without ``--shard``, run last, degrades nothing).
+the order, the number of workers or which clips were already done. With more workers than clips (one long folder
+or video), the workers share each clip's per-frame stages instead (the codec passes stay serial): same bytes.
+Finished clips are recorded under ``OUT/.daflow-degrade/`` and skipped on the next run; frames are written
+atomically. ``manifest.json`` lists every sampled parameter per clip; it is written once every clip is done.
+``shard`` (:mod:`daflow.shard`) degrades every N-th clip of the sorted clip list: N shards write exactly the mirror of
+one run (per-clip seeds), and the manifest appears when a run finds all clips done (the same command without
+``--shard``, run last, degrades nothing).
 
 Layouts (``KINDS``): ``frames`` (ROOT is one folder of frames = one clip), ``video`` (ROOT is one video
 file; LQ frames go to ``OUT/frame_%06d.png``), ``sintel``, ``spring``, ``tartanair``, ``youhq`` (each video
@@ -204,11 +206,12 @@ def read_job_frames(job: ClipJob) -> np.ndarray:
     return check_clip(frames)
 
 
-def run_job(job: ClipJob, out: Path, config: DegradationConfig, run_seed: int, preview: bool) -> dict:
-    """Degrade one clip, write its frames and its done-marker; returns the manifest entry (and a preview row)."""
+def run_job(job: ClipJob, out: Path, config: DegradationConfig, run_seed: int, preview: bool, pool=None) -> dict:
+    """Degrade one clip, write its frames and its done-marker; returns the manifest entry (and a preview row).
+    ``pool``: worker processes for the clip's per-frame stages (:func:`degrade_clip`)."""
     frames = read_job_frames(job)
     params = sample_params(config, len(frames), frames.shape[1:3], clip_seed(run_seed, job.clip_id))
-    lq = degrade_clip(frames, params)
+    lq = degrade_clip(frames, params, pool=pool)
     names = job.seq.out_names[job.start : job.start + job.count]
     for name, frame in zip(names, lq):
         write_image(out / job.seq.out_dir / name, frame, jpeg_quality=100)  # same names; no extra JPEG loss
@@ -316,10 +319,13 @@ def degrade_tree(
     args = [(j, out, config, seed, preview) for j in todo]
     rows = []
     with contextlib.ExitStack() as stack:
-        if workers > 1 and len(todo) > 1:
-            # spawn, not fork: forking a process whose OpenCV / OpenMP thread pools are live can deadlock the children
-            pool = stack.enter_context(mp.get_context("spawn").Pool(min(workers, len(todo)), initializer=_init_worker))
+        # spawn, not fork: forking a process whose OpenCV / OpenMP thread pools are live can deadlock the children
+        if workers > 1 and len(todo) >= workers:  # enough clips: one clip per worker at a time
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
             results = pool.imap_unordered(_run_job_star, args)
+        elif workers > 1 and todo:  # fewer clips than workers (one long folder or video): the frames in parallel
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
+            results = (run_job(*a, pool=pool) for a in args)
         else:
             results = map(_run_job_star, args)
         for entry in results:

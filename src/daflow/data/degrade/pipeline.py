@@ -56,54 +56,79 @@ class _Timer:
         return out
 
 
-def _run(
-    x: list[np.ndarray], ps: list[FrameParams], idx: list[int], params: DegradationParams, timer: _Timer
-) -> list[np.ndarray]:
-    """Degrade frames ``x`` (float32) that share one codec stream."""
+# The clip is degraded in segments: per-frame stages (independent per frame, any order or process gives the same
+# bytes: each frame's noise has its own seed) separated by the whole-clip codec passes (serial):
+#   "stage1": [USM] → blur → resize → noise → clamp → JPEG               (then the stage-1 codec, if any)
+#   "stage2": [blur] → resize → noise → [JPEG] → the final group up to its codec: resize + [sinc] + clamp + [JPEG]
+#             (resize first) or clamp + [JPEG] (compression first)      (then the final codec, if any)
+#   "tail":   the rest of the final group (resize + [sinc] when compression came first) → 8 bit → [bicubic back]
+SEGMENTS = ("stage1", "stage2", "tail")
 
-    def each(name: str, fn: Callable) -> None:
-        for i in range(len(x)):
-            x[i] = timer.run(name, fn, i)
 
-    def rng(i: int, stage: str) -> np.random.Generator:
-        return np.random.default_rng([params.noise_seed, idx[i], _STAGE_NOISE[stage]])
+def _frame_segment(
+    segment: str, x: np.ndarray, p: FrameParams, i: int, params: DegradationParams, timed: bool
+) -> tuple[np.ndarray, dict[str, float] | None]:
+    """One per-frame segment (above) of frame ``i``: float32 ``[h, w, 3]`` in 0..1 → its output (uint8 after
+    ``"tail"``), and the seconds per step when ``timed``."""
+    timer = _Timer({} if timed else None)
 
-    if params.usm:
-        each("usm", lambda i: ops.usm_sharpen(x[i]))
-    # stage 1
-    each("blur", lambda i: ops.blur(x[i], ps[i].s1_blur) if ps[i].s1_blur else x[i])
-    each("resize", lambda i: ops.resize(x[i], ps[i].s1_size, ps[i].s1_interp))
-    each("noise", lambda i: np.clip(ops.add_noise(x[i], ps[i].s1_noise, rng(i, "s1")), 0, 1))
-    each("jpeg", lambda i: ops.jpeg(x[i], ps[i].s1_jpeg) if ps[i].s1_jpeg is not None else x[i])
-    if ps[0].s1_codec is not None:
-        x[:] = timer.run("video", ops.video_compress, x, ps[0].s1_codec)
-    # stage 2
-    each("blur", lambda i: ops.blur(x[i], ps[i].s2_blur) if ps[i].s2_blur else x[i])
-    each("resize", lambda i: ops.resize(x[i], ps[i].s2_size, ps[i].s2_interp))
-    each("noise", lambda i: ops.add_noise(x[i], ps[i].s2_noise, rng(i, "s2")))
-    each("jpeg", lambda i: ops.jpeg(x[i], ps[i].s2_jpeg) if ps[i].s2_jpeg is not None else x[i])
+    def rng(stage: str) -> np.random.Generator:
+        return np.random.default_rng([params.noise_seed, i, _STAGE_NOISE[stage]])
 
-    # final group
-    def resize_and_sinc() -> None:
-        each("resize", lambda i: ops.resize(x[i], params.lq_size, ps[i].final_interp))
-        each("blur", lambda i: ops.blur(x[i], ps[i].final_sinc) if ps[i].final_sinc else x[i])
+    def resize_and_sinc(x):
+        x = timer.run("resize", ops.resize, x, params.lq_size, p.final_interp)
+        return timer.run("blur", ops.blur, x, p.final_sinc) if p.final_sinc else x
 
-    def compress() -> None:
-        each("clamp", lambda i: np.clip(x[i], 0, 1))
-        each("jpeg", lambda i: ops.jpeg(x[i], ps[i].final_jpeg) if ps[i].final_jpeg is not None else x[i])
-        if ps[0].final_codec is not None:
-            x[:] = timer.run("video", ops.video_compress, x, ps[0].final_codec)
+    def compress(x):
+        x = timer.run("clamp", np.clip, x, 0, 1)
+        return timer.run("jpeg", ops.jpeg, x, p.final_jpeg) if p.final_jpeg is not None else x
 
-    if ps[0].final_order == "resize_first":
-        resize_and_sinc()
-        compress()
+    if segment == "stage1":
+        if params.usm:
+            x = timer.run("usm", ops.usm_sharpen, x)
+        if p.s1_blur:
+            x = timer.run("blur", ops.blur, x, p.s1_blur)
+        x = timer.run("resize", ops.resize, x, p.s1_size, p.s1_interp)
+        x = timer.run("noise", lambda v: np.clip(ops.add_noise(v, p.s1_noise, rng("s1")), 0, 1), x)
+        if p.s1_jpeg is not None:
+            x = timer.run("jpeg", ops.jpeg, x, p.s1_jpeg)
+    elif segment == "stage2":
+        if p.s2_blur:
+            x = timer.run("blur", ops.blur, x, p.s2_blur)
+        x = timer.run("resize", ops.resize, x, p.s2_size, p.s2_interp)
+        x = timer.run("noise", ops.add_noise, x, p.s2_noise, rng("s2"))
+        if p.s2_jpeg is not None:
+            x = timer.run("jpeg", ops.jpeg, x, p.s2_jpeg)
+        x = compress(resize_and_sinc(x)) if p.final_order == "resize_first" else compress(x)
+    elif segment == "tail":
+        if p.final_order != "resize_first":
+            x = resize_and_sinc(x)
+        x = ops.to_uint8(x)
+        if params.upsample_back:
+            h, w = params.hq_size
+            x = timer.run("upsample", ops.resize, x.astype(np.float32), (h, w), "bicubic")
+            x = np.clip(np.rint(x), 0, 255).astype(np.uint8)
     else:
-        compress()
-        resize_and_sinc()
-    return x
+        raise ValueError(f"unknown segment {segment!r}; expected one of {SEGMENTS}")
+    return x, timer.timings
 
 
-def degrade_clip(frames, params: DegradationParams, *, timings: dict[str, float] | None = None) -> np.ndarray:
+def _segment_task(args) -> tuple[np.ndarray, dict[str, float] | None]:
+    segment, x, p, i, params, timed = args
+    if x.dtype == np.uint8:  # the first segment receives the 8-bit frame (a quarter of the bytes to send)
+        x = x.astype(np.float32) / 255.0
+    return _frame_segment(segment, x, p, i, params, timed)
+
+
+def _add(timings: dict[str, float] | None, part: dict[str, float] | None) -> None:
+    if timings is not None and part:
+        for k, v in part.items():
+            timings[k] = timings.get(k, 0.0) + v
+
+
+def degrade_clip(
+    frames, params: DegradationParams, *, timings: dict[str, float] | None = None, pool=None
+) -> np.ndarray:
     """Degrade a clip; a pure function of ``frames`` and ``params``.
 
     Args:
@@ -111,6 +136,8 @@ def degrade_clip(frames, params: DegradationParams, *, timings: dict[str, float]
             ``(H, W) == params.hq_size``.
         params: from :func:`~daflow.data.degrade.params.sample_params` or a manifest.
         timings: if given, seconds spent per step are added to it (for benchmarks).
+        pool: something with an order-keeping ``map(fn, iterable)`` (a ``multiprocessing`` pool): the per-frame
+            segments run there, the codec passes here; the bytes are those of ``pool=None``.
 
     Returns:
         uint8 RGB ``[F, H, W, 3]`` at the HQ size (``upsample_back``) or ``[F, h, w, 3]`` at the LQ size.
@@ -124,13 +151,23 @@ def degrade_clip(frames, params: DegradationParams, *, timings: dict[str, float]
             f"params were sampled for frames of {params.hq_size[1]}x{params.hq_size[0]}, the clip is {w}x{h}"
         )
     timer = _Timer(timings)
-    x = [f.astype(np.float32) / 255.0 for f in frames]
-    if params.codec_scope == "clip":
-        out = _run(x, list(params.frames), list(range(n)), params, timer)
-    else:
-        out = [_run([x[i]], [params.frames[i]], [i], params, timer)[0] for i in range(n)]
-    lq = np.stack([ops.to_uint8(f) for f in out])
-    if not params.upsample_back:
-        return lq
-    back = [timer.run("upsample", ops.resize, f.astype(np.float32), (h, w), "bicubic") for f in lq]
-    return np.stack([np.clip(np.rint(f), 0, 255).astype(np.uint8) for f in back])
+    mapper = map if pool is None else pool.map
+    timed = timings is not None
+    streams = [list(range(n))] if params.codec_scope == "clip" else [[i] for i in range(n)]
+    x = list(frames)  # uint8: converted to float32 by the first segment
+    for segment in SEGMENTS:
+        tasks = [(segment, x[i], params.frames[i], i, params, timed) for i in range(n)]
+        results = list(mapper(_segment_task, tasks))
+        x = [r[0] for r in results]
+        for r in results:
+            _add(timings, r[1])
+        codec = {"stage1": "s1_codec", "stage2": "final_codec"}.get(segment)
+        if codec is None:
+            continue
+        for stream in streams:  # the whole-clip codec passes (one stream per clip, or per frame): serial
+            c = getattr(params.frames[stream[0]], codec)
+            if c is not None:
+                out = timer.run("video", ops.video_compress, [x[i] for i in stream], c)
+                for i, f in zip(stream, out):
+                    x[i] = f
+    return np.stack(x)
