@@ -1,4 +1,4 @@
-"""Degradation throughput at 436x1024 (Sintel size) with the time split by stage (issue 3).
+"""Degradation throughput at 436x1024 (Sintel size) with the time split by stage.
 
 Target: the whole degraded Sintel training set (both passes, 2 x 1,064 frames) in under 10 minutes on 2
 cores, i.e. >= 3.5 frames/s with 2 workers. Reference in the same process: reading + writing the frames as PNG

@@ -1,4 +1,4 @@
-"""Flow-guided restoration at our scale (issue 16; the comparison of paper App. C.4, Table 6).
+"""Flow-guided restoration at our scale (the comparison of paper App. C.4, Table 6).
 
 Held-out clips with HQ: 7-frame 128×128 synthetic clips (`tiny` scene preset, seeds 8101-8104), degraded with
 ``realbasicvsr``. Each is restored by ``daflow.restoration.restore_video`` with the bundled tiny backbone, unguided

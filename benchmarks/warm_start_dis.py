@@ -1,4 +1,4 @@
-"""Does warm-starting the bundled RAFT*-tiny from DIS help on large motion? (issue 15 probe)
+"""Does warm-starting the bundled RAFT*-tiny from DIS help on large motion?
 
 Three held-out 256x256 `default` synthetic clips (seeds 3-5), degraded with `realbasicvsr`, exact ground truth;
 EPE of zero flow, DIS on the LQ pair, RAFT*-tiny (12 iterations) and RAFT*-tiny with DIS as ``flow_init`` (RAFT's

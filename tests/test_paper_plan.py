@@ -71,6 +71,7 @@ def test_stand_ins_give_the_full_plan(tmp_path, capsys):
         assert stage in out, stage
     assert "accelerate launch --num_processes 2 -m daflow.cli train lift --settings paper" in out
     assert "1 clips found" in out or "1 clips" in out  # the pseudo-GT cost counts the clips it was given
+    assert "--shard K/N" in out and "daflow evaluate --merge part_*.json -o eval.json" in out
     assert not (tmp_path / "run").exists()  # a dry run writes nothing
 
 

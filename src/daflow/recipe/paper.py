@@ -12,7 +12,8 @@ missing or malformed piece; :func:`paper_plan` lists the stages, each one resuma
 5. ``evaluate``: DA-Flow per denoising step on every degraded benchmark.
 
 Expected GPU-hours come from throughput measured on an H100 (BENCHMARKS.md) where a figure exists, and say so where
-none does yet. Stages 1, 2 and 5 need a GPU; 1 and 2 take ``--gpus N`` through accelerate.
+none does yet. Stages 1, 2 and 5 need a GPU; 1 and 2 take ``--gpus N`` through accelerate; 1 (degrade), 2 (pseudo-GT)
+and 5 (evaluate) spread over machines with ``--shard K/N`` (:mod:`daflow.shard`; the plan prints how).
 """
 
 from __future__ import annotations
@@ -191,7 +192,32 @@ def format_plan(steps: list[PlanStep], *, gpus: int) -> str:
     lines.append(f"measured GPU-hours so far: {known:.1f} (+ the stages marked 'not measured')")
     lines.append("")
     lines += [f"{i + 1}. {s.command}" for i, s in enumerate(steps)]
+    lines += ["", *shard_notes(steps)]
     return "\n".join(lines)
+
+
+def shard_notes(steps: list[PlanStep]) -> list[str]:
+    """How the data-preparation and evaluation stages of ``steps`` spread over N machines (``--shard K/N``, K from 0):
+    e.g. a SLURM array job, ``--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT``."""
+    by_name = {s.name: s.command for s in steps}
+    out = ["Across N machines (K = 0 .. N-1, e.g. a SLURM array: K/N = $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT):"]
+    if "degrade" in by_name:
+        out.append(
+            f"- degrade: `{by_name['degrade']} --shard K/N` on each machine (one shared output folder, or copy the "
+            "folders together), then the same command once without --shard: it degrades nothing and writes "
+            "manifest.json"
+        )
+    if "pseudo-gt" in by_name:
+        out.append(
+            f"- pseudo-gt: `{by_name['pseudo-gt']} --shard K/N`; the labels land in one tree, as one run writes them"
+        )
+    if "evaluate" in by_name:
+        cmd = by_name["evaluate"].rsplit(" -o ", 1)[0]
+        out.append(
+            f"- evaluate: `{cmd} --shard K/N -o part_K.json`, then `daflow evaluate --merge part_*.json -o eval.json` "
+            "(the metrics of one run, bit for bit)"
+        )
+    return out
 
 
 def total_gpu_hours(steps: list[PlanStep]) -> float:

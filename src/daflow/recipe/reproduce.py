@@ -1,4 +1,4 @@
-"""The small-scale reproduction: every model of a tiny-recipe run on its held-out degraded set (issue 7).
+"""The small-scale reproduction: every model of a tiny-recipe run on its held-out degraded set.
 
 Writes the paper's tables in their layouts, at small scale, from a :mod:`daflow.recipe.run` run:
 

@@ -1,4 +1,4 @@
-"""The tiny recipe: every stage of the paper at small size on a CPU, with the paper's own code paths (issue 7).
+"""The tiny recipe: every stage of the paper at small size on a CPU, with the paper's own code paths.
 
 Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each trainer also resumes mid-stage):
 
