@@ -5,7 +5,7 @@ random textures, the second shifted by (12, −7) px. The reference is all-pairs
 official code's output to 1e-4 px by ``tests/test_official_parity.py``); every other mode's flow is compared with it.
 
 Run: OMP_NUM_THREADS=2 .venv/bin/python benchmarks/corr_1080p.py [--iters 4] [--repeats 2] [--size 1080x1920]
-        [--modes all-pairs,windowed,lean]
+        [--modes all-pairs,windowed,lean,lean:1e12]     (lean:1e12 stores levels 1-3, only level 0 on the fly)
 """
 
 from __future__ import annotations
@@ -24,6 +24,10 @@ import json, resource, sys, time, numpy as np, torch
 from daflow.models.raft import RAFT, InputPadder
 mode, iters, repeats, h, w, out = sys.argv[1:7]
 iters, repeats, h, w = int(iters), int(repeats), int(h), int(w)
+mode, _, cap = mode.partition(":")  # lean:ENTRIES sets the stored-volume budget (lean_direct_levels)
+if cap:
+    import daflow.models.corr as corr
+    corr.LEAN_MAX_STORED_ENTRIES = int(float(cap))
 torch.manual_seed(0)
 model = RAFT(corr_mode=mode).eval()
 g = torch.Generator().manual_seed(1)
@@ -46,7 +50,7 @@ def main() -> None:
     ap.add_argument("--iters", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=2, help="timed runs per mode (best is reported)")
     ap.add_argument("--size", default="1080x1920", help="HxW (default 1080x1920)")
-    ap.add_argument("--modes", default="all-pairs,windowed,lean")
+    ap.add_argument("--modes", default="all-pairs,windowed,lean,lean:1e12")
     args = ap.parse_args()
     h, w = (int(v) for v in args.size.split("x"))
     modes = args.modes.split(",")

@@ -232,3 +232,17 @@ def test_mixed_precision_and_windowed_mode_agree():
     torch.testing.assert_close(win, ref, atol=1e-3, rtol=0)
     torch.testing.assert_close(lean, ref, atol=1e-4, rtol=0)
     assert amp.dtype == torch.float32 and (amp - ref).abs().mean() < 0.05 * ref.abs().mean() + 0.05
+
+
+def test_auto_correlation_picks_lean_past_the_all_pairs_limit(monkeypatch):
+    import daflow.models.corr as corr
+
+    f1, f2 = torch.randn(1, 16, 12, 16), torch.randn(1, 16, 12, 16)
+    assert isinstance(build_corr(f1, f2), AllPairsCorr)
+    monkeypatch.setattr(corr, "AUTO_ALL_PAIRS_MAX_ENTRIES", 100)
+    lean = build_corr(f1, f2)
+    assert isinstance(lean, LeanCorr) and lean.direct == 1
+    # the stored levels' budget decides how many fine levels run on the fly: a 1080p pair stores levels 2-3
+    assert corr.lean_direct_levels((136 * 240) ** 2, 4) == 2
+    assert corr.lean_direct_levels((55 * 128) ** 2, 4) == 1
+    assert corr.lean_direct_levels(10**12, 4, max_stored=0) == 4

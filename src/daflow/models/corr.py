@@ -18,8 +18,9 @@ Three implementations with the same numbers (to float tolerance):
 - :class:`WindowedCorr`: correlations computed on the fly inside the windows only, against average-pooled
   ``f2`` (pooling the volume over targets equals correlating with the pooled features, by linearity, and
   bilinear sampling commutes with the dot product likewise); memory O(HW·C).
-- :class:`LeanCorr`: the coarse levels (1…L−1) precomputed as all-pairs volumes against the pooled ``f2`` (by the same
-  linearity; 1/4 + 1/16 + 1/64 of the full volume's memory), the finest level computed on the fly. Its on-the-fly
+- :class:`LeanCorr`: the coarse levels precomputed as all-pairs volumes against the pooled ``f2`` (by the same
+  linearity; level l holds 4^−l of the full volume), the finest level(s) computed on the fly, as many as it takes
+  for the stored ones to fit :data:`LEAN_MAX_STORED_ENTRIES`. Its on-the-fly
   lookup uses that the (2r+1)² window points share one fractional part: bilinear sampling at ``p + o`` (o integer)
   is the bilinear blend, with ``frac(p)``'s weights, of the correlations at the (2r+2)² integer points around
   ``floor(p)``, which are plain dot products with gathered ``f2`` vectors (no interpolation of C-channel features).
@@ -38,6 +39,20 @@ from daflow.flow.warp import sample_at
 # has 1.05e9 and runs lean). On a GPU the limit grows to what fits in a third of the free memory.
 AUTO_ALL_PAIRS_MAX_ENTRIES = 500_000_000
 CORR_MODES = ("auto", "all-pairs", "windowed", "lean")
+# LeanCorr stores the coarse levels from the first one whose volumes (with the coarser ones) fit this many entries
+# (400 MB of float32); the finer levels are computed on the fly. A 1080p pair stores levels 2-3 (89 M entries).
+LEAN_MAX_STORED_ENTRIES = 100_000_000
+
+
+def lean_direct_levels(entries: int, num_levels: int, max_stored: int | None = None) -> int:
+    """How many of the finest levels :class:`LeanCorr` computes on the fly for a level-0 volume of ``entries``
+    (B·(HW)²): at least 1, then as many as it takes for the stored levels to fit ``max_stored`` (default
+    :data:`LEAN_MAX_STORED_ENTRIES`)."""
+    max_stored = LEAN_MAX_STORED_ENTRIES if max_stored is None else max_stored
+    direct = 1
+    while direct < num_levels and entries * sum(4.0**-lv for lv in range(direct, num_levels)) > max_stored:
+        direct += 1
+    return direct
 
 
 def _full(x: torch.Tensor) -> torch.Tensor:
@@ -184,8 +199,8 @@ def _flat_with_zero(f2: torch.Tensor) -> torch.Tensor:
 
 class LeanCorr:
     """Levels ``>= direct`` precomputed (all-pairs against the pooled ``f2``), levels below on the fly by gathered
-    dot products (module docstring). ``chunk``: query pixels per step of the on-the-fly lookup and of the volume
-    products (bounds the temporaries)."""
+    dot products (module docstring); ``direct`` None: :func:`lean_direct_levels`. ``chunk``: query pixels per step
+    of the on-the-fly lookup and of the volume products (bounds the temporaries)."""
 
     def __init__(
         self,
@@ -196,10 +211,13 @@ class LeanCorr:
         radius: int = 4,
         norm: float | torch.Tensor | None = None,
         pyramid: str = "volume",
-        direct: int = 1,
+        direct: int | None = None,
         chunk: int = 1024,
     ):
         _check_pyramid(pyramid)
+        if direct is None:
+            b, _, h, w = _parts(fmap1)[0].shape
+            direct = lean_direct_levels(b * (h * w) ** 2, num_levels)
         if not 0 <= direct <= num_levels:
             raise ValueError(f"direct must be in 0..{num_levels}, got {direct}")
         self.num_levels, self.radius, self.direct, self.chunk = num_levels, radius, direct, chunk
@@ -244,7 +262,9 @@ class LeanCorr:
         inside = ((qx >= 0) & (qx < w2)).unsqueeze(-1) & ((qy >= 0) & (qy < h2)).unsqueeze(-2)  # [B, N, X, Y]
         index = torch.where(inside, qy.unsqueeze(-2) * w2 + qx.unsqueeze(-1), h2 * w2)  # zero row outside
         m = 2 * r + 2
-        gathered = torch.gather(rows, 1, index.reshape(b, n * m * m, 1).expand(-1, -1, rows.shape[-1]))  # [B, N·X·Y, C]
+        # one row index per point (index_select reads rows; a gather would read an index per channel)
+        flat = (index + torch.arange(b, device=index.device).view(b, 1, 1, 1) * rows.shape[1]).reshape(-1)
+        gathered = rows.reshape(-1, rows.shape[-1]).index_select(0, flat)  # [B·N·X·Y, C]
         grid = torch.matmul(gathered.view(b * n, m * m, -1), f1.reshape(b * n, -1, 1)).view(b, n, m, m)
         grid = grid / self.norm  # [B, N, X (x index), Y (y index)]
         fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]
