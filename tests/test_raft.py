@@ -246,3 +246,24 @@ def test_auto_correlation_picks_lean_past_the_all_pairs_limit(monkeypatch):
     assert corr.lean_direct_levels((136 * 240) ** 2, 4) == 2
     assert corr.lean_direct_levels((55 * 128) ** 2, 4) == 1
     assert corr.lean_direct_levels(10**12, 4, max_stored=0) == 4
+
+
+def test_lean_tiles_and_their_fallback_equal_all_pairs():
+    """Smooth window centres go through the tiled product, a tile straddling a 30 px jump through the per-pixel
+    path, windows leaving the frame read zeros: all equal to the all-pairs lookup."""
+    import daflow.models.corr as corr
+
+    torch.manual_seed(3)
+    h, w = 21, 35  # not multiples of the tile
+    f1, f2 = torch.randn(2, 16, h, w), torch.randn(2, 16, h, w)
+    ys, xs = torch.meshgrid(torch.arange(float(h)), torch.arange(float(w)), indexing="ij")
+    flow = torch.stack([2.5 * torch.sin(ys / 5) + 1.3, 1.7 * torch.cos(xs / 7) - 0.6])
+    flow[0, :, 20:] += 30.0  # a motion boundary: these tiles spread too far for one region
+    coords = (torch.stack([xs, ys]) + flow)[None].repeat(2, 1, 1, 1)
+    coords[1] -= 4.0  # the second clip looks partly outside the frame
+    lean = LeanCorr(f1, f2, direct=2)
+    p = coords.permute(0, 2, 3, 1).floor().long()
+    tiles = p[:, :16, :32].reshape(2, 2, corr.TILE, 4, corr.TILE, 2)
+    spread = (tiles.amax((2, 4)) - tiles.amin((2, 4))).amax(-1)
+    assert (spread <= corr.TILE - 1 + corr.TILE_MARGIN).any() and (spread > corr.TILE - 1 + corr.TILE_MARGIN).any()
+    torch.testing.assert_close(lean(coords), AllPairsCorr(f1, f2)(coords), atol=2e-5, rtol=1e-5)

@@ -23,7 +23,9 @@ Three implementations with the same numbers (to float tolerance):
   for the stored ones to fit :data:`LEAN_MAX_STORED_ENTRIES`. Its on-the-fly
   lookup uses that the (2r+1)² window points share one fractional part: bilinear sampling at ``p + o`` (o integer)
   is the bilinear blend, with ``frac(p)``'s weights, of the correlations at the (2r+2)² integer points around
-  ``floor(p)``, which are plain dot products with gathered ``f2`` vectors (no interpolation of C-channel features).
+  ``floor(p)``, which are plain dot products with gathered ``f2`` vectors (no interpolation of C-channel features);
+  for a TILE × TILE tile of query pixels with nearby centres (smooth flow) those points lie in one small region, and
+  the tile's dot products are one matrix product with it.
   What a 1080p frame pair costs with each: BENCHMARKS.md, "Correlation at 1080p".
 """
 
@@ -190,6 +192,20 @@ class WindowedCorr:
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
+def _blend(grid: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    """Bilinear blend of integer-point correlations ``grid`` ``[..., X, Y]`` ((2r+2)² points from floor(p) − r; x
+    index first) with weights from ``frac`` ``[..., 2]`` → the (2r+1)² window values ``[..., K]``, x-offset slowest
+    (the official channel order)."""
+    fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]
+    top = grid[..., :-1, :-1] * (1 - fx) + grid[..., 1:, :-1] * fx  # y = floor
+    bottom = grid[..., :-1, 1:] * (1 - fx) + grid[..., 1:, 1:] * fx  # y = floor + 1
+    return (top * (1 - fy) + bottom * fy).flatten(-2)
+
+
+TILE = 8  # query pixels per tile side in LeanCorr's tiled lookup
+TILE_MARGIN = 8  # how far (px) the window centres of a tile may spread beyond a rigid shift before the per-pixel path
+
+
 def _flat_with_zero(f2: torch.Tensor) -> torch.Tensor:
     """``[B, C, H, W]`` → ``[B, H·W + 1, C]`` channel-last rows, the last one zero (the value outside the frame)."""
     b, c, h, w = f2.shape
@@ -266,11 +282,70 @@ class LeanCorr:
         flat = (index + torch.arange(b, device=index.device).view(b, 1, 1, 1) * rows.shape[1]).reshape(-1)
         gathered = rows.reshape(-1, rows.shape[-1]).index_select(0, flat)  # [B·N·X·Y, C]
         grid = torch.matmul(gathered.view(b * n, m * m, -1), f1.reshape(b * n, -1, 1)).view(b, n, m, m)
-        grid = grid / self.norm  # [B, N, X (x index), Y (y index)]
-        fx, fy = frac[..., 0, None, None], frac[..., 1, None, None]
-        top = grid[:, :, :-1, :-1] * (1 - fx) + grid[:, :, 1:, :-1] * fx  # y = floor
-        bottom = grid[:, :, :-1, 1:] * (1 - fx) + grid[:, :, 1:, 1:] * fx  # y = floor + 1
-        return (top * (1 - fy) + bottom * fy).reshape(b, n, -1)  # x-offset slowest: the official channel order
+        return _blend(grid / self.norm, frac)
+
+    def _tiled_lookup(
+        self, rows: torch.Tensor, shape: tuple[int, int], pts: torch.Tensor, f1: torch.Tensor
+    ) -> torch.Tensor:
+        """:meth:`_direct_lookup` for a whole level, per tile of TILE × TILE query pixels: the tile's integer window
+        points lie in one square region (when its window centres spread by at most TILE − 1 + TILE_MARGIN), whose
+        correlations with the tile's features are one matrix product; tiles that spread further take the per-pixel
+        path. ``pts`` ``[B, H, W, 2]`` (x, y at this level), ``f1`` ``[B, H, W, C]`` → ``[B, H, W, K]``."""
+        b, h, w, _ = pts.shape
+        h2, w2 = shape
+        r, t = self.radius, TILE
+        m = 2 * r + 2
+        c = f1.shape[-1]
+        ph, pw = (-h) % t, (-w) % t
+        pts_p = F.pad(pts.permute(0, 3, 1, 2), (0, pw, 0, ph), mode="replicate").permute(0, 2, 3, 1)
+        f1_p = F.pad(f1.permute(0, 3, 1, 2), (0, pw, 0, ph)).permute(0, 2, 3, 1)
+        nty, ntx = (h + ph) // t, (w + pw) // t
+
+        def tiles(x: torch.Tensor) -> torch.Tensor:  # [B, H, W, D] -> [B·nty·ntx, t², D]
+            d = x.shape[-1]
+            return x.reshape(b, nty, t, ntx, t, d).permute(0, 1, 3, 2, 4, 5).reshape(b * nty * ntx, t * t, d)
+
+        p, q = tiles(pts_p), tiles(f1_p)
+        base = p.floor()
+        frac = p - base
+        base = base.long()
+        lo, hi = base.min(1).values, base.max(1).values  # [T, 2]
+        side = t - 1 + TILE_MARGIN + m  # the region's side
+        ok = ((hi - lo) <= t - 1 + TILE_MARGIN).all(-1)
+        if h2 == 1 or w2 == 1:  # 1-pixel axes: the per-pixel path knows grid_sample's special case
+            ok = torch.zeros_like(ok)
+        k = (2 * r + 1) ** 2
+        out = torch.empty(p.shape[0], t * t, k, dtype=q.dtype, device=q.device)
+        tile_batch = torch.arange(b, device=p.device).repeat_interleave(nty * ntx)
+        flat_rows = rows.reshape(-1, c)
+        lin = torch.arange(side, device=p.device)
+        corner = torch.arange(m, device=p.device)
+        good = ok.nonzero().squeeze(1)
+        step = max(1, self.chunk // (t * t))
+        for i in range(0, len(good), step):
+            sel = good[i : i + step]
+            n = len(sel)
+            origin = lo[sel] - r  # [n, 2] (x, y) of the region's first point
+            gx, gy = origin[:, 0, None] + lin, origin[:, 1, None] + lin  # [n, S]
+            inside = ((gy >= 0) & (gy < h2))[:, :, None] & ((gx >= 0) & (gx < w2))[:, None, :]  # [n, Sy, Sx]
+            index = torch.where(inside, gy[:, :, None] * w2 + gx[:, None, :], h2 * w2)
+            index = index + (tile_batch[sel] * rows.shape[1])[:, None, None]
+            region = flat_rows.index_select(0, index.reshape(-1)).view(n, side * side, c)
+            corr = torch.bmm(q[sel], region.transpose(1, 2)) / self.norm  # [n, t², S²]
+            rel = base[sel] - r - origin[:, None, :]  # [n, t², 2]: each window's first point, region coordinates
+            px, py = rel[..., 0, None] + corner, rel[..., 1, None] + corner  # [n, t², m]
+            gi = (py[..., None, :] * side + px[..., :, None]).reshape(n, t * t, m * m)  # [n, t², X·Y]
+            grid = torch.gather(corr, 2, gi).view(n, t * t, m, m)
+            out[sel] = _blend(grid, frac[sel])
+        bad = (~ok).nonzero().squeeze(1)
+        for bi in range(b):  # tiles whose centres spread too far: one window at a time
+            sel = bad[tile_batch[bad] == bi]
+            if len(sel):
+                n = len(sel) * t * t
+                res = self._direct_lookup(rows[bi : bi + 1], shape, p[sel].reshape(1, n, 2), q[sel].reshape(1, n, c))
+                out[sel] = res.view(len(sel), t * t, k)
+        out = out.view(b, nty, ntx, t, t, k).permute(0, 1, 3, 2, 4, 5).reshape(b, nty * t, ntx * t, k)
+        return out[:, :h, :w]
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         """Look up windows around ``coords`` ``[B, 2, H, W]``; returns ``[B, L·(2r+1)², H, W]``."""
@@ -282,11 +357,8 @@ class LeanCorr:
         for level, data in enumerate(self.levels):
             pts = centre / 2**level
             if level < self.direct:
-                parts = []
-                for i in range(0, h * w, self.chunk):
-                    sl = slice(i, i + self.chunk)
-                    parts.append(self._direct_lookup(data, self.shapes[level], pts[:, sl], self.f1_rows[:, sl]))
-                out.append(torch.cat(parts, 1).view(b, h, w, k))
+                grid_pts, grid_f1 = pts.view(b, h, w, 2), self.f1_rows.view(b, h, w, -1)
+                out.append(self._tiled_lookup(data, self.shapes[level], grid_pts, grid_f1))
             else:
                 grid = pts.reshape(b * h * w, 1, 1, 2) + offsets.view(1, 1, k, 2)
                 out.append(sample_at(data, grid.permute(0, 3, 1, 2)).view(b, h, w, k))
