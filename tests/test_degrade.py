@@ -137,6 +137,21 @@ def test_determinism_same_bytes_and_seed_sensitivity():
     assert np.abs(a.astype(int) - clip).mean() > 3  # it really degrades
 
 
+def test_worker_processes_give_the_same_bytes():
+    """The per-frame stages in a process pool (frames travel as 8 bits before a codec pass, encoding overlaps the
+    workers): byte-identical to one process, for every preset and seed tried, clip- and frame-scoped codecs alike."""
+    import multiprocessing as mp
+
+    from daflow.data.degrade.pipeline import init_worker
+
+    clip = textured_clip(40, 56, n=5)
+    with mp.get_context("spawn").Pool(2, initializer=init_worker) as pool:
+        for preset in sorted(DEGRADATION_PRESETS):
+            for seed in (0, 1):
+                p = sample_params(preset, 5, (40, 56), seed)
+                assert degrade_clip(clip, p, pool=pool).tobytes() == degrade_clip(clip, p).tobytes(), (preset, seed)
+
+
 def test_lq_size_without_upsampling():
     from dataclasses import replace
 

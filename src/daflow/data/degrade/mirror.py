@@ -324,7 +324,9 @@ def degrade_tree(
             pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
             results = pool.imap_unordered(_run_job_star, args)
         elif workers > 1 and todo:  # fewer clips than workers (one long folder or video): the frames in parallel
-            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
+            from daflow.data.degrade.pipeline import init_worker
+
+            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=init_worker))
             results = (run_job(*a, pool=pool) for a in args)
         else:
             results = map(_run_job_star, args)

@@ -9,6 +9,7 @@ pixels instead of cropping, so content never moves.
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from fractions import Fraction
 
@@ -90,8 +91,12 @@ def codec_options(codec: str) -> dict[str, str]:
     return {"x264-params": X264_PARAMS} if codec in ("libx264", "h264") and X264_PARAMS else {}
 
 
-def video_compress(frames: list[np.ndarray], p: CodecParams, *, threads: int = 1) -> list[np.ndarray]:
+def video_compress(frames, p: CodecParams, *, threads: int = 1, as_uint8: bool = False) -> list[np.ndarray]:
     """Encode a clip as one video stream (1 fps, so ``bitrate`` is bits per frame) and decode it back.
+
+    ``frames``: any iterable of float32 ``[H, W, 3]`` in 0..1 or uint8 (consumed in order, so a producer can still be
+    computing later frames while earlier ones are encoded); returns float32 in 0..1, or the decoded uint8 frames
+    with ``as_uint8``.
 
     libx264 refuses rates under 1 kbit/s: below 1,000 bits a frame the stream runs at ``ceil(1000 / bitrate)`` fps
     with the rate scaled to match, so ``bitrate`` stays the bits a frame gets.
@@ -102,19 +107,25 @@ def video_compress(frames: list[np.ndarray], p: CodecParams, *, threads: int = 1
     """
     import av
 
-    h, w = frames[0].shape[:2]
-    if any(f.shape[:2] != (h, w) for f in frames):
-        raise ValueError("video_compress: all frames of a clip must have one size")
+    frames = iter(frames)
+    first = next(frames, None)
+    if first is None:
+        raise ValueError("video_compress: no frames")
+    h, w = first.shape[:2]
     pad_h, pad_w = (h % 2, w % 2) if p.codec in ("libx264", "h264") else (0, 0)
     buf = io.BytesIO()
+    count = 0
     with av.open(buf, mode="w", format="mp4") as container:
         fps = max(1, math.ceil(1000 / p.bitrate))
         stream = container.add_stream(p.codec, rate=Fraction(fps), options=codec_options(p.codec))
         stream.width, stream.height, stream.pix_fmt = w + pad_w, h + pad_h, "yuv420p"
         stream.bit_rate = int(p.bitrate) * fps
         stream.codec_context.thread_count = threads
-        for i, f in enumerate(frames):
-            u8 = to_uint8(f)
+        for i, f in enumerate(itertools.chain([first], frames)):
+            if f.shape[:2] != (h, w):
+                raise ValueError("video_compress: all frames of a clip must have one size")
+            count += 1
+            u8 = f if f.dtype == np.uint8 else to_uint8(f)
             if pad_h or pad_w:
                 u8 = np.pad(u8, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
             vf = av.VideoFrame.from_ndarray(u8, format="rgb24")
@@ -126,7 +137,8 @@ def video_compress(frames: list[np.ndarray], p: CodecParams, *, threads: int = 1
         vs = container.streams.video[0]
         vs.codec_context.thread_count = threads
         for frame in container.decode(vs):
-            out.append(frame.to_ndarray(format="rgb24")[:h, :w].astype(np.float32) / 255.0)
-    if len(out) != len(frames):
-        raise RuntimeError(f"video_compress ({p.codec}): encoded {len(frames)} frames, decoded {len(out)}")
+            u8 = frame.to_ndarray(format="rgb24")[:h, :w]
+            out.append(np.ascontiguousarray(u8) if as_uint8 else u8.astype(np.float32) / 255.0)
+    if len(out) != count:
+        raise RuntimeError(f"video_compress ({p.codec}): encoded {count} frames, decoded {len(out)}")
     return out

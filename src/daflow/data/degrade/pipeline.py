@@ -47,11 +47,11 @@ class _Timer:
     def __init__(self, timings: dict[str, float] | None):
         self.timings = timings
 
-    def run(self, name: str, fn: Callable, *args):
+    def run(self, name: str, fn: Callable, *args, **kwargs):
         if self.timings is None:
-            return fn(*args)
+            return fn(*args, **kwargs)
         t = time.perf_counter()
-        out = fn(*args)
+        out = fn(*args, **kwargs)
         self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - t
         return out
 
@@ -113,11 +113,21 @@ def _frame_segment(
     return x, timer.timings
 
 
+def init_worker() -> None:
+    """A worker process of a frame pool (:func:`degrade_clip`'s ``pool``): OpenCV single-threaded (the processes
+    are the parallelism). It lives here so that the workers import only this light module."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 def _segment_task(args) -> tuple[np.ndarray, dict[str, float] | None]:
-    segment, x, p, i, params, timed = args
-    if x.dtype == np.uint8:  # the first segment receives the 8-bit frame (a quarter of the bytes to send)
+    segment, x, p, i, params, timed, quantize = args
+    if x.dtype == np.uint8:  # 8-bit input (the clip, or a codec's output): a quarter of the bytes to send
         x = x.astype(np.float32) / 255.0
-    return _frame_segment(segment, x, p, i, params, timed)
+    out, timings = _frame_segment(segment, x, p, i, params, timed)
+    # a frame headed for a codec pass: its 8-bit values are all the codec reads (ops.video_compress)
+    return (ops.to_uint8(out) if quantize and out.dtype != np.uint8 else out), timings
 
 
 def _add(timings: dict[str, float] | None, part: dict[str, float] | None) -> None:
@@ -151,23 +161,34 @@ def degrade_clip(
             f"params were sampled for frames of {params.hq_size[1]}x{params.hq_size[0]}, the clip is {w}x{h}"
         )
     timer = _Timer(timings)
-    mapper = map if pool is None else pool.map
     timed = timings is not None
     streams = [list(range(n))] if params.codec_scope == "clip" else [[i] for i in range(n)]
     x = list(frames)  # uint8: converted to float32 by the first segment
     for segment in SEGMENTS:
-        tasks = [(segment, x[i], params.frames[i], i, params, timed) for i in range(n)]
-        results = list(mapper(_segment_task, tasks))
+        name = {"stage1": "s1_codec", "stage2": "final_codec"}.get(segment)
+        codecs = [(stream, getattr(params.frames[stream[0]], name) if name else None) for stream in streams]
+        coded = {i for stream, c in codecs if c is not None for i in stream}
+        # with worker processes, frames headed for a codec travel as 8 bits (what the codec reads anyway)
+        tasks = [(segment, x[i], params.frames[i], i, params, timed, pool is not None and i in coded) for i in range(n)]
+        if pool is not None and len(codecs) == 1 and codecs[0][1] is not None:
+            # one stream for the clip: encode each frame as soon as its stage is done, while workers do later ones
+
+            def finished(results):
+                for frame, part in results:
+                    _add(timings, part)
+                    yield frame
+
+            x = timer.run(
+                "video", ops.video_compress, finished(pool.imap(_segment_task, tasks)), codecs[0][1], as_uint8=True
+            )
+            continue
+        results = list(map(_segment_task, tasks) if pool is None else pool.map(_segment_task, tasks))
         x = [r[0] for r in results]
         for r in results:
             _add(timings, r[1])
-        codec = {"stage1": "s1_codec", "stage2": "final_codec"}.get(segment)
-        if codec is None:
-            continue
-        for stream in streams:  # the whole-clip codec passes (one stream per clip, or per frame): serial
-            c = getattr(params.frames[stream[0]], codec)
+        for stream, c in codecs:  # the whole-clip codec passes (one stream per clip, or per frame): serial
             if c is not None:
-                out = timer.run("video", ops.video_compress, [x[i] for i in stream], c)
+                out = timer.run("video", ops.video_compress, [x[i] for i in stream], c, as_uint8=pool is not None)
                 for i, f in zip(stream, out):
                     x[i] = f
     return np.stack(x)
