@@ -91,8 +91,8 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         vae_images=("hq",),
         stages=("data", "vae", "dit0", "lift"),
         vae_steps=10000,
-        dit0_steps=2400,
-        lift_steps=1200,
+        dit0_steps=12000,
+        lift_steps=3000,
     ),
     "restore-smoke": RecipeConfig(
         size=(64, 64),
