@@ -32,7 +32,9 @@ def one_thread():
     torch.set_num_threads(n)
 
 
-@pytest.mark.parametrize("name,corr", [("raft-large", "all-pairs"), ("raft-small", "all-pairs"), ("raft-large", "lean")])
+@pytest.mark.parametrize(
+    "name,corr", [("raft-large", "all-pairs"), ("raft-small", "all-pairs"), ("raft-large", "lean")]
+)
 @torch.no_grad()
 def test_raft_equals_official_outputs(name, corr, one_thread):
     """The official outputs to 1e-4 px; ``lean`` (what ``auto`` picks at 1080p) with the finest level on the fly."""
