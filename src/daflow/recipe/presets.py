@@ -48,6 +48,8 @@ class RecipeConfig:
     teacher: str = "best"
     seed: int = 0
     vae_preset: str = "tiny"  # the VAE's width (daflow.models.vae.VAE_PRESETS)
+    dit_heads: int = 2  # the DiT's width: heads × head_dim (the tiny DiT4SR preset's 2 × 8)
+    dit_head_dim: int = 8
     vae_batch: int = 4
     vae_images: tuple[str, ...] = ("hq", "lq")  # the frames the VAE learns to reconstruct
     stages: tuple[str, ...] = STAGES  # the stages this preset runs (the restorer needs only the first four)
@@ -91,8 +93,10 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         vae_images=("hq",),
         stages=("data", "vae", "dit0", "lift"),
         vae_steps=10000,
-        dit0_steps=12000,
-        lift_steps=3000,
+        dit_heads=4,
+        dit_head_dim=16,
+        dit0_steps=6000,
+        lift_steps=2000,
     ),
     "restore-smoke": RecipeConfig(
         size=(64, 64),

@@ -94,7 +94,15 @@ class Recipe:
         from daflow.models.dit4sr import DIT4SR_PRESETS
 
         n = self.config.dit_layers
-        return dataclasses.replace(DIT4SR_PRESETS["tiny"], num_layers=n, dual_attention_layers=tuple(range(n // 2)))
+        c = self.config
+        return dataclasses.replace(
+            DIT4SR_PRESETS["tiny"],
+            num_layers=n,
+            dual_attention_layers=tuple(range(n // 2)),
+            num_attention_heads=c.dit_heads,
+            attention_head_dim=c.dit_head_dim,
+            caption_projection_dim=c.dit_heads * c.dit_head_dim,
+        )
 
     def backbone(self, transformer: Path | None):
         """The recipe's diffusion backbone: the trained VAE and ``transformer`` (random at the recipe's width when
