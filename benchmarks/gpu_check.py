@@ -68,6 +68,30 @@ def is_oom(err: BaseException) -> bool:
     return isinstance(err, torch.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+def largest_batch(make_loss, opt, batches: list[int], device: torch.device, steps: int, out: dict, what: str) -> dict:
+    """Time optimisation steps at the largest of ``batches`` that fits: ``make_loss(batch)`` gives a function that
+    computes one step's loss; an out-of-memory error tries the next batch size. Adds batch, s/step, peak memory (and
+    the batches that did not fit) to ``out``."""
+    for batch in batches:
+        reset(device)
+        loss_of_step = make_loss(batch)
+
+        def step():
+            loss_of_step().backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+
+        try:
+            out.update(batch=batch, s_per_step=timed_steps(step, device, steps), peak_gb=peak_gb(device))
+            return out
+        except Exception as err:  # noqa: BLE001 - an OOM tries the next batch size
+            if not is_oom(err):
+                raise
+            opt.zero_grad(set_to_none=True)
+            out.setdefault("oom_at_batch", []).append(batch)
+    raise RuntimeError(f"{what} does not fit even at batch {batches[-1]}")
+
+
 def stage1(preset: str, device: torch.device, crop: int, batches: list[int], steps: int) -> dict:
     from daflow.models.backbone import DiffusionBackbone
     from daflow.models.vae import encode
@@ -82,33 +106,24 @@ def stage1(preset: str, device: torch.device, crop: int, batches: list[int], ste
     opt = torch.optim.AdamW(params, lr=5e-5, weight_decay=1e-2)
     frames = 3
     out = {"trainable_params_M": sum(p.numel() for p in params) / 1e6, "crop": crop, "frames": frames}
-    for batch in batches:
-        reset(device)
+
+    def make_loss(batch: int):
         hq = torch.rand(batch * frames, 3, crop, crop, device=device) * 255
         lq = torch.rand(batch * frames, 3, crop, crop, device=device) * 255
         text, pooled = backbone.prompt.batch(batch, device=device, dtype=torch.float32)
 
-        def step():
+        def loss():
             with torch.no_grad(), torch.autocast(device.type, dtype=torch.bfloat16):
                 z0 = encode(backbone.vae, hq).float()
                 zl = encode(backbone.vae, lq).float()
             sigma = torch.rand(batch, device=device)
             noise = torch.randn_like(z0)
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = flow_matching_loss(dit, z0, zl, text, pooled, sigma, noise, num_frames=frames)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+                return flow_matching_loss(dit, z0, zl, text, pooled, sigma, noise, num_frames=frames)
 
-        try:
-            out.update(batch=batch, s_per_step=timed_steps(step, device, steps), peak_gb=peak_gb(device))
-            return out
-        except Exception as err:  # noqa: BLE001 - an OOM tries the next batch size
-            if not is_oom(err):
-                raise
-            opt.zero_grad(set_to_none=True)
-            out.setdefault("oom_at_batch", []).append(batch)
-    raise RuntimeError(f"stage 1 does not fit even at batch {batches[-1]}")
+        return loss
+
+    return largest_batch(make_loss, opt, batches, device, steps, out, "stage 1")
 
 
 def stage2(preset: str, device: torch.device, crop: int, batches: list[int], steps: int) -> dict:
@@ -126,30 +141,21 @@ def stage2(preset: str, device: torch.device, crop: int, batches: list[int], ste
     opt = torch.optim.AdamW(params, lr=5e-5, weight_decay=1e-5, eps=1e-8)
     cfg = FLOW_PRESETS["paper"] if preset == "paper" else FLOW_PRESETS["tiny"]
     out = {"trainable_params_M": sum(p.numel() for p in params) / 1e6, "crop": crop, "iters": cfg.iters}
-    for batch in batches:
-        reset(device)
+
+    def make_loss(batch: int):
         data = {
             "lq": torch.rand(batch, 3, 3, crop, crop, device=device) * 255,
             "flow": torch.randn(batch, 2, 2, crop, crop, device=device) * 4,
             "valid": torch.ones(batch, 2, crop, crop, device=device),
         }
 
-        def step():
+        def loss():
             with torch.autocast(device.type, dtype=torch.bfloat16):
-                loss = flow_loss(model, data, step_index=3, config=cfg, noise_seeds=list(range(batch)))
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+                return flow_loss(model, data, step_index=3, config=cfg, noise_seeds=list(range(batch)))
 
-        try:
-            out.update(batch=batch, s_per_step=timed_steps(step, device, steps), peak_gb=peak_gb(device))
-            return out
-        except Exception as err:  # noqa: BLE001
-            if not is_oom(err):
-                raise
-            opt.zero_grad(set_to_none=True)
-            out.setdefault("oom_at_batch", []).append(batch)
-    raise RuntimeError(f"stage 2 does not fit even at batch {batches[-1]}")
+        return loss
+
+    return largest_batch(make_loss, opt, batches, device, steps, out, "stage 2")
 
 
 def estimate(preset: str, device: torch.device, size: tuple[int, int], iters: int) -> dict:

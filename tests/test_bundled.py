@@ -1,4 +1,4 @@
-"""The shipped demonstration weights (issue 7): they are in the package, they load by name, and on fixed synthetic
+"""The shipped demonstration weights: they are in the package, they load by name, and on fixed synthetic
 degraded clips their EPE against the exact ground truth stays below bounds measured when they were bundled
 (BENCHMARKS.md, "Small-scale reproduction"), well below zero flow. A broken loader, a changed preprocessing step
 (value range, padding, VAE scaling, tap order) or a corrupted file moves the EPE far above these bounds."""
@@ -99,27 +99,33 @@ def test_demo_with_the_shipped_weights(tmp_path, capsys):
     assert metrics["DIS->RAFT (default) (LQ)"]["epe"] < metrics["DIS (LQ)"]["epe"] < metrics["zero flow"]["epe"]
 
 
+def _restoration_clip(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(HQ, LQ) ``[3, 128, 128, 3]`` of one held-out clip of ``benchmarks/restoration.py``."""
+    from daflow.data.degrade import degrade_clip, sample_params
+    from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
+
+    cfg = dataclasses.replace(SYNTHETIC_PRESETS["tiny"], height=128, width=128, num_frames=3)
+    hq = render_clip(cfg, seed).frames
+    return hq, degrade_clip(hq, sample_params("realbasicvsr", 3, (128, 128), seed))
+
+
+def _tensor(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+
+
 def test_the_shipped_restorer_reconstructs_and_loads():
     """The bundled tiny restorer (``daflow train recipe restore``): its VAE reconstructs held-out clean frames well
     above the degraded input's PSNR (25.7 dB against 19.7 dB when it was bundled: BENCHMARKS.md, "Flow-guided
     restoration"); a broken file or loader falls far below."""
-    import dataclasses
-
-    import torch
-
-    from daflow.data.degrade import degrade_clip, sample_params
-    from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
     from daflow.models.vae import decode, encode
 
     backbone = bundled.load_restorer()
     assert backbone.origin == f"bundled:{bundled.RESTORER}"
     record = bundled.provenance(bundled.BUNDLE_DIR / bundled.RESTORER)
     assert record["command"].startswith("daflow train recipe restore")
-    cfg = dataclasses.replace(SYNTHETIC_PRESETS["tiny"], height=128, width=128, num_frames=3)
-    hq = render_clip(cfg, 8101).frames
-    lq = degrade_clip(hq, sample_params("realbasicvsr", 3, (128, 128), 8101))
+    hq, lq = _restoration_clip(8101)
     with torch.no_grad():
-        recon = decode(backbone.vae, encode(backbone.vae, torch.from_numpy(hq).permute(0, 3, 1, 2).float()))
+        recon = decode(backbone.vae, encode(backbone.vae, _tensor(hq)))
     recon = recon.clamp(0, 255).round().permute(0, 2, 3, 1).numpy()
 
     def psnr(a, b):
@@ -132,12 +138,6 @@ def test_the_shipped_restorer_beats_copying_its_input():
     """Over the four held-out clips of ``benchmarks/restoration.py`` and σ across the schedule, its x0 prediction is
     closer to the clean latents than the LQ latents are (0.23 against 0.40 when it was bundled; the narrower DiT
     never got there: BENCHMARKS.md, "Flow-guided restoration")."""
-    import dataclasses
-
-    import torch
-
-    from daflow.data.degrade import degrade_clip, sample_params
-    from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
     from daflow.models.vae import encode
 
     backbone = bundled.load_restorer()
@@ -145,12 +145,10 @@ def test_the_shipped_restorer_beats_copying_its_input():
     assert dit.config.num_attention_heads * dit.config.attention_head_dim == 64
     model, copy = [], []
     for seed in (8101, 8102, 8103, 8104):
-        cfg = dataclasses.replace(SYNTHETIC_PRESETS["tiny"], height=128, width=128, num_frames=3)
-        hq = render_clip(cfg, seed).frames
-        lq = degrade_clip(hq, sample_params("realbasicvsr", 3, (128, 128), seed))
+        hq, lq = _restoration_clip(seed)
         with torch.no_grad():
-            z0 = encode(backbone.vae, torch.from_numpy(hq).permute(0, 3, 1, 2).float())
-            zl = backbone.encode_lq(torch.from_numpy(lq).permute(0, 3, 1, 2).float()[None])
+            z0 = encode(backbone.vae, _tensor(hq))
+            zl = backbone.encode_lq(_tensor(lq)[None])
             text, pooled = backbone.prompt.batch(1)
             noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
             for sigma in np.linspace(0.05, 0.95, 7):

@@ -110,6 +110,10 @@ def test_shards_merge_into_the_single_run(tmp_path, capsys):
     for bad in ("3/3", "1", "a/b", "0/0"):
         with pytest.raises(ValueError, match="--shard"):
             parse_shard(bad)
+    capsys.readouterr()
+    assert main(["degrade", "sintel", str(src), "-o", str(tmp_path / "bad"), "--shard", "2/2"]) == 1
+    assert "--shard K/N needs N >= 1 and 0 <= K < N, got 2/2" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before anything is written
 
 
 def test_long_sequences_are_chunked(tmp_path):

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from daflow.data.base import FlowSample
 from daflow.data.specs import EvalSet
 from daflow.flow.metrics import FlowMetrics
-from daflow.shard import WHOLE, Shard
+from daflow.shard import WHOLE, Shard, parse_shard
 
 METRIC_COLUMNS = ("epe", "1px", "3px", "5px")
 
@@ -151,9 +151,9 @@ def merge_records(records: Sequence[dict]) -> dict:
     shards = [r.get("shard") for r in records]
     if any(s is None for s in shards):
         raise ValueError("--merge: every part must come from a --shard K/N run")
-    counts = {int(s.split("/")[1]) for s in shards}
-    indices = sorted(int(s.split("/")[0]) for s in shards)
-    if len(counts) != 1 or indices != list(range(counts.pop())):
+    parsed = [parse_shard(s) for s in shards]
+    counts = {s.count for s in parsed}
+    if len(counts) != 1 or sorted(s.index for s in parsed) != list(range(counts.pop())):
         raise ValueError(f"--merge: expected shards 0..N-1 of one N, each once; got {sorted(shards)}")
     first = records[0]
     for r in records[1:]:

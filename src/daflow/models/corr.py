@@ -114,6 +114,24 @@ def _volume(fmap1: Features, fmap2: Features, norm: torch.Tensor) -> torch.Tenso
     return (corr / norm).reshape(b * h * w, 1, h2, w2)
 
 
+def _feature_pyramid(fmap2: Features, num_levels: int, pyramid: str) -> list[torch.Tensor]:
+    """``f2`` (parts concatenated, at least float32) and its ``num_levels − 1`` coarser versions: 2×2 average pooling
+    (``pyramid="volume"``: pooling the volume over targets equals correlating with pooled features) or SEA-RAFT's
+    bilinear halving (``"features"``)."""
+    levels = [torch.cat([_full(f) for f in _parts(fmap2)], 1)]
+    for _ in range(num_levels - 1):
+        levels.append(F.avg_pool2d(levels[-1], 2, stride=2) if pyramid == "volume" else halve(levels[-1]))
+    return levels
+
+
+def _lookup_volume(corr: torch.Tensor, centre: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """Bilinear lookup of one stored level ``corr`` ``[BHW, 1, h, w]`` at ``centre`` ``[BHW, 1, 1, 2]`` (this level's
+    pixel units) plus the window ``offsets`` ``[K, 2]`` → ``[BHW, K]`` (zero outside)."""
+    k = offsets.shape[0]
+    pts = centre + offsets.view(1, 1, k, 2)  # [BHW, 1, K, 2]
+    return sample_at(corr, pts.permute(0, 3, 1, 2)).view(-1, k)  # sampled [BHW, 1, 1, K]
+
+
 class AllPairsCorr:
     """The official all-pairs correlation pyramid (``pyramid="volume"``: RAFT; ``"features"``: SEA-RAFT)."""
 
@@ -146,11 +164,9 @@ class AllPairsCorr:
         offsets = window_offsets(self.radius, device=coords.device, dtype=coords.dtype)  # [K, 2]
         k = offsets.shape[0]
         centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
-        out = []
-        for level, corr in enumerate(self.pyramid):
-            pts = centre / 2**level + offsets.view(1, 1, k, 2)  # [BHW, 1, K, 2]
-            sampled = sample_at(corr, pts.permute(0, 3, 1, 2))  # [BHW, 1, 1, K]
-            out.append(sampled.view(b, h, w, k))
+        out = [
+            _lookup_volume(corr, centre / 2**level, offsets).view(b, h, w, k) for level, corr in enumerate(self.pyramid)
+        ]
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 
@@ -171,10 +187,7 @@ class WindowedCorr:
         self.num_levels, self.radius = num_levels, radius
         self.norm = _as_norm(norm, fmap1)
         self.fmap1 = torch.cat([_full(f) for f in _parts(fmap1)], 1)  # one sum over channels: parts need no care here
-        self.pyramid = [torch.cat([_full(f) for f in _parts(fmap2)], 1)]
-        for _ in range(num_levels - 1):
-            f2 = self.pyramid[-1]
-            self.pyramid.append(F.avg_pool2d(f2, 2, stride=2) if pyramid == "volume" else halve(f2))
+        self.pyramid = _feature_pyramid(fmap2, num_levels, pyramid)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         b, _, h, w = coords.shape
@@ -241,9 +254,7 @@ class LeanCorr:
         f1 = torch.cat([_full(f) for f in _parts(fmap1)], 1)
         b, c, h, w = f1.shape
         self.f1_rows = f1.reshape(b, c, h * w).transpose(1, 2).contiguous()  # [B, HW, C]
-        f2 = [torch.cat([_full(f) for f in _parts(fmap2)], 1)]
-        for _ in range(num_levels - 1):
-            f2.append(F.avg_pool2d(f2[-1], 2, stride=2) if pyramid == "volume" else halve(f2[-1]))
+        f2 = _feature_pyramid(fmap2, num_levels, pyramid)
         self.levels: list[torch.Tensor] = []  # level < direct: [B, H·W + 1, C] rows; else the volume [BHW, 1, h, w]
         self.shapes = [tuple(f.shape[-2:]) for f in f2]
         for level, f in enumerate(f2):
@@ -360,8 +371,7 @@ class LeanCorr:
                 grid_pts, grid_f1 = pts.view(b, h, w, 2), self.f1_rows.view(b, h, w, -1)
                 out.append(self._tiled_lookup(data, self.shapes[level], grid_pts, grid_f1))
             else:
-                grid = pts.reshape(b * h * w, 1, 1, 2) + offsets.view(1, 1, k, 2)
-                out.append(sample_at(data, grid.permute(0, 3, 1, 2)).view(b, h, w, k))
+                out.append(_lookup_volume(data, pts.reshape(b * h * w, 1, 1, 2), offsets).view(b, h, w, k))
         return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
 
 

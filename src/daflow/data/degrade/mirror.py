@@ -37,7 +37,7 @@ from daflow.choices import MIRROR_KINDS as KINDS
 from daflow.data.base import DatasetLayoutError, natural_key, require_dir
 from daflow.data.degrade.config import DegradationConfig, get_preset
 from daflow.data.degrade.params import DegradationParams, sample_params
-from daflow.data.degrade.pipeline import check_clip, degrade_clip
+from daflow.data.degrade.pipeline import check_clip, degrade_clip, init_worker
 from daflow.data.video import (
     count_video_frames,
     frame_indices,
@@ -223,12 +223,6 @@ def run_job(job: ClipJob, out: Path, config: DegradationConfig, run_seed: int, p
     return entry
 
 
-def _init_worker() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def _run_job_star(args) -> dict:
     return run_job(*args)
 
@@ -319,15 +313,13 @@ def degrade_tree(
     args = [(j, out, config, seed, preview) for j in todo]
     rows = []
     with contextlib.ExitStack() as stack:
-        # spawn, not fork: forking a process whose OpenCV / OpenMP thread pools are live can deadlock the children
-        if workers > 1 and len(todo) >= workers:  # enough clips: one clip per worker at a time
-            pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=_init_worker))
-            results = pool.imap_unordered(_run_job_star, args)
-        elif workers > 1 and todo:  # fewer clips than workers (one long folder or video): the frames in parallel
-            from daflow.data.degrade.pipeline import init_worker
-
+        if workers > 1 and todo:
+            # spawn, not fork: forking a process whose OpenCV / OpenMP thread pools are live can deadlock the children
             pool = stack.enter_context(mp.get_context("spawn").Pool(workers, initializer=init_worker))
-            results = (run_job(*a, pool=pool) for a in args)
+            if len(todo) >= workers:  # enough clips: one clip per worker at a time
+                results = pool.imap_unordered(_run_job_star, args)
+            else:  # fewer clips than workers (one long folder or video): the frames of each clip in parallel
+                results = (run_job(*a, pool=pool) for a in args)
         else:
             results = map(_run_job_star, args)
         for entry in results:

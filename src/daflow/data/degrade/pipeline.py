@@ -114,8 +114,9 @@ def _frame_segment(
 
 
 def init_worker() -> None:
-    """A worker process of a frame pool (:func:`degrade_clip`'s ``pool``): OpenCV single-threaded (the processes
-    are the parallelism). It lives here so that the workers import only this light module."""
+    """A degradation worker process (a clip pool of ``daflow degrade``, or :func:`degrade_clip`'s frame ``pool``):
+    OpenCV single-threaded (the processes are the parallelism). It lives here so that frame workers import only this
+    light module."""
     import cv2
 
     cv2.setNumThreads(1)
