@@ -1,19 +1,28 @@
-"""Flow-guided restoration at our scale (the comparison of paper App. C.4, Table 6).
+"""Video restoration at our scale: does ``daflow restore`` make degraded video better than its input?
 
-Held-out clips with HQ: 7-frame 128×128 synthetic clips (`tiny` scene preset, seeds 8101-8104), degraded with
-``realbasicvsr``. Each is restored by ``daflow.restoration.restore_video`` with the bundled tiny backbone, unguided
-(w = 0, per-frame-consistent only through the lifted attention) and guided (w = 0.5, latent space) with the flows of
-DIS, RAFT*-tiny, DA-Flow-tiny and the default dis-raft, all estimated on the LQ input. Scores: E*warp (Lai et al.;
-flow and occlusion of DIS on the HQ clip, the same pixels for every row), PSNR and SSIM against HQ, seconds per
-frame; the LQ input itself and the HQ clip as reference rows.
+Three sets, each clip restored by ``daflow.restoration.restore_video`` (the code path of ``daflow restore``):
 
-    .venv/bin/python benchmarks/restoration.py [--seeds 8101,8102,8103,8104] [--guidance 0.5] [--space latent]
+- ``synthetic``: four held-out 7-frame 128×128 clips (``tiny`` scene preset, seeds 8101-8104), ``realbasicvsr``;
+- ``real``: real footage (:mod:`real_footage`: five videos of Debian's ``opencv-doc``), 5-frame 128×128 crops,
+  ``realbasicvsr``;
+- ``codec``: the same real footage at 176×144 through H.264 at 800 bits a frame (real codec damage only).
+
+Rows: the LQ input, each restorer setting (the default: the temporal filter, then the one-step DiT with its fidelity
+head, guided; without the prefilter; unguided; the one-step DiT alone; the full 10-step sampler; the temporal filter
+alone, with the default flow), the control (the
+same fidelity head trained blind to the diffusion output, ``--blind-head``, made by ``benchmarks/fidelity_control.py``:
+what the diffusion prior adds), and the HQ clip. Scores: PSNR and SSIM against HQ, E*warp
+(Lai et al.; flow and occlusion of DIS on the HQ clip, the same pixels for every row), seconds per frame. The real
+sets are skipped, with how to get the files, when the footage is not found.
+
+    .venv/bin/python benchmarks/restoration.py [--sets synthetic,real,codec] [--figure docs/figures/restoration.png]
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import tempfile
 import time
 from pathlib import Path
@@ -21,89 +30,124 @@ from pathlib import Path
 import numpy as np
 import torch
 
+import daflow
 from daflow.api import load_backbone
 from daflow.data.degrade import degrade_clip, sample_params
 from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
 from daflow.data.video import FrameSource
 from daflow.eval.consistency import psnr, ssim, warp_error
 from daflow.files import write_image
-from daflow.inference import daflow_estimator, pairwise
-from daflow.models import bundled
 from daflow.models.classical import classical_flow
-from daflow.models.registry import build_flow_model
 from daflow.restoration import RestoreSettings, restore_video
+from real_footage import HOW, find_videos, real_clips
+
+SETTINGS = {
+    "default: temporal prefilter, one-step DiT + fidelity head, guided": RestoreSettings(),
+    "one-step DiT + fidelity head, guided (no prefilter)": RestoreSettings(prefilter=False),
+    "one-step DiT + fidelity head, unguided (no prefilter)": RestoreSettings(prefilter=False, guidance=0.0),
+    "one-step DiT alone, guided (no prefilter)": RestoreSettings(prefilter=False, fidelity=False),
+    "full 10-step sampler, guided": RestoreSettings(prefilter=False, sampler="full"),
+    "full 10-step sampler, unguided": RestoreSettings(prefilter=False, sampler="full", guidance=0.0),
+    "temporal filter (dis-raft flow)": RestoreSettings(method="temporal"),
+}
+BLIND = "control: fidelity head blind to the diffusion output"
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--seeds", default="8101,8102,8103,8104")
-    ap.add_argument("--guidance", type=float, default=0.5)
-    ap.add_argument("--space", default="latent")
-    ap.add_argument(
-        "--figure", type=Path, help="write a picture of the first clip's middle frame (HQ, LQ, restorations)"
-    )
-    args = ap.parse_args()
-    torch.set_num_threads(2)
-    backbone, note = load_backbone(bundled_fallback=True)  # the bundled tiny restorer, else DA-Flow-tiny's DiT
-    print(f"restorer: {note}")
-    flows = {
-        "DIS": pairwise(build_flow_model("dis")),
-        "RAFT*-tiny": pairwise(build_flow_model("raft-star-tiny")),
-        "DA-Flow-tiny": daflow_estimator(bundled.load_daflow_tiny(), step=0),
-        "dis-raft (default)": pairwise(build_flow_model("dis-raft")),
-    }
-    rows: dict[str, list[tuple[float, float, float, float]]] = {}
+def blind_head_restore(head, lq: np.ndarray) -> np.ndarray:
+    """The control row: the blind head on the LQ frames ``[F, H, W, 3]`` (padded to even sides)."""
+    h, w = lq.shape[1:3]
+    x = torch.from_numpy(np.pad(lq, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")).permute(0, 3, 1, 2)
+    with torch.no_grad():
+        out = head(x.float(), x.float())
+    return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()[:, :h, :w]
+
+
+def synthetic_clips() -> list[tuple[str, np.ndarray, np.ndarray]]:
+    out = []
+    for seed in (8101, 8102, 8103, 8104):
+        hq = render_clip(dataclasses.replace(SYNTHETIC_PRESETS["tiny"], num_frames=7), seed).frames
+        out.append((str(seed), hq, degrade_clip(hq, sample_params("realbasicvsr", 7, hq.shape[1:3], seed))))
+    return out
+
+
+def run_set(clips, settings: dict, backbone, flow_model, blind=None) -> tuple[dict, dict]:
+    """Mean (E*warp, PSNR, SSIM, s/frame) per row over ``clips``, and the middle frame of the first clip per row."""
+    rows: dict[str, list] = {}
     shown: dict[str, np.ndarray] = {}
-    figure: list[Path] = []
-    for seed in (int(s) for s in args.seeds.split(",")):
-        clip = render_clip(dataclasses.replace(SYNTHETIC_PRESETS["tiny"], num_frames=7), seed)
-        hq = clip.frames
-        lq = degrade_clip(hq, sample_params("realbasicvsr", 7, hq.shape[1:3], seed))
-        fw = np.stack([classical_flow(hq[k], hq[k + 1]) for k in range(6)])
-        bw = np.stack([classical_flow(hq[k + 1], hq[k]) for k in range(6)])
+    for _, hq, lq in clips:
+        n = len(hq)
+        fw = np.stack([classical_flow(hq[k], hq[k + 1]) for k in range(n - 1)])
+        bw = np.stack([classical_flow(hq[k + 1], hq[k]) for k in range(n - 1)])
 
-        def score(frames: np.ndarray, seconds: float) -> tuple[float, float, float, float]:
-            return 1000 * warp_error(frames, fw, bw), psnr(frames, hq), ssim(frames, hq), seconds / len(frames)
+        def score(frames: np.ndarray, seconds: float) -> tuple[float, ...]:
+            return 1000 * warp_error(frames, fw, bw), psnr(frames, hq), ssim(frames, hq), seconds / n
 
-        rows.setdefault("HQ (reference)", []).append(score(hq, 0.0))
         rows.setdefault("LQ input", []).append(score(lq, 0.0))
+        shown.setdefault("LQ input", lq[n // 2])
         with tempfile.TemporaryDirectory() as tmp:
             for k, f in enumerate(lq):
                 write_image(Path(tmp) / "lq" / f"frame_{k:04d}.png", f)
             source = FrameSource(Path(tmp) / "lq")
-            runs = [("unguided (w = 0)", 0.0, None)] + [
-                (f"guided, {n} flow", args.guidance, e) for n, e in flows.items()
-            ]
-            for label, w, est in runs:
-                out = Path(tmp) / label.replace(" ", "_").replace(",", "").replace("(", "").replace(")", "")
+            for r, (label, s) in enumerate(settings.items()):
+                out = Path(tmp) / f"out_{r}"
                 t = time.perf_counter()
-                restore_video(
-                    backbone,
-                    source,
-                    out,
-                    RestoreSettings(guidance=w, space=args.space, flow_model=label),
-                    flow_estimator=est,
-                    progress=False,
-                )
-                seconds = time.perf_counter() - t
-                restored = FrameSource(out / "frames").read(0, 7)
-                rows.setdefault(label, []).append(score(restored, seconds))
-                if args.figure is not None and not figure:
-                    shown[label] = restored[3]
-        if args.figure is not None and not figure:
-            from daflow.flow.viz import write_panel
+                restore_video(backbone, source, out, s, flow_estimator=flow_model.clip, progress=False)
+                restored = FrameSource(out / "frames").read(0, n)
+                rows.setdefault(label, []).append(score(restored, time.perf_counter() - t))
+                shown.setdefault(label, restored[n // 2])
+        if blind is not None:
+            t = time.perf_counter()
+            rows.setdefault(BLIND, []).append(score(blind_head_restore(blind, lq), time.perf_counter() - t))
+        rows.setdefault("HQ (reference)", []).append(score(hq, 0.0))
+        shown.setdefault("HQ (clean)", hq[n // 2])
+    return {k: np.mean(v, axis=0).tolist() for k, v in rows.items()}, shown
 
-            tiles = [("HQ", hq[3]), ("LQ (realbasicvsr)", lq[3])] + [(k, v) for k, v in shown.items()]
-            write_panel(args.figure, tiles, ncols=len(tiles))
-            figure.append(args.figure)
-    print(
-        f"\n### restoration of {len(args.seeds.split(','))} held-out 7-frame 128x128 clips (realbasicvsr), "
-        f"guidance {args.guidance} in {args.space} space\n"
-    )
-    print("| restoration | E*warp | PSNR | SSIM | s/frame |\n|---|---|---|---|---|")
-    for label, values in rows.items():
-        m = np.mean(values, axis=0)
-        print(f"| {label} | {m[0]:.3f} | {m[1]:.2f} | {m[2]:.3f} | {m[3]:.2f} |")
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sets", default="synthetic,real,codec")
+    ap.add_argument("--rows", help="semicolon-separated row labels to run (default: all)")
+    ap.add_argument("--figure", type=Path, help="write input / restored (default) / clean of each set's first clip")
+    ap.add_argument("--json", type=Path, help="write the table as JSON here")
+    ap.add_argument("--blind-head", type=Path, help="the control head folder (benchmarks/fidelity_control.py)")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    backbone, note = load_backbone(bundled_fallback=True)
+    print(f"restorer: {note}")
+    flow_model = daflow.load_model("dis-raft")
+    settings = {k: v for k, v in SETTINGS.items() if not args.rows or k in args.rows.split(";")}
+    blind = None
+    if args.blind_head is not None:
+        from daflow.models.fidelity import load_fidelity
+
+        blind = load_fidelity(args.blind_head)
+    record, tiles = {}, []
+    for name in args.sets.split(","):
+        if name == "synthetic":
+            clips, what = synthetic_clips(), "4 held-out 7-frame 128x128 synthetic clips, realbasicvsr"
+        elif find_videos() is None:
+            print(f"\n### {name}: skipped ({HOW})")
+            continue
+        elif name == "real":
+            clips, what = real_clips("realbasicvsr"), "5 real 5-frame 128x128 crops (opencv-doc videos), realbasicvsr"
+        else:
+            clips, what = real_clips("codec"), "5 real 5-frame 176x144 clips (opencv-doc videos), H.264 800 bits/frame"
+        table, shown = run_set(clips, settings, backbone, flow_model, blind)
+        record[name] = table
+        base = table["LQ input"]
+        print(f"\n### {name}: {what}\n")
+        print("| restoration | E*warp | PSNR | SSIM | ΔPSNR | ΔSSIM | s/frame |\n|---|---|---|---|---|---|---|")
+        for label, (e, p, s, sec) in table.items():
+            print(f"| {label} | {e:.3f} | {p:.2f} | {s:.3f} | {p - base[1]:+.2f} | {s - base[2]:+.3f} | {sec:.2f} |")
+        default = next(iter(settings))
+        tiles += [(f"{name}: input", shown["LQ input"]), (f"{name}: restored", shown[default])]
+        tiles.append((f"{name}: clean", shown["HQ (clean)"]))
+    if args.figure is not None and tiles:
+        from daflow.flow.viz import write_panel
+
+        write_panel(args.figure, tiles, ncols=3, height=192)
+    if args.json is not None:
+        args.json.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 
+import daflow
 from daflow.models import bundled
 
 SEEDS = (7000, 7001, 7002, 7003)  # fixed 128×128 clips, none of them in the recipe's training or held-out sets
@@ -134,26 +135,37 @@ def test_the_shipped_restorer_reconstructs_and_loads():
     assert psnr(recon, hq) > psnr(lq, hq) + 3, (psnr(recon, hq), psnr(lq, hq))
 
 
-def test_the_shipped_restorer_beats_copying_its_input():
-    """Over the four held-out clips of ``benchmarks/restoration.py`` and σ across the schedule, its x0 prediction is
-    closer to the clean latents than the LQ latents are (0.23 against 0.40 when it was bundled; the narrower DiT
-    never got there: BENCHMARKS.md, "Flow-guided restoration")."""
-    from daflow.models.vae import encode
+def test_the_shipped_restorer_improves_its_input(tmp_path):
+    """``daflow restore`` with no flags (the bundled restorer: one-step DiT, fidelity head, dis-raft guidance) gives back
+    frames closer to the clean clip than its input, and no more flicker, on held-out clips regenerated here: two
+    synthetic scenes and a real photograph pair (scikit-image's motorcycle stereo pair), all ``realbasicvsr``. On codec
+    damage alone it does not yet gain (BENCHMARKS.md, "Video restoration"), so no codec clip is asserted here."""
+    from daflow.data.video import FrameSource
+    from daflow.eval.consistency import psnr, ssim, warp_error
+    from daflow.eval.held_out import motorcycle
+    from daflow.files import write_image
+    from daflow.models.classical import classical_flow
+    from daflow.restoration import RestoreSettings, restore_video
 
     backbone = bundled.load_restorer()
-    dit = backbone.transformer
-    assert dit.config.num_attention_heads * dit.config.attention_head_dim == 64
-    model, copy = [], []
-    for seed in (8101, 8102, 8103, 8104):
-        hq, lq = _restoration_clip(seed)
-        with torch.no_grad():
-            z0 = encode(backbone.vae, _tensor(hq))
-            zl = backbone.encode_lq(_tensor(lq)[None])
-            text, pooled = backbone.prompt.batch(1)
-            noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
-            for sigma in np.linspace(0.05, 0.95, 7):
-                zt = (1 - sigma) * z0 + sigma * noise
-                v = dit(zt, zl, text, pooled, torch.full((1,), sigma * 1000), num_frames=3)
-                model.append(float((zt - sigma * v - z0).pow(2).mean()))
-        copy.append(float((zl - z0).pow(2).mean()))
-    assert np.mean(model) < 0.8 * np.mean(copy), (np.mean(model), np.mean(copy))
+    assert backbone.one_step_sigma is not None and backbone.fidelity is not None
+    flow_model = daflow.load_model("dis-raft")
+    clean, lq, _, _ = motorcycle("realbasicvsr")
+    clips = [_restoration_clip(8101), _restoration_clip(8102), (clean, lq)]
+    for k, (hq, lq) in enumerate(clips):
+        for i, frame in enumerate(lq):
+            write_image(tmp_path / f"lq{k}" / f"frame_{i:04d}.png", frame)
+        restore_video(
+            backbone,
+            FrameSource(tmp_path / f"lq{k}"),
+            tmp_path / f"out{k}",
+            RestoreSettings(),
+            flow_estimator=flow_model.clip,
+            progress=False,
+        )
+        out = FrameSource(tmp_path / f"out{k}" / "frames").read(0, len(lq))
+        fw = np.stack([classical_flow(hq[i], hq[i + 1]) for i in range(len(hq) - 1)])
+        bw = np.stack([classical_flow(hq[i + 1], hq[i]) for i in range(len(hq) - 1)])
+        assert psnr(out, hq) > psnr(lq, hq), (k, psnr(out, hq), psnr(lq, hq))
+        assert ssim(out, hq) > ssim(lq, hq), (k, ssim(out, hq), ssim(lq, hq))
+        assert warp_error(out, fw, bw) <= warp_error(lq, fw, bw), k

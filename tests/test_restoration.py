@@ -1,4 +1,4 @@
-"""Flow-guided restoration (issue 16): guidance, chunking with anchors, resume, the CLI's errors."""
+"""Flow-guided restoration: guidance, chunking with anchors, resume, the CLI's errors."""
 
 import json
 
@@ -75,12 +75,12 @@ def test_anchors_are_kept_exactly(backbone):
 
 
 def test_restore_resumes_without_recomputing(backbone, clip_dir, tmp_path, monkeypatch):
-    import daflow.restoration as restoration
+    import daflow.restoration.diffusion as restoration
     from daflow.inference import pairwise
     from daflow.models.registry import build_flow_model
 
     est = pairwise(build_flow_model("dis"))
-    settings = RestoreSettings(guidance=0.5, flow_model="dis", steps=2, chunk=3, overlap=1)
+    settings = RestoreSettings(sampler="full", guidance=0.5, flow_model="dis", steps=2, chunk=3, overlap=1)
     full = restore_video(backbone, FrameSource(clip_dir), tmp_path / "a", settings, flow_estimator=est, progress=False)
     assert full.chunks == 2 and len(list((tmp_path / "a" / "frames").glob("*.png"))) == 5
     record = json.loads((tmp_path / "a" / "restore.json").read_text())
@@ -109,7 +109,12 @@ def test_restore_resumes_without_recomputing(backbone, clip_dir, tmp_path, monke
     np.testing.assert_array_equal(a.read(0, 5), b.read(0, 5))
     with pytest.raises(ValueError, match="other settings"):
         restore_video(
-            backbone, FrameSource(clip_dir), tmp_path / "b", RestoreSettings(guidance=0.0, steps=2), progress=False
+            backbone,
+            FrameSource(clip_dir),
+            tmp_path / "b",
+            RestoreSettings(guidance=0.0, steps=2),
+            flow_estimator=est,
+            progress=False,
         )
 
 
@@ -148,34 +153,6 @@ def test_cli_restore_and_evaluate_errors(clip_dir, tmp_path, capsys):
     assert "must match" in capsys.readouterr().err
 
 
-def test_restore_recipe_smoke_bundles_a_loadable_restorer(tmp_path):
-    from daflow.cli import main
-    from daflow.models.bundled import RESTORER, load_restorer
-
-    assert (
-        main(
-            [
-                "train",
-                "recipe",
-                "restore-smoke",
-                "-o",
-                str(tmp_path / "run"),
-                "--no-progress",
-                "--bundle-into",
-                str(tmp_path / "weights"),
-            ]
-        )
-        == 0
-    )
-    assert not (tmp_path / "run" / "raft").exists()  # the restorer's recipe stops after the lifting
-    record = json.loads((tmp_path / "weights" / RESTORER / "PROVENANCE.json").read_text())
-    assert record["recipe"]["config"]["vae_preset"] == "small" and "lift" in record["stages"]
-    backbone = load_restorer(root=tmp_path / "weights")
-    assert backbone.origin == f"bundled:{RESTORER}"
-    frames = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
-    assert restore_clip(backbone, frames, steps=1).shape == (3, 16, 4, 4)
-
-
 def test_a_video_input_gives_a_video_back(tmp_path):
     from daflow.cli import main
     from daflow.data.video import FrameSource, write_video
@@ -195,6 +172,7 @@ def test_a_video_input_gives_a_video_back(tmp_path):
                 "1",
                 "--guidance",
                 "0",
+                "--no-prefilter",
                 "--no-progress",
             ]
         )

@@ -96,11 +96,11 @@ def test_the_smoke_recipe_runs_every_stage_resumes_and_bundles(tmp_path, monkeyp
     import json
 
     from daflow.cli import main
-    from daflow.recipe.presets import STAGES
+    from daflow.recipe.presets import FLOW_STAGES
 
     run = tmp_path / "recipe"
     assert main(["train", "recipe", "smoke", "-o", str(run), "--no-progress"]) == 0
-    for stage in STAGES:
+    for stage in FLOW_STAGES:
         assert (run / stage / "done.json").is_file(), stage
     blocks = json.loads((run / "analyze" / "done.json").read_text())["blocks"]
     assert len(blocks["Lifting"]) == 4 and len(blocks["Baseline"]) == 4

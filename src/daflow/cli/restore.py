@@ -19,20 +19,61 @@ from daflow.cli.common import (
 def _add_restore(sub) -> None:
     p = sub.add_parser(
         "restore",
-        help="flow-guided video restoration with the lifted DiT4SR (paper App. C.4)",
+        help="restore a degraded video: one-step diffusion (default) or a flow-guided temporal filter",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
-            "Restore a video or frame folder with the lifted DiT4SR in overlapping chunks, with MGLD-style motion\n"
-            "guidance: at every denoising step the predicted clean frames are warped onto their neighbours with the flow\n"
-            "of --flow-model (estimated once on the LQ input) and take a gradient step on the occlusion-masked warping\n"
-            "loss (weight --guidance; 0 = per-frame restoration). Writes OUT/frames/*.png at the input size, OUT/restored.mp4\n"
-            "for a video input, OUT/restore.json. Resumable: finished chunks are kept. Score it with\n"
-            "`daflow evaluate-restoration OUT --reference HQ`."
+            "Restore a video or frame folder. --method diffusion (default): the flow-guided temporal filter first\n"
+            "(--no-prefilter to skip it), then the lifted DiT4SR restores overlapping\n"
+            "chunks of --chunk frames at once (full spatio-temporal attention). --sampler one-step (the default for\n"
+            "the bundled restorer, which is trained for it) is one deterministic DiT call from the LQ latent, its\n"
+            "output then fused with the LQ frame by the restorer's fidelity head (--no-fidelity: without it);\n"
+            "--sampler full runs the 10-step rectified-flow sampler from noise (sharper, less faithful).\n"
+            "MGLD-style motion guidance (paper App. C.4): the predicted clean frames are warped onto their neighbours\n"
+            "with the flow of --flow-model (estimated on the LQ input) and take a gradient step on the occlusion-masked\n"
+            "warping loss (weight --guidance; 0 = none). --method temporal: the classical baseline, each frame averaged\n"
+            "with its --radius neighbours on each side warped onto it by --flow-model, occlusion-aware, robust weights.\n"
+            "Writes OUT/frames/*.png at the input size, OUT/restored.mp4 for a video input, OUT/restore.json.\n"
+            "Resumable: finished chunks are kept. Score it with `daflow evaluate-restoration OUT --reference HQ`."
         ),
     )
     p.add_argument("input", type=Path, help="video file or folder of frames (degraded)")
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
-    p.add_argument("--guidance", type=float, default=0.5, help="guidance weight w (default 0.5; 0 = off)")
+    p.add_argument(
+        "--method",
+        default="diffusion",
+        choices=("diffusion", "temporal"),
+        help="diffusion (the lifted DiT4SR, default) or temporal (flow-guided temporal filter)",
+    )
+    p.add_argument(
+        "--sampler",
+        default="auto",
+        choices=("auto", "one-step", "full"),
+        help="diffusion: one deterministic DiT call, or the full sampler from noise; auto (default): one-step "
+        "for a restorer fine-tuned for it (the bundled one), else full",
+    )
+    p.add_argument(
+        "--sigma",
+        type=float,
+        help="diffusion, one-step: the noise level of the call (default: the level the restorer was fine-tuned at)",
+    )
+    p.add_argument(
+        "--no-prefilter",
+        action="store_true",
+        help="diffusion: restore the input itself, not the temporal filter's output (--method temporal's settings)",
+    )
+    p.add_argument(
+        "--no-fidelity",
+        action="store_true",
+        help="diffusion, one-step: skip the restorer's fidelity head (the DiT's output alone)",
+    )
+    p.add_argument("--radius", type=int, default=2, help="temporal: neighbours on each side (default 2)")
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=8.0,
+        help="temporal: how much more than the noise a neighbour may differ and still be averaged (h; default 8)",
+    )
+    p.add_argument("--guidance", type=float, default=0.2, help="guidance weight w (default 0.2; 0 = off)")
     p.add_argument(
         "--guidance-space",
         default="latent",
@@ -52,7 +93,7 @@ def _add_restore(sub) -> None:
         dest="denoise_steps",
         type=int,
         default=10,
-        help="denoising schedule length (default 10; --steps is the old spelling)",
+        help="diffusion, full sampler: denoising schedule length (default 10)",
     )
     p.add_argument("--chunk", type=int, default=3, help="frames restored together (default 3, the lifting's F)")
     p.add_argument("--overlap", type=int, default=1, help="frames shared with the previous chunk (default 1)")
@@ -92,6 +133,13 @@ def _run_restore(args) -> int:
     from daflow.restoration import RestoreSettings, restore_video
 
     settings = RestoreSettings(
+        method=args.method,
+        sampler=args.sampler,
+        sigma=args.sigma,
+        radius=args.radius,
+        strength=args.strength,
+        fidelity=not args.no_fidelity,
+        prefilter=not args.no_prefilter,
         guidance=args.guidance,
         space=args.guidance_space,
         flow_model=args.flow_model,
@@ -107,19 +155,33 @@ def _run_restore(args) -> int:
         raise ValueError(f"{args.input}: no frames")
     args.device = resolve_device(args.device)
     estimator = (
-        flow_estimator(args.flow_model, args.flow_weights, args.device, seed=args.seed) if args.guidance > 0 else None
+        flow_estimator(args.flow_model, args.flow_weights, args.device, seed=args.seed) if settings.needs_flow else None
     )
-    backbone = _restore_backbone(args)
+    if settings.method == "temporal" or settings.prefilter:
+        from daflow.restoration.temporal import pair_flow_fn
+
+        pair_flow_fn(estimator)  # a pairwise model, or a one-line error before any work
+    backbone = _restore_backbone(args) if settings.method == "diffusion" else None
+    if backbone is not None and backbone.one_step_sigma is not None and settings.sampler == "full":
+        print(
+            "warning: this restorer is fine-tuned for the one-step call; its full sampler gives frames far below "
+            "the input's fidelity (BENCHMARKS.md, 'Video restoration')",
+            file=sys.stderr,
+        )
     record = {
-        "dit4sr": str(args.dit4sr) if args.dit4sr else ("random" if args.random_init else backbone.origin),
+        "dit4sr": (str(args.dit4sr) if args.dit4sr else ("random" if args.random_init else backbone.origin))
+        if backbone is not None
+        else None,
         "vae": str(args.vae) if args.vae else None,
         "null_prompt": str(args.null_prompt) if args.null_prompt else None,
         "flow": estimator.description if estimator else None,
     }
-    print(
-        f"daflow restore: {len(source)} frames of {args.input}, guidance {args.guidance} ({args.guidance_space}) "
-        f"with {record['flow'] or 'no flow'}"
+    how = (
+        f"temporal filter, radius {args.radius}"
+        if settings.method == "temporal"
+        else f"{settings.resolved(backbone).sampler} diffusion, guidance {args.guidance} ({args.guidance_space})"
     )
+    print(f"daflow restore: {len(source)} frames of {args.input}, {how} with {record['flow'] or 'no flow'}")
     report = restore_video(
         backbone, source, args.output, settings, flow_estimator=estimator, progress=not args.no_progress, record=record
     )

@@ -37,6 +37,8 @@ class DiffusionBackbone(nn.Module):
         cfg = transformer.config
         self.prompt = prompt.check(cfg.joint_attention_dim, cfg.pooled_projection_dim)
         self.origin = "given"  # where the weights came from, for records (e.g. "bundled:daflow-tiny")
+        self.one_step_sigma: float | None = None  # σ* when the DiT was fine-tuned for the one-step restoration call
+        self.fidelity = None  # the restorer's fidelity head (daflow.models.fidelity), when it has one
 
     @classmethod
     def from_preset(cls, name: str = "tiny", *, seed: int = 0) -> DiffusionBackbone:

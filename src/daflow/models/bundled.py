@@ -21,6 +21,7 @@ BUNDLE_DIR = Path(__file__).resolve().parent.parent / "weights"
 PROVENANCE = "PROVENANCE.json"
 REFINER = "dis-raft"
 RESTORER = "restorer-tiny"
+RESTORE_JSON = "restore.json"  # the sampler the bundled restorer was trained for
 NOTICE = (
     "using the bundled demonstration model DA-Flow-tiny (trained on synthetic clips by `daflow train recipe "
     "tiny`); for the paper's model pass --weights, --dit4sr, --vae and --null-prompt"
@@ -54,7 +55,8 @@ def load_daflow_tiny(*, device="cpu", root: Path | None = None):
 
 def load_restorer(*, device="cpu", root: Path | None = None):
     """The bundled tiny restorer (``daflow train recipe restore``): a :class:`DiffusionBackbone` (lifted DiT4SR, VAE,
-    zero null prompt)."""
+    zero null prompt) whose ``one_step_sigma`` is the σ* its DiT was fine-tuned for (from ``restore.json``; None when
+    it was trained for the full sampler only) and ``fidelity`` its fidelity head (``fidelity/``, when bundled)."""
     from daflow.models.backbone import DiffusionBackbone
     from daflow.models.dit4sr import load_dit4sr
     from daflow.models.prompt import zero_prompt
@@ -66,6 +68,13 @@ def load_restorer(*, device="cpu", root: Path | None = None):
         dit, load_vae(folder / "vae"), zero_prompt(dit.config.joint_attention_dim, dit.config.pooled_projection_dim)
     )
     backbone.origin = f"bundled:{RESTORER}"
+    mode = folder / RESTORE_JSON
+    if mode.is_file():
+        backbone.one_step_sigma = float(json.loads(mode.read_text())["sigma"])
+    if (folder / "fidelity").is_dir():
+        from daflow.models.fidelity import load_fidelity
+
+        backbone.fidelity = load_fidelity(folder / "fidelity")
     return backbone.to(device).eval()
 
 

@@ -16,18 +16,27 @@ from daflow.recipe.layout import RunLayout
 
 
 def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "") -> Path:
-    """Copy a finished ``daflow train recipe restore`` run's lifted DiT and VAE into ``dest/restorer-tiny``."""
+    """Copy a finished ``daflow train recipe restore`` run's DiT (fine-tuned for the one-step call, else lifted) and
+    VAE into ``dest/restorer-tiny``; ``restore.json`` there names the sampler the DiT was trained for."""
     import daflow
+    from daflow.models.bundled import RESTORE_JSON
 
     run, dest = Path(run), Path(dest)
     layout = RunLayout(run)
-    transformer, vae = layout.transformer("lift"), layout.vae
-    if not layout.is_done("lift"):
-        raise FileNotFoundError(f"{run} has no finished lifting stage ({run / 'lift'}); run the restore recipe first")
+    stages = json.loads(layout.recipe_json.read_text())["config"]["stages"]
+    stage = "one_step" if "one_step" in stages else "lift"
+    transformer, vae = layout.transformer(stage), layout.vae
+    if not layout.is_done(stage):
+        raise FileNotFoundError(f"{run} has no finished {stage} stage ({run / stage}); run the restore recipe first")
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(transformer, tmp / RESTORER / "transformer")
     shutil.copytree(vae, tmp / RESTORER / "vae")
+    if layout.is_done("fidelity"):
+        shutil.copytree(run / "fidelity" / "fidelity", tmp / RESTORER / "fidelity")
+    if stage == "one_step":
+        sigma = json.loads((run / stage / "train_one_step.json").read_text())["sigma"]
+        (tmp / RESTORER / RESTORE_JSON).write_text(json.dumps({"sampler": "one-step", "sigma": sigma}, indent=2))
     record = {
         "command": command or f"daflow train recipe restore -o {run}",
         "daflow": daflow.__version__,

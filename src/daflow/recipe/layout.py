@@ -16,6 +16,8 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "vae": ("data",),
     "dit0": ("data", "vae"),
     "lift": ("data", "vae", "dit0"),
+    "one_step": ("data", "vae", "lift"),
+    "fidelity": ("data", "vae", "one_step"),
     "raft": ("data",),
     "pseudo_gt": ("data", "raft"),
     "analyze": ("data", "vae", "dit0", "lift", "pseudo_gt"),

@@ -12,6 +12,8 @@ STAGES = (
     "vae",
     "dit0",
     "lift",
+    "one_step",
+    "fidelity",
     "raft",
     "pseudo_gt",
     "analyze",
@@ -21,6 +23,8 @@ STAGES = (
     "baseline",
     "report",
 )
+RESTORER_STAGES = ("one_step", "fidelity")  # the restore preset's own stages, after data, vae, dit0 and lift
+FLOW_STAGES = tuple(s for s in STAGES if s not in RESTORER_STAGES)  # the tiny recipe's stages
 
 
 @dataclass(frozen=True)
@@ -52,12 +56,17 @@ class RecipeConfig:
     dit_head_dim: int = 8
     vae_batch: int = 4
     vae_images: tuple[str, ...] = ("hq", "lq")  # the frames the VAE learns to reconstruct
-    stages: tuple[str, ...] = STAGES  # the stages this preset runs (the restorer needs only the first four)
+    extra_degrades: tuple[str, ...] = ()  # more LQ mirrors of the training clips (data/train/lq_<preset>)
+    one_step_steps: int = 1200  # the one-step restorer fine-tune (daflow.train.one_step)
+    one_step_lr: float = 1e-3
+    fidelity_steps: int = 2500  # the restorer's fidelity head (daflow.train.fidelity)
+    stages: tuple[str, ...] = FLOW_STAGES  # the stages this preset runs
 
     def __post_init__(self):
         object.__setattr__(self, "size", tuple(int(v) for v in self.size))
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "vae_images", tuple(self.vae_images))
+        object.__setattr__(self, "extra_degrades", tuple(self.extra_degrades))
         unknown = set(self.stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
@@ -85,14 +94,16 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         star_steps=2,
         analysis_steps=2,
     ),
-    # the tiny restorer of `daflow restore`: data, a wider VAE trained longer on the clean frames only (a restorer's
-    # output can be no better than the VAE's reconstruction), a 4x wider DiT (at the tiny width its x0 prediction
-    # never beat copying the LQ latent), per frame and lifted
+    # the tiny restorer of `daflow restore`: data (with codec-only and mild LQ mirrors too), a wider VAE trained longer
+    # on the clean frames only (a restorer's output can be no better than the VAE's reconstruction), a 4x wider DiT
+    # (at the tiny width its x0 prediction never beat copying the LQ latent), per frame, lifted, then fine-tuned for
+    # the one-step call of `daflow restore` with a decoded-image fidelity loss
     "restore": RecipeConfig(
         vae_preset="small",
         vae_batch=8,
         vae_images=("hq",),
-        stages=("data", "vae", "dit0", "lift"),
+        extra_degrades=("h264", "mild"),
+        stages=("data", "vae", "dit0", "lift", "one_step", "fidelity"),
         vae_steps=10000,
         dit_heads=4,
         dit_head_dim=16,
@@ -107,9 +118,12 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         dit_layers=5,
         vae_preset="small",
         vae_images=("hq",),
-        stages=("data", "vae", "dit0", "lift"),
+        extra_degrades=("h264",),
+        stages=("data", "vae", "dit0", "lift", "one_step", "fidelity"),
         vae_steps=2,
         dit0_steps=2,
         lift_steps=2,
+        one_step_steps=2,
+        fidelity_steps=2,
     ),
 }

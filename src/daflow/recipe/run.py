@@ -10,6 +10,9 @@ Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each
 ``dit0``        stage 0: DiT4SR at the recipe's width trained per frame (unlifted, F = 1) to restore HQ latents from LQ
                 (stand-in for the published ``dit4sr_q``)
 ``lift``        stage 1 (§4.2): the DiT lifted and fine-tuned on 3-frame clips
+``one_step``    the lifted DiT fine-tuned for ``daflow restore``'s one-step call (:mod:`daflow.train.one_step`) on the
+                ``realbasicvsr`` mirror and the ``extra_degrades`` mirrors (``…/lq_<preset>``) of the training clips
+``fidelity``    the restorer's fidelity head (:mod:`daflow.train.fidelity`) beside the frozen one-step DiT, same data
 ``raft``        RAFT on clean frames with exact ground truth: the "RAFT" baseline and a teacher candidate
 ``pseudo_gt``   the teacher's flow on the HQ frames of the training and validation clips (``daflow pseudo-gt``); the
                 teacher is the candidate (``teacher``: the ``raft`` stage's model, OpenCV's ``dis``, or ``best``
@@ -148,7 +151,16 @@ class Recipe:
                 seed=seed,
                 progress=self.progress,
             )
-        return {"train": c.train_clips, "val": c.val_clips, "eval": c.eval_clips}
+        for k, preset in enumerate(c.extra_degrades):
+            degrade_tree(
+                "youhq",
+                self.data("train", "hq"),
+                self.data("train", f"lq_{preset}"),
+                preset=preset,
+                seed=c.seed + 7 + k,
+                progress=self.progress,
+            )
+        return {"train": c.train_clips, "val": c.val_clips, "eval": c.eval_clips, "extra": list(c.extra_degrades)}
 
     def stage_vae(self) -> dict:
         from daflow.train.data import build_clip_source
@@ -196,6 +208,66 @@ class Recipe:
 
     def stage_lift(self) -> dict:
         return self._lift("lift", self.layout.transformer("dit0"), self.config.frames, self.config.lift_steps)
+
+    def restoration_data(self):
+        """(the training clips of every LQ mirror as one :class:`~daflow.train.data.MixedClips`, its spec)."""
+        from daflow.train.data import MixedClips, TrainingClips, build_clip_source
+
+        c = self.config
+        mirrors = ["lq"] + [f"lq_{p}" for p in c.extra_degrades]
+        specs = [f"youhq:{self.data('train', 'hq')}?lq={self.data('train', m)}" for m in mirrors]
+        clips = [
+            TrainingClips(build_clip_source(s, num_frames=c.frames), crop=c.crop, seed=c.seed, require=("hq", "lq"))
+            for s in specs
+        ]
+        return MixedClips(clips), " + ".join(specs)
+
+    def stage_one_step(self) -> dict:
+        from daflow.train.one_step import OneStepConfig, train_one_step
+
+        c = self.config
+        dataset, spec = self.restoration_data()
+        config = OneStepConfig(
+            steps=c.one_step_steps,
+            frames=c.frames,
+            crop=c.crop,
+            lr=c.one_step_lr,
+            seed=c.seed,
+            save_every=max(c.one_step_steps // 8, 1),
+        )
+        return train_one_step(
+            self.backbone(self.layout.transformer("lift")),
+            dataset,
+            self.layout.stage("one_step"),
+            config,
+            data_spec=spec,
+            model_info={"transformer": str(self.layout.transformer("lift"))},
+            progress=self.progress,
+        )
+
+    def stage_fidelity(self) -> dict:
+        from daflow.train.fidelity import FidelityTrainConfig, train_fidelity
+
+        c = self.config
+        dataset, spec = self.restoration_data()
+        sigma = json.loads((self.layout.stage("one_step") / "train_one_step.json").read_text())["sigma"]
+        config = FidelityTrainConfig(
+            steps=c.fidelity_steps,
+            frames=c.frames,
+            crop=c.crop,
+            sigma=sigma,
+            seed=c.seed,
+            save_every=max(c.fidelity_steps // 6, 1),
+        )
+        return train_fidelity(
+            self.backbone(self.layout.transformer("one_step")),
+            dataset,
+            self.layout.stage("fidelity"),
+            config,
+            data_spec=spec,
+            model_info={"transformer": str(self.layout.transformer("one_step"))},
+            progress=self.progress,
+        )
 
     def _raft(self, stage: str, spec: str, steps: int, init: Path | None) -> dict:
         from daflow.train.data import build_clip_source

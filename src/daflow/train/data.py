@@ -207,3 +207,21 @@ class StepSampler(torch.utils.data.Sampler):
 
     def __len__(self) -> int:
         return 2**62
+
+
+class MixedClips(torch.utils.data.Dataset):
+    """Several training datasets as one: sample ``i`` is sample ``i // k`` of dataset ``i % k`` (``k`` datasets), so
+    every batch of ``k`` or more consecutive counters mixes all of them and a run stays a pure function of the
+    counter."""
+
+    def __init__(self, datasets: Sequence[torch.utils.data.Dataset]):
+        if not datasets:
+            raise ValueError("MixedClips needs at least one dataset")
+        self.datasets = list(datasets)
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        k = len(self.datasets)
+        return self.datasets[i % k][i // k]

@@ -210,6 +210,29 @@ def _codec() -> DegradationConfig:
     )
 
 
+def _h264() -> DegradationConfig:
+    """Codec damage alone: the frames at their own size, no blur, resize or sharpening, only H.264 at 300-3,000 bits a
+    frame (and at most 1 grey level of noise): blocking, smearing and flicker on otherwise sharp footage."""
+    still = StageConfig(
+        blur=BlurConfig(prob=0.0),
+        resize=ResizeConfig(probs=(0.0, 0.0, 1.0)),
+        noise=NoiseConfig(gaussian_prob=1.0, gaussian_sigma=(0.0, 1.0), gray_prob=1.0),
+        jpeg=None,
+        video=False,
+    )
+    return replace(
+        DegradationConfig(),
+        name="h264",
+        scale=1.0,
+        usm=False,
+        stage1=still,
+        stage2=still,
+        final_sinc_prob=0.0,
+        codecs=("libx264",),
+        bitrate=(300, 3_000),
+    )
+
+
 DEGRADATION_PRESETS: dict[str, DegradationConfig] = {
     "realbasicvsr": DegradationConfig(),
     "realesrgan": _realesrgan(),
@@ -217,6 +240,7 @@ DEGRADATION_PRESETS: dict[str, DegradationConfig] = {
     "mild": _mild(),
     "severe": _severe(),
     "codec": _codec(),
+    "h264": _h264(),
 }
 
 

@@ -1,0 +1,178 @@
+"""Diffusion restoration of one clip with the lifted DiT4SR (paper App. C.4) and motion guidance.
+
+A chunk of frames is restored at once (full spatio-temporal attention, §4.2), conditioned on its LQ latents, by one
+of two samplers (:data:`SAMPLERS`):
+
+- ``one-step`` (the default of ``daflow restore`` for a restorer trained for it): one deterministic DiT call with the
+  LQ latent as the noisy input at level σ*, one Euler step to σ = 0, ``ẑ₀ = z_LQ − σ*·v(z_LQ, σ*)`` (a residual over
+  the LQ latent), and the output in image space as a residual over the input, ``x̂ = x_LQ + D(ẑ₀) − D(z_LQ)`` (only
+  the DiT's change passes the decoder, so what the VAE cannot reconstruct of the input is kept). The bundled
+  restorer is fine-tuned for exactly this call with a latent and a decoded-image fidelity loss
+  (:mod:`daflow.train.one_step`, the recipe's ``one_step`` stage): a regression to the clean frames, the posterior
+  mean rather than a posterior sample, which is what PSNR and SSIM reward (one-step real-world SR models such as
+  OSEDiff and SinSR make the same choice).
+- ``full``: the rectified-flow sampler of :mod:`daflow.models.sampler` from pure noise over ``steps`` steps
+  (SD3.5's schedule, shift 3): a sample, sharper and less faithful.
+
+Motion guidance (:mod:`daflow.models.guidance`) acts on every step's ẑ₀; in the one-step mode that is the output
+itself. Frames whose final latents are already known (the overlap with the previous chunk of a long video) are
+**anchors**: their ẑ₀ is replaced by the known latents, so the guidance pulls the new frames towards frames already
+written and chunks join without a seam.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from daflow.models.guidance import MotionGuidance, PairFlows
+from daflow.models.sampler import DEFAULT_SHIFT, DEFAULT_STEPS, make_schedule
+
+SAMPLERS = ("one-step", "full")
+ONE_STEP_SIGMA = 0.5  # σ* of the one-step mode (the level the bundled restorer is fine-tuned at)
+
+
+def chunk_plan(n: int, chunk: int, overlap: int) -> list[tuple[int, int, int]]:
+    """``(start, count, anchors)`` of every chunk of an ``n``-frame video: frames ``start … start+count−1``, of
+    which the first ``anchors`` were restored by earlier chunks."""
+    if n <= chunk:
+        return [(0, n, 0)]
+    plan, start, done = [], 0, 0
+    while done < n:
+        start = min(start, n - chunk)
+        plan.append((start, chunk, done - start))
+        done = start + chunk
+        start = done - overlap
+    return plan
+
+
+def one_step_x0(transformer, lq: torch.Tensor, text, pooled, *, sigma: float, num_frames: int) -> torch.Tensor:
+    """ẑ₀ ``[B·F, 16, h, w]`` of the one-step mode (module docstring) from LQ latents ``lq`` (differentiable)."""
+    param = next(transformer.parameters())
+    t = torch.full((len(lq) // num_frames,), sigma * 1000.0, device=lq.device, dtype=param.dtype)
+    v = transformer(lq.to(param.dtype), lq.to(param.dtype), text, pooled, t, num_frames=num_frames).float()
+    return lq - sigma * v
+
+
+def one_step_images(backbone, frames: torch.Tensor, *, sigma: float, z0: torch.Tensor | None = None) -> torch.Tensor:
+    """The one-step restoration in image space, ``x̂_D = x_LQ + D(ẑ₀) − D(z_LQ)`` (module docstring), of
+    ``frames`` ``[B, F, 3, H, W]`` (0..255, sides multiples of 16) → ``[B·F, 3, H, W]`` (unclamped), without
+    gradients; ``z0``: ẑ₀ when already computed (e.g. guided), else one DiT call."""
+    from daflow.models.vae import decode_differentiable
+
+    b, f = frames.shape[:2]
+    with torch.no_grad():
+        x = frames.flatten(0, 1).to(backbone.device).float()
+        lq = backbone.encode_lq(frames)
+        if z0 is None:
+            dtype = next(backbone.transformer.parameters()).dtype
+            text, pooled = backbone.prompt.batch(b, device=backbone.device, dtype=dtype)
+            z0 = one_step_x0(backbone.transformer, lq, text, pooled, sigma=sigma, num_frames=f)
+        return x + decode_differentiable(backbone.vae, z0) - decode_differentiable(backbone.vae, lq)
+
+
+def restore_clip(
+    backbone,
+    frames: np.ndarray,
+    *,
+    guidance: MotionGuidance | None = None,
+    sampler: str = "full",
+    steps: int = DEFAULT_STEPS,
+    sigma: float = ONE_STEP_SIGMA,
+    shift: float = DEFAULT_SHIFT,
+    seed: int = 0,
+    anchors: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Restore ``frames`` ``[F, H, W, 3]`` uint8 (sides multiples of 16) → final latents ``[F, 16, H/8, W/8]``.
+
+    ``anchors`` ``[A, 16, h, w]``: known final latents of the first A frames (see the module docstring)."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
+    device = backbone.device
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None]
+    lq = backbone.encode_lq(x)
+    f = len(frames)
+    frozen = torch.zeros(f, dtype=torch.bool, device=device)
+    if anchors is not None and len(anchors):
+        frozen[: len(anchors)] = True
+        anchors = anchors.to(device=device, dtype=torch.float32)
+
+    def settle(z0: torch.Tensor) -> torch.Tensor:
+        if anchors is not None and len(anchors):
+            z0 = torch.cat([anchors, z0[len(anchors) :]])
+        return guidance(z0, frozen)[0] if guidance is not None else z0
+
+    transformer = backbone.transformer
+    dtype = next(transformer.parameters()).dtype
+    text, pooled = backbone.prompt.batch(1, device=device, dtype=dtype)
+    if sampler == "one-step":
+        with torch.no_grad():
+            return settle(one_step_x0(transformer, lq, text, pooled, sigma=sigma, num_frames=f))
+    noise = torch.randn(lq.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(device)
+    schedule = make_schedule(steps, shift=shift)
+    z = noise
+    for i in range(len(schedule)):
+        s, s_next = float(schedule.sigmas[i]), float(schedule.sigmas[i + 1])
+        t = torch.full((1,), float(schedule.timesteps[i]), device=device, dtype=dtype)
+        with torch.no_grad():
+            v = transformer(z.to(dtype), lq.to(dtype), text, pooled, t, num_frames=f).float()
+        z0, eps = z - s * v, z + (1 - s) * v
+        z = (1 - s_next) * settle(z0) + s_next * eps
+    return z
+
+
+def clip_flows(estimator, frames: np.ndarray, device) -> PairFlows:
+    """Forward and backward flows ``[F−1, 2, H, W]`` of every consecutive pair of ``frames`` by a ClipEstimator."""
+    from daflow.inference import clip_pair_flows
+
+    return PairFlows(*clip_pair_flows(estimator, frames, device=device, backward=True))
+
+
+def _pad16(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
+    h, w = frames.shape[1:3]
+    ph, pw = (-h) % 16, (-w) % 16
+    if ph or pw:
+        frames = np.pad(frames, ((0, 0), (0, ph), (0, pw), (0, 0)), mode="edge")
+    return frames, (h, w)
+
+
+def restore_chunk(backbone, frames: np.ndarray, settings, *, flow_estimator=None, anchors=None, seed: int = 0):
+    """One chunk of a video: ``frames`` ``[F, H, W, 3]`` uint8 (any size) → (final latents ``[F, 16, h, w]`` of
+    the padded frames, the restored new frames ``[F − A, H, W, 3]`` uint8), ``settings`` a
+    :class:`~daflow.restoration.video.RestoreSettings`. One-step outputs are image residuals (module docstring)."""
+    from daflow.models.vae import decode_differentiable
+
+    padded, (h, w) = _pad16(frames)
+    guidance = None
+    if settings.guidance > 0:
+        flows = clip_flows(flow_estimator, frames, backbone.device)
+        pad = (0, padded.shape[2] - w, 0, padded.shape[1] - h)
+        flows = PairFlows(*(torch.nn.functional.pad(f, pad, mode="replicate") for f in (flows.fw, flows.bw)))
+        guidance = MotionGuidance(
+            flows,
+            settings.guidance,
+            space=settings.space,
+            vae=backbone.vae,
+            latent_size=(padded.shape[1] // 8, padded.shape[2] // 8),
+        )
+    latents = restore_clip(
+        backbone,
+        padded,
+        guidance=guidance,
+        sampler=settings.sampler,
+        steps=settings.steps,
+        sigma=settings.sigma,
+        seed=seed,
+        anchors=anchors,
+    )
+    n_anchor = 0 if anchors is None else len(anchors)
+    with torch.no_grad():
+        if settings.sampler == "one-step":
+            x = torch.from_numpy(padded[n_anchor:]).permute(0, 3, 1, 2).float()[None]
+            images = one_step_images(backbone, x, sigma=settings.sigma, z0=latents[n_anchor:])
+            if settings.fidelity and backbone.fidelity is not None:
+                images = backbone.fidelity(x[0].to(images.device), images)
+        else:
+            images = decode_differentiable(backbone.vae, latents[n_anchor:])
+    images = images.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()
+    return latents, images[:, :h, :w]
