@@ -179,7 +179,8 @@ def _run_restore(args) -> int:
     how = (
         f"temporal filter, radius {args.radius}"
         if settings.method == "temporal"
-        else f"{settings.resolved(backbone).sampler} diffusion, guidance {args.guidance} ({args.guidance_space})"
+        else f"{'temporal prefilter, ' if settings.prefilter else ''}{settings.resolved(backbone).sampler} diffusion, "
+        f"guidance {args.guidance} ({args.guidance_space})"
     )
     print(f"daflow restore: {len(source)} frames of {args.input}, {how} with {record['flow'] or 'no flow'}")
     report = restore_video(
