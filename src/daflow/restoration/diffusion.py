@@ -54,21 +54,35 @@ def one_step_x0(transformer, lq: torch.Tensor, text, pooled, *, sigma: float, nu
     return lq - sigma * v
 
 
-def one_step_images(backbone, frames: torch.Tensor, *, sigma: float, z0: torch.Tensor | None = None) -> torch.Tensor:
-    """The one-step restoration in image space, ``x̂_D = x_LQ + D(ẑ₀) − D(z_LQ)`` (module docstring), of
-    ``frames`` ``[B, F, 3, H, W]`` (0..255, sides multiples of 16) → ``[B·F, 3, H, W]`` (unclamped), without
-    gradients; ``z0``: ẑ₀ when already computed (e.g. guided), else one DiT call."""
+def residual_image(vae, x: torch.Tensor, z0: torch.Tensor, lq: torch.Tensor) -> torch.Tensor:
+    """``x̂_D = x_LQ + D(ẑ₀) − D(z_LQ)`` (module docstring): frames ``x`` ``[N, 3, H, W]`` (0..255), their LQ
+    latents ``lq`` and the restored latents ``z0`` ``[N, 16, H/8, W/8]`` → ``[N, 3, H, W]`` (unclamped; differentiable
+    in ``z0``)."""
     from daflow.models.vae import decode_differentiable
 
+    return x + decode_differentiable(vae, z0) - decode_differentiable(vae, lq)
+
+
+def one_step_images(
+    backbone,
+    frames: torch.Tensor,
+    *,
+    sigma: float,
+    z0: torch.Tensor | None = None,
+    lq: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The one-step restoration in image space (:func:`residual_image`) of ``frames`` ``[B, F, 3, H, W]`` (0..255,
+    sides multiples of 16) → ``[B·F, 3, H, W]`` (unclamped), without gradients; ``z0``: ẑ₀ when already computed
+    (e.g. guided), else one DiT call; ``lq``: the frames' LQ latents when already encoded."""
     b, f = frames.shape[:2]
     with torch.no_grad():
         x = frames.flatten(0, 1).to(backbone.device).float()
-        lq = backbone.encode_lq(frames)
+        lq = backbone.encode_lq(frames) if lq is None else lq
         if z0 is None:
             dtype = next(backbone.transformer.parameters()).dtype
             text, pooled = backbone.prompt.batch(b, device=backbone.device, dtype=dtype)
             z0 = one_step_x0(backbone.transformer, lq, text, pooled, sigma=sigma, num_frames=f)
-        return x + decode_differentiable(backbone.vae, z0) - decode_differentiable(backbone.vae, lq)
+        return residual_image(backbone.vae, x, z0, lq)
 
 
 def restore_clip(
@@ -82,15 +96,17 @@ def restore_clip(
     shift: float = DEFAULT_SHIFT,
     seed: int = 0,
     anchors: torch.Tensor | None = None,
+    lq: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Restore ``frames`` ``[F, H, W, 3]`` uint8 (sides multiples of 16) → final latents ``[F, 16, H/8, W/8]``.
 
-    ``anchors`` ``[A, 16, h, w]``: known final latents of the first A frames (see the module docstring)."""
+    ``anchors`` ``[A, 16, h, w]``: known final latents of the first A frames (see the module docstring); ``lq``:
+    the frames' LQ latents when already encoded."""
     if sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
     device = backbone.device
-    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None]
-    lq = backbone.encode_lq(x)
+    if lq is None:
+        lq = backbone.encode_lq(torch.from_numpy(frames).permute(0, 3, 1, 2).float()[None])
     f = len(frames)
     frozen = torch.zeros(f, dtype=torch.bool, device=device)
     if anchors is not None and len(anchors):
@@ -143,6 +159,8 @@ def restore_chunk(backbone, frames: np.ndarray, settings, *, flow_estimator=None
     from daflow.models.vae import decode_differentiable
 
     padded, (h, w) = _pad16(frames)
+    x = torch.from_numpy(padded).permute(0, 3, 1, 2).float()
+    lq = backbone.encode_lq(x[None])
     guidance = None
     if settings.guidance > 0:
         flows = clip_flows(flow_estimator, frames, backbone.device)
@@ -164,14 +182,15 @@ def restore_chunk(backbone, frames: np.ndarray, settings, *, flow_estimator=None
         sigma=settings.sigma,
         seed=seed,
         anchors=anchors,
+        lq=lq,
     )
     n_anchor = 0 if anchors is None else len(anchors)
     with torch.no_grad():
         if settings.sampler == "one-step":
-            x = torch.from_numpy(padded[n_anchor:]).permute(0, 3, 1, 2).float()[None]
-            images = one_step_images(backbone, x, sigma=settings.sigma, z0=latents[n_anchor:])
+            new = x[n_anchor:]
+            images = one_step_images(backbone, new[None], sigma=settings.sigma, z0=latents[n_anchor:], lq=lq[n_anchor:])
             if settings.fidelity and backbone.fidelity is not None:
-                images = backbone.fidelity(x[0].to(images.device), images)
+                images = backbone.fidelity(new.to(images.device), images)
         else:
             images = decode_differentiable(backbone.vae, latents[n_anchor:])
     images = images.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from daflow.models.backbone import DiffusionBackbone
-from daflow.models.vae import TOKEN_STRIDE, decode_differentiable, encode
+from daflow.models.vae import TOKEN_STRIDE, encode
 from daflow.train.loop import Stage, TrainSettings, train_loop
 
 #: settings that change what is trained; a resumed run must keep them
@@ -62,7 +62,7 @@ def one_step_loss(
     backbone: DiffusionBackbone, transformer, hq: torch.Tensor, lq: torch.Tensor, config: OneStepConfig
 ) -> torch.Tensor:
     """L of the module docstring for clips ``hq``/``lq`` ``[B, F, 3, H, W]`` (0..255)."""
-    from daflow.restoration.diffusion import one_step_x0
+    from daflow.restoration.diffusion import one_step_x0, residual_image
 
     b, f = hq.shape[:2]
     hq, lq = hq.flatten(0, 1), lq.flatten(0, 1)
@@ -72,9 +72,7 @@ def one_step_loss(
     z0 = one_step_x0(transformer, z_lq, text, pooled, sigma=config.sigma, num_frames=f)
     loss = (z0 - z_hq).pow(2).mean()
     if config.image_weight > 0:
-        with torch.no_grad():
-            base = decode_differentiable(backbone.vae, z_lq)
-        image = lq + decode_differentiable(backbone.vae, z0) - base
+        image = residual_image(backbone.vae, lq, z0, z_lq)  # D(z_LQ) has no graph: z_LQ and the VAE are frozen
         loss = loss + config.image_weight * ((image - hq) / 255.0).abs().mean()
     return loss
 
