@@ -8,7 +8,7 @@ STAMP := $(VENV)/.daflow-installed
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test test-slow install clean
+.PHONY: demo test test-slow check-bundle install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m slow
+
+# the scores the bundled models' PROVENANCE.json recorded meet their bars (run after re-bundling)
+check-bundle: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m bundle
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) build src/*.egg-info

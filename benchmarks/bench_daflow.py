@@ -20,7 +20,7 @@ from collections import defaultdict
 
 import torch
 
-from daflow.models.daflow import DAFlow
+import daflow
 
 
 def main() -> None:
@@ -46,13 +46,17 @@ def main() -> None:
         "fp32": torch.float32,
         "auto": torch.bfloat16 if dev.type == "cuda" else torch.float32,
     }[args.dtype]
-    torch.manual_seed(0)
-    if args.weights:
-        model = DAFlow.load(args.weights, dit4sr=args.dit4sr, vae=args.vae, dtype=dtype, device=dev).eval()
-    else:
-        model = DAFlow(args.preset).eval()
-        model.backbone.transformer.to(dtype)
-        model.to(dev)
+    flow_model = daflow.load_model(
+        args.weights or "daflow",
+        random_init=not args.weights,
+        preset=args.preset,
+        dit4sr=args.dit4sr,
+        vae=args.vae,
+        dtype=dtype,
+        device=dev,
+        iters=args.iters,
+    )
+    model = flow_model.module
     h, w = (int(v) for v in args.size.split("x"))
     name = torch.cuda.get_device_name() if dev.type == "cuda" else "cpu"
     print(
@@ -116,14 +120,12 @@ def main() -> None:
         )
 
     if args.data:
-        from daflow.data.base import CHUNKS
-        from daflow.data.specs import build_eval_sets
-        from daflow.eval.stepwise import evaluate_daflow, per_step_table
+        from daflow.eval.benchmark import eval_sets_for, evaluate_model
+        from daflow.eval.stepwise import per_step_table
 
         results = [
-            evaluate_daflow(model, e, iters=args.iters, max_samples=args.max_chunks, progress=False)
-            for spec in [args.data]
-            for e in build_eval_sets(spec, num_frames=3, stride=CHUNKS)
+            evaluate_model(flow_model, e, max_samples=args.max_chunks, progress=False)
+            for e in eval_sets_for(args.data, flow_model.chunk)
         ]
         print()
         print(per_step_table(results))

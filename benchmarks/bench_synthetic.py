@@ -1,4 +1,4 @@
-"""Speed of the exact-ground-truth synthetic clip renderer (issue 2: a 3-frame 256x256 clip in well under 1 s).
+"""Speed of the exact-ground-truth synthetic clip renderer (a 3-frame 256x256 clip in well under 1 s).
 
 Reference in the same process: the floor of the renderer's work, one cv2.remap per layer and frame.
 Run: .venv/bin/python benchmarks/bench_synthetic.py

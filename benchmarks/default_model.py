@@ -3,7 +3,7 @@
 Held-out synthetic clips (never trained on: the ``large-motion`` scene preset with its own seeds, not the
 training mixture): 6 clips of 4 frames at 256×256 and 6 at 384×512, degraded with ``realbasicvsr`` (the paper's
 pipeline) and, as a second table, with ``codec`` (real-codec strength). Per clip: the mean EPE over its 3 pairs, and
-the share of the LQ frames' differences that the true motion explains (:func:`daflow.eval.held_out.motion_evidence`).
+the share of the LQ frames' differences that the true motion explains (``held_out.motion_evidence``).
 Real images: scikit-image's Middlebury-style motorcycle stereo pair (real camera, ground-truth disparity) at half
 size (370×250), degraded with ``realbasicvsr`` seed 0 and, separately, squeezed through H.264 at ~60 bytes a frame
 after a downscale to 176×144; EPE against the disparity (flow = (−d, 0)) and the warping error of
@@ -25,19 +25,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daflow.eval.held_out import MIN_MOTION_EVIDENCE, SEEDS, held_out_clip, motion_evidence, motorcycle
-from daflow.eval.video_quality import visible_mask, warp_error
+from daflow.eval.video_quality import photometric_error, visible_mask
 from daflow.flow.metrics import flow_metrics
+from held_out import MIN_MOTION_EVIDENCE, SEEDS, held_out_clip, motion_evidence, motorcycle
 
 
 def estimators(weights: str | None, iters: int | None, with_daflow: bool, ablation: bool = False) -> dict:
+    import daflow
     from daflow.models.refine import Fallback
-    from daflow.models.registry import build_flow_model, dis_raft_estimator
 
     out = {
         "zero flow": None,
-        "DIS (LQ)": build_flow_model("dis"),
-        "RAFT*-tiny": build_flow_model("raft-star-tiny"),
+        "DIS (LQ)": daflow.load_model("dis"),
+        "RAFT*-tiny": daflow.load_model("raft-star-tiny"),
     }
     if ablation:
         variants = {
@@ -48,11 +48,9 @@ def estimators(weights: str | None, iters: int | None, with_daflow: bool, ablati
             "DIS->RAFT, polish, DIS kept (r0.6 m2 k15)": {"polish_rounds": 2, "fallback": Fallback(2.0, 0.6, 15)},
         }
         for label, options in variants.items():
-            out[label] = dis_raft_estimator(weights, iters=iters, **options)
-    out["DIS->RAFT (default)"] = build_flow_model("dis-raft", weights, iters=iters)
+            out[label] = daflow.load_model("dis-raft", weights=weights, iters=iters, refiner=options)
+    out["DIS->RAFT (default)"] = daflow.load_model("dis-raft", weights=weights, iters=iters)
     if with_daflow:
-        import daflow
-
         out["DA-Flow-tiny"] = daflow.load_model("daflow-tiny")  # single-step mode, 3-frame chunks
     return out
 
@@ -60,10 +58,10 @@ def estimators(weights: str | None, iters: int | None, with_daflow: bool, ablati
 def flows(est, lq: np.ndarray) -> np.ndarray:
     if est is None:
         return np.zeros((len(lq) - 1, *lq.shape[1:3], 2), np.float32)
-    if not hasattr(est, "fn"):  # a daflow.load_model model: the whole clip at once
+    if est.pairs is None:  # DA-Flow: the whole clip in its chunks
         return est(lq)
-    t = torch.from_numpy(lq).permute(0, 3, 1, 2).float()
-    return est(t[:-1], t[1:]).permute(0, 2, 3, 1).numpy()
+    t = torch.from_numpy(lq).permute(0, 3, 1, 2).float()  # pairwise: every pair in one batch
+    return est.pairs(t[:-1], t[1:]).permute(0, 2, 3, 1).numpy()
 
 
 def main() -> None:
@@ -118,7 +116,7 @@ def main() -> None:
         for name, est in ests.items():
             f = flows(est, lq)
             epe = float(np.linalg.norm(f[0] - gt[0], axis=-1)[valid[0]].mean())
-            we = warp_error(clean[0], clean[1], f[0], vis)
+            we = photometric_error(clean[0], clean[1], f[0], vis)
             record["real"].setdefault(kind, {})[name] = {"epe": epe, "warp_error": we}
             print(f"| {kind} {lq.shape[2]}x{lq.shape[1]} | {name} | {epe:.2f} | {we:.2f} |")
     if args.json:

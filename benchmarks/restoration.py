@@ -35,10 +35,10 @@ from daflow.api import load_backbone
 from daflow.data.degrade import degrade_clip, sample_params
 from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
 from daflow.data.video import FrameSource
-from daflow.eval.consistency import psnr, ssim, warp_error
 from daflow.files import write_image
 from daflow.models.classical import classical_flow
 from daflow.restoration import RestoreSettings, restore_video
+from daflow.restoration.consistency import ewarp, psnr, ssim
 from real_footage import HOW, find_videos, real_clips
 
 SETTINGS = {
@@ -80,7 +80,7 @@ def run_set(clips, settings: dict, backbone, flow_model, blind=None) -> tuple[di
         bw = np.stack([classical_flow(hq[k + 1], hq[k]) for k in range(n - 1)])
 
         def score(frames: np.ndarray, seconds: float) -> tuple[float, ...]:
-            return 1000 * warp_error(frames, fw, bw), psnr(frames, hq), ssim(frames, hq), seconds / n
+            return 1000 * ewarp(frames, fw, bw), psnr(frames, hq), ssim(frames, hq), seconds / n
 
         rows.setdefault("LQ input", []).append(score(lq, 0.0))
         shown.setdefault("LQ input", lq[n // 2])
@@ -110,9 +110,15 @@ def main() -> None:
     ap.add_argument("--figure", type=Path, help="write input / restored (default) / clean of each set's first clip")
     ap.add_argument("--json", type=Path, help="write the table as JSON here")
     ap.add_argument("--blind-head", type=Path, help="the control head folder (benchmarks/fidelity_control.py)")
+    ap.add_argument("--head", type=Path, help="a fidelity head folder to use instead of the bundled restorer's")
     args = ap.parse_args()
     torch.set_num_threads(2)
     backbone, note = load_backbone(bundled_fallback=True)
+    if args.head is not None:
+        from daflow.models.fidelity import load_fidelity
+
+        backbone.fidelity = load_fidelity(args.head)
+        note += f"; fidelity head {args.head}"
     print(f"restorer: {note}")
     flow_model = daflow.load_model("dis-raft")
     settings = {k: v for k, v in SETTINGS.items() if not args.rows or k in args.rows.split(";")}

@@ -1,9 +1,13 @@
 import os
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the benchmarks' fixtures (held-out clips, real footage) live beside the scripts, outside the installed package
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 
 
 @pytest.fixture

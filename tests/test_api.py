@@ -7,18 +7,18 @@ import pytest
 import torch
 
 import daflow
-from daflow.models.catalog import FLOW_MODELS
+from daflow.models.catalog import MODELS
 
 FRAMES = np.random.default_rng(0).integers(0, 256, (4, 64, 80, 3), dtype=np.uint8)
 BIG = np.random.default_rng(1).integers(0, 256, (3, 128, 128, 3), dtype=np.uint8)  # SEA-RAFT needs 128 px
 
 
-@pytest.mark.parametrize("name", [*FLOW_MODELS, "daflow-tiny", "daflow"])
+@pytest.mark.parametrize("name", list(MODELS))
 def test_every_model_name_loads_and_returns_all_pair_flows(name):
     if name.startswith("flowseek") and importlib.util.find_spec("ptlflow") is None:
         pytest.skip("FlowSeek needs the optional [baselines] extra (ptlflow)")
-    needs_weights = name in ("raft", "raft-small", "daflow") or name.startswith(("sea-raft", "flowseek"))
-    model = daflow.load_model(name, random_init=needs_weights, iters=2)
+    model = daflow.load_model(name, random_init=MODELS[name].needs_weights, iters=2)
+    assert model.chunk == MODELS[name].chunk
     frames = BIG if name.startswith(("sea-raft", "flowseek")) else FRAMES
     flows = model(frames)
     assert isinstance(flows, np.ndarray) and flows.dtype == np.float32
@@ -62,7 +62,7 @@ def test_bad_names_and_inputs_are_refused(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="not a model folder"):
         daflow.load_model(tmp_path / "empty")
-    with pytest.raises(ValueError, match="needs weights"):
+    with pytest.raises(FileNotFoundError, match="daflow needs its weights"):
         daflow.load_model("daflow")
     model = daflow.load_model("dis")
     with pytest.raises(ValueError, match="F >= 2"):

@@ -1,6 +1,6 @@
 """The shipped demonstration weights: they are in the package, they load by name, and on fixed synthetic
-degraded clips their EPE against the exact ground truth stays below bounds measured when they were bundled
-(BENCHMARKS.md, "Small-scale reproduction"), well below zero flow. A broken loader, a changed preprocessing step
+degraded clips their EPE against the exact ground truth stays below the bounds in BENCHMARKS.md
+("Small-scale reproduction"), well below zero flow. A broken loader, a changed preprocessing step
 (value range, padding, VAE scaling, tap order) or a corrupted file moves the EPE far above these bounds."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import daflow
 from daflow.models import bundled
 
 SEEDS = (7000, 7001, 7002, 7003)  # fixed 128×128 clips, none of them in the recipe's training or held-out sets
-# mean EPE over SEEDS as measured at bundling time (see BENCHMARKS.md), with a 10% margin for arithmetic that differs
+# mean EPE over SEEDS as BENCHMARKS.md records it, with a 10% margin for arithmetic that differs
 # between CPUs; and the zero-flow EPE of the same pairs, for scale
 MEASURED = {"zero": 3.1650, "daflow-tiny": 2.6941, "raft-star-tiny": 2.6118}  # DIS on the same LQ pairs: 3.131
 MARGIN = 1.10
@@ -61,21 +61,15 @@ def test_zero_flow_reference(clips):
 
 
 def test_daflow_tiny_beats_its_bound(clips):
-    from daflow.inference import daflow_estimator
-
-    model = bundled.load_daflow_tiny()
-    estimate = daflow_estimator(model, step=0)  # single-step mode: one DiT call per clip
-    with torch.no_grad():
-        flows = [estimate(frames[None])[0].permute(0, 2, 3, 1).numpy() for frames, _ in clips]
+    model = daflow.load_model("daflow-tiny")  # single-step mode: one DiT call per 3-frame clip
+    flows = [model(frames.permute(0, 2, 3, 1).to(torch.uint8).numpy()) for frames, _ in clips]
     epe = _mean_epe(flows, clips)
     assert epe < MARGIN * MEASURED["daflow-tiny"], epe
     assert epe < 0.9 * MEASURED["zero"], epe
 
 
 def test_raft_star_tiny_beats_its_bound(clips):
-    from daflow.models.registry import build_flow_model
-
-    star = build_flow_model("raft-star-tiny")  # by name, as the CLI does
+    star = daflow.load_model("raft-star-tiny").pairs  # by name, as the CLI does
     with torch.no_grad():
         flows = [
             [star(frames[k : k + 1], frames[k + 1 : k + 2])[0].permute(1, 2, 0).numpy() for k in range(2)]
@@ -116,8 +110,8 @@ def _tensor(frames: np.ndarray) -> torch.Tensor:
 
 def test_the_shipped_restorer_reconstructs_and_loads():
     """The bundled tiny restorer (``daflow train recipe restore``): its VAE reconstructs held-out clean frames well
-    above the degraded input's PSNR (25.7 dB against 19.7 dB when it was bundled: BENCHMARKS.md, "Flow-guided
-    restoration"); a broken file or loader falls far below."""
+    above the degraded input's PSNR (25.7 dB against 19.7 dB in BENCHMARKS.md, "Flow-guided restoration"); a broken
+    file or loader falls far below."""
     from daflow.models.vae import decode, encode
 
     backbone = bundled.load_restorer()
@@ -141,11 +135,11 @@ def test_the_shipped_restorer_improves_its_input(tmp_path):
     synthetic scenes and a real photograph pair (scikit-image's motorcycle stereo pair), all ``realbasicvsr``. On codec
     damage alone it does not yet gain (BENCHMARKS.md, "Video restoration"), so no codec clip is asserted here."""
     from daflow.data.video import FrameSource
-    from daflow.eval.consistency import psnr, ssim, warp_error
-    from daflow.eval.held_out import motorcycle
     from daflow.files import write_image
     from daflow.models.classical import classical_flow
     from daflow.restoration import RestoreSettings, restore_video
+    from daflow.restoration.consistency import ewarp, psnr, ssim
+    from held_out import motorcycle
 
     backbone = bundled.load_restorer()
     assert backbone.one_step_sigma is not None and backbone.fidelity is not None
@@ -168,4 +162,4 @@ def test_the_shipped_restorer_improves_its_input(tmp_path):
         bw = np.stack([classical_flow(hq[i + 1], hq[i]) for i in range(len(hq) - 1)])
         assert psnr(out, hq) > psnr(lq, hq), (k, psnr(out, hq), psnr(lq, hq))
         assert ssim(out, hq) > ssim(lq, hq), (k, ssim(out, hq), ssim(lq, hq))
-        assert warp_error(out, fw, bw) <= warp_error(lq, fw, bw), k
+        assert ewarp(out, fw, bw) <= ewarp(lq, fw, bw), k

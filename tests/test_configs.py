@@ -1,4 +1,4 @@
-"""One rule for reading configs (issue 17): unknown keys are refused with a clear message, everywhere."""
+"""One rule for reading configs: unknown keys are refused with a clear message, everywhere."""
 
 import pytest
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from daflow.eval.consistency import occlusion_lai, psnr, ssim, warp_error
+from daflow.restoration.consistency import ewarp, occlusion_lai, psnr, ssim
 
 
 def _bilinear(img: np.ndarray, x: float, y: float) -> np.ndarray:
@@ -58,7 +58,7 @@ def _fixture(seed=0, t=3, h=9, w=11):
 
 def test_matches_the_per_pixel_formula():
     frames, fws, bws = _fixture()
-    ours = warp_error(frames, fws, bws)
+    ours = ewarp(frames, fws, bws)
     ref, masks = _reference(frames, fws, bws)
     assert ours == pytest.approx(ref, rel=1e-12, abs=1e-15)
     occ = occlusion_lai(torch.from_numpy(fws).permute(0, 3, 1, 2), torch.from_numpy(bws).permute(0, 3, 1, 2)).numpy()
@@ -71,18 +71,18 @@ def test_a_perfectly_consistent_video_scores_zero_and_uint8_is_scaled():
     frames = np.stack([base, np.roll(base, 1, axis=1)])  # frame 2 = frame 1 moved right by 1 px
     fw = np.zeros((1, 8, 12, 2))
     fw[..., 0] = 1.0
-    assert warp_error(frames, fw, -fw) == pytest.approx(0.0, abs=1e-20)
+    assert ewarp(frames, fw, -fw) == pytest.approx(0.0, abs=1e-20)
     noisy = frames.copy()
     noisy[1] = np.clip(noisy[1].astype(int) + 20, 0, 255).astype(np.uint8)
-    assert warp_error(noisy, fw, -fw) > 1e-3
+    assert ewarp(noisy, fw, -fw) > 1e-3
 
 
 def test_bad_shapes_are_refused():
     frames, fws, bws = _fixture()
     with pytest.raises(ValueError, match="flows must be"):
-        warp_error(frames, fws[:1], bws[:1])
+        ewarp(frames, fws[:1], bws[:1])
     with pytest.raises(ValueError, match="T >= 2"):
-        warp_error(frames[:1], fws[:0], bws[:0])
+        ewarp(frames[:1], fws[:0], bws[:0])
 
 
 def test_psnr_and_ssim():

@@ -1,12 +1,13 @@
 """The bundled default flow model, dis-raft, against the bar it was shipped for (the held-out checks of
-:mod:`daflow.eval.held_out`).
+``benchmarks/held_out.py``).
 
 The scores recorded at bundling time live in ``weights/dis-raft/PROVENANCE.json`` (``benchmarks/default_model.py
---json`` regenerates them). The tests check that (1) the recorded scores meet the bar: on held-out large motion at
+--json`` regenerates them). The tests check that (1) the recorded scores meet the bar (``bundle`` marker, ``make
+check-bundle``): on held-out large motion at
 256×256 and 384×512 the default's EPE is at most 0.85× DIS's on the same degraded frames and below zero flow on
-every clip whose true motion is in the degraded frames at all (:func:`daflow.eval.held_out.motion_evidence`); on
+every clip whose true motion is in the degraded frames at all (``held_out.motion_evidence``); on
 the real stereo pair (degraded, and squeezed through H.264) its EPE and its
-warping error are below DIS's; and (2) the recording is real: part of it is measured
+warping error are below DIS's; and (2) in the default run, the recording is real: part of it is measured
 again here and must agree (a broken loader, a changed preprocessing step or a corrupted file moves it far away).
 """
 
@@ -16,9 +17,9 @@ import numpy as np
 import pytest
 import torch
 
-from daflow.eval.held_out import MIN_MOTION_EVIDENCE, SEEDS, held_out_clip, motion_evidence, motorcycle
 from daflow.flow.metrics import flow_metrics
 from daflow.models import bundled
+from held_out import MIN_MOTION_EVIDENCE, SEEDS, held_out_clip, motion_evidence, motorcycle
 
 DEFAULT = "DIS->RAFT (default)"
 TOLERANCE = 0.05  # px: arithmetic differs a little between CPUs (oneDNN kernels, OpenCV's SIMD paths)
@@ -31,6 +32,7 @@ def record() -> dict:
     return prov["scores"]
 
 
+@pytest.mark.bundle
 @pytest.mark.parametrize("size", ["256x256", "384x512"])
 def test_recorded_large_motion_scores_meet_the_bar(record, size):
     epe = record["synthetic"][f"realbasicvsr {size}"]["epe"]
@@ -44,6 +46,7 @@ def test_recorded_large_motion_scores_meet_the_bar(record, size):
     assert above <= blind, (above, default, zero, evidence)
 
 
+@pytest.mark.bundle
 @pytest.mark.parametrize("degrade", ["codec"])
 def test_recorded_codec_scores_below_zero_and_dis(record, degrade):
     for size in ("256x256", "384x512"):
@@ -67,6 +70,7 @@ def test_motion_evidence_of_a_known_shift_and_of_the_blind_clip(record):
         assert motion_evidence(lq, gt) == pytest.approx(recorded[i], abs=1e-3)
 
 
+@pytest.mark.bundle
 def test_recorded_real_pair_scores(record):
     for kind in ("realbasicvsr", "h264-480bits"):
         real = record["real"][kind]
@@ -80,9 +84,9 @@ def _flows(model, lq: np.ndarray) -> np.ndarray:
 
 
 def test_the_recording_regenerates(record):
-    from daflow.models.registry import build_flow_model
+    from daflow.api import load_model
 
-    model = build_flow_model("dis-raft")  # by name, as `daflow estimate` does by default
+    model = load_model("dis-raft").pairs  # by name, as `daflow estimate` does by default
     recorded = record["synthetic"]["realbasicvsr 256x256"]["epe"][DEFAULT]
     for i, seed in enumerate(SEEDS[:2]):
         _, lq, gt = held_out_clip((256, 256), seed, "realbasicvsr")

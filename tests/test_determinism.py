@@ -1,4 +1,4 @@
-"""Degradation is byte-identical across processes and repeated calls (issue 14).
+"""Degradation is byte-identical across processes and repeated calls.
 
 libx264's macroblock tree made the same clip encode to different bytes from run to run (about one clip in six;
 see docs/determinism.md). These tests fail with ``X264_PARAMS = ""`` (the old settings): checked by hand.

@@ -6,13 +6,14 @@ import numpy as np
 import pytest
 import torch
 
+from daflow.api import load_model
 from daflow.cli import main
 from daflow.data.specs import DatasetSpec, build_eval_sets, parse_dataset_spec
 from daflow.data.video import write_video
-from daflow.eval.benchmark import add_sintel_mean, evaluate_pairs, markdown_table, paper_row
+from daflow.eval.benchmark import add_sintel_mean, evaluate_model, markdown_table, paper_row
 from daflow.files import write_image
 from daflow.flow.io import read_flow
-from daflow.models.registry import MissingWeightsError, build_flow_model
+from daflow.models.registry import MissingWeightsError
 from daflow.train.pseudo_gt import write_pseudo_gt
 from test_datasets import make_sintel, make_spring, make_tartanair
 from test_raft import official_state_dict
@@ -65,9 +66,9 @@ def test_evaluate_pairs_oracle_zero_and_tables(tmp_path):
         i = float(a[0, 0, 0, 0] % 100)
         return torch.full((1, 2, *a.shape[-2:]), i)
 
-    res = [evaluate_pairs(oracle, e, progress=False) for e in sets]
+    res = [evaluate_model(oracle, e, progress=False) for e in sets]
     assert all(r["metrics"]["epe"] == 0 and r["pairs"] == 6 for r in res)
-    zero = evaluate_pairs(lambda a, b: torch.zeros(1, 2, *a.shape[-2:]), sets[0], progress=False, max_samples=3)
+    zero = evaluate_model(lambda a, b: torch.zeros(1, 2, *a.shape[-2:]), sets[0], progress=False, max_samples=3)
     assert zero["pairs"] == 3 and zero["metrics"]["epe"] == pytest.approx(np.sqrt(2) * (1 + 2 + 3) / 3)
     assert zero["metrics"]["1px"] == 100.0
     rows = add_sintel_mean(res)
@@ -79,16 +80,16 @@ def test_evaluate_pairs_oracle_zero_and_tables(tmp_path):
 
 def test_registry_needs_weights_and_loads_official_files(tmp_path):
     with pytest.raises(MissingWeightsError, match=r"raft-things.pth.*--random-init"):
-        build_flow_model("raft")
-    with pytest.raises(ValueError, match="unknown model 'pwc'"):
-        build_flow_model("pwc")
+        load_model("raft")
+    with pytest.raises(ValueError, match="neither a model name"):
+        load_model("pwc")
     torch.save(official_state_dict(), tmp_path / "raft-things.pth")
-    raft = build_flow_model("raft", tmp_path / "raft-things.pth", iters=2)
+    raft = load_model("raft", weights=tmp_path / "raft-things.pth", iters=2).pairs
     a, b = torch.rand(1, 3, 70, 90) * 255, torch.rand(1, 3, 70, 90) * 255  # padded inside, cropped back
     assert raft(a, b).shape == (1, 2, 70, 90) and not raft.random_init
-    rnd = build_flow_model("sea-raft-s", random_init=True, iters=1, scale=0)
+    rnd = load_model("sea-raft-s", random_init=True, iters=1, scale=0).pairs
     assert rnd.random_init and "random weights" in rnd.description
-    dis = build_flow_model("dis")
+    dis = load_model("dis").pairs
     assert dis(a, b).shape == (1, 2, 70, 90)
 
 
@@ -178,7 +179,7 @@ def test_pseudo_gt_labels_every_pair_and_resumes(tmp_path):
     _clip_folder(clips / "cat" / "clip2", n=2, w=160, seed=1)
     video = np.stack([np.full((128, 144, 3), 10 * i, np.uint8) for i in range(3)])
     write_video(clips / "videos" / "v1.mp4", video)
-    teacher = build_flow_model("sea-raft-s", random_init=True, iters=1, scale=0)
+    teacher = load_model("sea-raft-s", random_init=True, iters=1, scale=0).pairs
     out = tmp_path / "labels"
     report = write_pseudo_gt(clips, out, teacher, batch_size=2, progress=False, settings={"iters": 1, "scale": 0})
     assert (report.clips, report.pairs, report.written) == (3, 2 + 1 + 2, 5)
@@ -204,7 +205,7 @@ def test_pseudo_gt_labels_every_pair_and_resumes(tmp_path):
     again = write_pseudo_gt(clips, out, teacher, progress=False, settings={"iters": 1, "scale": 0})
     assert (again.written, again.skipped) == (1, 4)
     assert (out / "cat" / "clip2" / "img_000.flo").read_bytes() == before
-    with pytest.raises(ValueError, match="another teacher setting"):
+    with pytest.raises(ValueError, match="pseudo-GT labels made with other settings"):
         write_pseudo_gt(clips, out, teacher, progress=False, settings={"iters": 20, "scale": 0})
     manifest = json.loads((out / "pseudo_gt.json").read_text())
     assert manifest["teacher"] == "sea-raft-s" and manifest["random_init"] is True
@@ -216,7 +217,7 @@ def test_pseudo_gt_shards_write_the_labels_of_one_run(tmp_path):
     clips = tmp_path / "clips"
     for i in range(3):
         _clip_folder(clips / f"c{i}", n=4 - i % 2, seed=i)
-    teacher = build_flow_model("sea-raft-s", random_init=True, iters=1, scale=0)
+    teacher = load_model("sea-raft-s", random_init=True, iters=1, scale=0).pairs
     write_pseudo_gt(clips, tmp_path / "one", teacher, batch_size=2, progress=False)
     reports = [
         write_pseudo_gt(clips, tmp_path / "shared", teacher, batch_size=2, progress=False, shard=Shard(k, 2))
@@ -263,7 +264,7 @@ def test_cli_pseudo_gt_single_folder_and_missing_weights(tmp_path, capsys):
 
 def test_worker_processes_give_the_same_result():
     (eval_set,) = build_eval_sets("synthetic:tiny?n=2&size=64x64&degrade=mild")
-    dis = build_flow_model("dis")
-    serial = evaluate_pairs(dis, eval_set, progress=False)
-    pooled = evaluate_pairs(dis, eval_set, progress=False, workers=1)
+    dis = load_model("dis")
+    serial = evaluate_model(dis, eval_set, progress=False)
+    pooled = evaluate_model(dis, eval_set, progress=False, workers=1)
     assert pooled["metrics"] == serial["metrics"] and pooled["pairs"] == 2

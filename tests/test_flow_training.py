@@ -5,10 +5,11 @@ import dataclasses
 import pytest
 import torch
 
+from daflow.api import FlowModel
 from daflow.cli import main
 from daflow.data.base import CHUNKS
 from daflow.data.specs import build_eval_sets
-from daflow.eval.stepwise import evaluate_daflow
+from daflow.eval.benchmark import evaluate_model
 from daflow.models.daflow import DAFlow
 from daflow.train.data import build_clip_source
 from daflow.train.flow import FLOW_PRESETS, one_cycle_lr, train_flow
@@ -37,7 +38,8 @@ def test_stage2_lowers_held_out_epe_on_degraded_synthetic_clips(tmp_path):
     )
 
     def epe():
-        return evaluate_daflow(model, held_out, steps=[0], num_steps=2, iters=4, progress=False)["per_step"][0]["epe"]
+        flow_model = FlowModel.from_daflow(model, step=0, num_steps=2, iters=4)
+        return evaluate_model(flow_model, held_out, steps=[0], progress=False)["metrics"]["epe"]
 
     zero_flow = sum(float(torch.from_numpy(held_out.dataset[i].flow).norm(dim=-1).mean()) for i in range(6)) / 6
     before = epe()

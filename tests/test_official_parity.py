@@ -1,4 +1,4 @@
-"""Our RAFT and SEA-RAFT against outputs of the official code, committed as fixtures (issue 14).
+"""Our RAFT and SEA-RAFT against outputs of the official code, committed as fixtures.
 
 ``tests/fixtures/official/make_fixtures.py`` ran the official RAFT (princeton-vl/RAFT 2888e15) and SEA-RAFT
 (princeton-vl/SEA-RAFT f41d0a7) on CPU with weights that ``official_reference`` rebuilds here from the official

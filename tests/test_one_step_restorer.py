@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from daflow.data.degrade import degrade_clip, sample_params
-from daflow.eval.consistency import psnr
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.fidelity import FidelityConfig, FidelityHead, load_fidelity, save_fidelity
 from daflow.restoration import RestoreSettings, restore_clip
+from daflow.restoration.consistency import psnr
 from daflow.restoration.diffusion import one_step_images, one_step_x0
 
 

@@ -1,4 +1,4 @@
-"""``daflow train recipe paper --dry-run``: every missing input named, and with stand-ins a full plan (issue 18)."""
+"""``daflow train recipe paper --dry-run``: every missing input named, and with stand-ins a full plan."""
 
 import numpy as np
 

@@ -9,8 +9,8 @@ import torch
 from daflow.data.video import FrameSource
 from daflow.files import write_image
 from daflow.models.backbone import DiffusionBackbone
-from daflow.models.guidance import MotionGuidance, PairFlows, warping_loss
 from daflow.restoration import RestoreSettings, chunk_plan, restore_clip, restore_video
+from daflow.restoration.guidance import MotionGuidance, PairFlows, warping_loss
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +52,20 @@ def test_guidance_step_moves_towards_the_warped_neighbour():
         MotionGuidance(flows, -1.0, latent_size=(8, 8))
 
 
+def test_guidance_follows_a_directional_flow():
+    base = torch.randn(1, 4, 8, 16)
+    z = torch.cat([base, torch.roll(base, 2, dims=-1)])  # frame k+1 is frame k moved 2 px to the right
+    fw = torch.zeros(1, 2, 8, 16)
+    fw[:, 0] = 2.0
+    right = MotionGuidance(PairFlows(fw, -fw), 0.25, latent_size=(8, 16))
+    wrong = MotionGuidance(PairFlows(-fw, fw), 0.25, latent_size=(8, 16))
+    assert warping_loss(z, right.flows, right.masks) < 1e-8  # consistent with the true flow (in-frame pixels)
+    assert warping_loss(z, wrong.flows, wrong.masks) > 0.5  # and not with the opposite one
+    noisy = z + 0.5 * torch.randn(z.shape, generator=torch.Generator().manual_seed(0))
+    moved, before = right(noisy)
+    assert warping_loss(moved, right.flows, right.masks) < 0.5 * before  # the step pulls towards the shift
+
+
 def test_flows_resize_scales_values():
     fw = torch.ones(1, 2, 16, 32) * torch.tensor([4.0, 2.0]).view(1, 2, 1, 1)
     small = PairFlows(fw, -fw).resized((4, 8))
@@ -76,10 +90,9 @@ def test_anchors_are_kept_exactly(backbone):
 
 def test_restore_resumes_without_recomputing(backbone, clip_dir, tmp_path, monkeypatch):
     import daflow.restoration.diffusion as restoration
-    from daflow.inference import pairwise
-    from daflow.models.registry import build_flow_model
+    from daflow.api import load_model
 
-    est = pairwise(build_flow_model("dis"))
+    est = load_model("dis").clip
     settings = RestoreSettings(sampler="full", guidance=0.5, flow_model="dis", steps=2, chunk=3, overlap=1)
     full = restore_video(backbone, FrameSource(clip_dir), tmp_path / "a", settings, flow_estimator=est, progress=False)
     assert full.chunks == 2 and len(list((tmp_path / "a" / "frames").glob("*.png"))) == 5
@@ -134,7 +147,7 @@ def test_cli_restore_and_evaluate_errors(clip_dir, tmp_path, capsys):
     assert main(common + ["--guidance", "-1"]) == 1
     assert "--guidance must be >= 0" in capsys.readouterr().err
     assert main(common + ["--flow-model", "nope"]) == 1
-    assert "--flow-model 'nope' is not known" in capsys.readouterr().err
+    assert "--flow-model 'nope' is not a known model" in capsys.readouterr().err
     assert main(common + ["--flow-model", "dis"]) == 0
     out = tmp_path / "r"
     assert len(list((out / "frames").glob("*.png"))) == 5

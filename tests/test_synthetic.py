@@ -17,6 +17,7 @@ def _photometric_error(clip, k, flow):
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_warping_next_frame_with_gt_reproduces_frame(seed):
     clip = render_clip("default", seed)
+    occluded = []
     for k in range(clip.flow.shape[0]):
         # bilinear footprints straddling a layer boundary are not expected to match: erode by 2 px
         keep = cv2.erode((~clip.occlusion[k]).astype(np.uint8), np.ones((5, 5), np.uint8)).astype(bool)
@@ -27,8 +28,8 @@ def test_warping_next_frame_with_gt_reproduces_frame(seed):
         # a wrong flow is clearly detected: the test can fail
         assert _photometric_error(clip, k, clip.flow[k] + 1.0)[keep].mean() > 3 * err.mean()
         # occluded pixels really do not match
-        if clip.occlusion[k].sum() > 50:
-            assert _photometric_error(clip, k, clip.flow[k])[clip.occlusion[k]].mean() > 5 * err.mean()
+        occluded.append(_photometric_error(clip, k, clip.flow[k])[clip.occlusion[k]].mean() / err.mean())
+    assert clip.occlusion.sum() > 50 and np.nanmin(occluded) > 5
 
 
 def test_determinism_and_seed_sensitivity():

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from daflow.eval.consistency import psnr
 from daflow.files import write_image
 from daflow.restoration import RestoreSettings, TemporalSettings, neighbour_flows, temporal_filter
+from daflow.restoration.consistency import psnr
 
 
 def _static_noisy(n=7, size=(48, 64), sigma=12.0, seed=0):

@@ -1,4 +1,4 @@
-"""No-ground-truth scoring on video (issue 15): warping error, FB consistency, zero flow and DIS rows."""
+"""No-ground-truth scoring on video: warping error, FB consistency, zero flow and DIS rows."""
 
 import json
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from daflow.cli import main
 from daflow.data.synthetic import SyntheticConfig, render_clip
-from daflow.eval.video_quality import fb_consistent, visible_mask, warp_error
+from daflow.eval.video_quality import fb_consistent, photometric_error, visible_mask
 from daflow.files import write_image
 
 
@@ -18,10 +18,10 @@ def test_warp_error_is_zero_for_the_true_shift_and_not_for_zero_flow():
     flow[..., 0] = -3.0
     visible = np.ones((40, 40), bool)
     assert (
-        warp_error(a, b, flow, visible) < 1e-3
+        photometric_error(a, b, flow, visible) < 1e-3
     )  # bilinear sampling rounding only; in-frame pixels only: the 3 columns leaving the frame are out
     manual = np.abs(a.astype(float) - b.astype(float)).mean()
-    assert abs(warp_error(a, b, flow * 0, visible) - manual) < 1e-4
+    assert abs(photometric_error(a, b, flow * 0, visible) - manual) < 1e-4
     assert fb_consistent(flow, -flow) > 90 and fb_consistent(flow, flow) < 10
 
 

@@ -14,14 +14,10 @@ Where things live (one concept per module):
 ``import daflow`` stays light.
 """
 
+from daflow.lazy import lazy_exports
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "evaluate", "load_model"]
 
-
-def __getattr__(name: str):
-    if name in ("load_model", "evaluate"):
-        import daflow.api
-
-        return getattr(daflow.api, name)
-    raise AttributeError(f"module 'daflow' has no attribute {name!r}")
+__getattr__, _ = lazy_exports("daflow", {"daflow.api": ("evaluate", "load_model")})

@@ -20,6 +20,7 @@ chunks sharing their boundary frame, exactly as ``daflow estimate`` does.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,20 +28,56 @@ from pathlib import Path
 import numpy as np
 import torch
 
-DAFLOW_NAMES = ("daflow", "daflow-tiny")
+from daflow.models.catalog import DAFLOW_ITERS, DAFLOW_NAMES, DENOISE_STEPS, MODELS, entry
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
 class FlowModel:
     """A loaded model (see the module docstring). ``clip`` is the underlying
-    :class:`~daflow.inference.ClipEstimator`; ``module`` the torch module when there is one."""
+    :class:`~daflow.inference.ClipEstimator` (chunks of ``chunk`` frames); ``module`` the torch module when there is
+    one (DA-Flow: the :class:`~daflow.models.daflow.DAFlow`); ``pairs`` a pairwise model's
+    :class:`~daflow.models.registry.FlowEstimator`. DA-Flow's ``step``, ``num_steps``, ``iters`` and ``seed`` are
+    the settings its flows come from (None for pairwise models)."""
 
     name: str
     description: str
     device: torch.device
     clip: object
     module: torch.nn.Module | None = None
-    pairs: object | None = None  # pairwise models: the FlowEstimator ([B, 3, H, W] x2 -> [B, 2, H, W]), else None
+    pairs: object | None = None
+    random_init: bool = False
+    step: int | str | None = None
+    num_steps: int | None = None
+    iters: int | None = None
+    seed: int = 0
+
+    @classmethod
+    def from_daflow(
+        cls,
+        module,
+        *,
+        name: str = "daflow",
+        step: int | str = 0,
+        num_steps: int = DENOISE_STEPS,
+        iters: int = DAFLOW_ITERS,
+        seed: int = 0,
+        random_init: bool = False,
+    ) -> FlowModel:
+        """A :class:`~daflow.models.daflow.DAFlow` module (loaded, or being trained) as a flow model: its flows at
+        denoising ``step`` (0: the single-step mode; ``"mean"``: the mean of all steps) of a ``num_steps`` schedule,
+        on 3-frame chunks."""
+        from daflow.inference import daflow_estimator
+
+        clip = daflow_estimator(module, step=step, num_steps=num_steps, iters=iters, seed=seed)
+        description = clip.description + (" [random weights]" if random_init else "")
+        return cls(name, description, module.device, clip, module, None, random_init, step, num_steps, iters, seed)
+
+    @property
+    def chunk(self) -> int:
+        """Frames per call: 2 for pairwise models, 3 for DA-Flow."""
+        return self.clip.chunk
 
     @torch.no_grad()
     def __call__(self, frames) -> np.ndarray | torch.Tensor:
@@ -92,106 +129,122 @@ def detect_checkpoint(path: str | os.PathLike) -> str:
     return "raft"
 
 
+def resolve_name(name_or_path: str | os.PathLike, weights=None) -> tuple[str, object]:
+    """``(model name, weights)`` for a name of the table, a published weights file or a model folder written by
+    this package (its weights then come from the folder)."""
+    name, path = str(name_or_path), Path(name_or_path)
+    if name in MODELS:
+        return name, weights
+    if path.is_dir():
+        kind = _from_config(path)
+        if kind is None:
+            raise ValueError(
+                f"{path}: not a model folder of this package (no config.json with _class_name DAFlow, RAFT or "
+                "DISRefiner)"
+            )
+        return kind, (path if kind == "daflow" else path / "raft.safetensors")
+    if path.is_file():
+        return detect_checkpoint(path), path
+    raise ValueError(
+        f"{name!r} is neither a model name ({', '.join(MODELS)}) nor an existing weights file or model folder"
+    )
+
+
+def check_options(name: str, *, iters=None, scale=None, corr_mode: str = "auto", num_steps: int = DENOISE_STEPS):
+    """The options every caller may pass, checked the same way for the CLI and the library."""
+    e = entry(name)
+    if iters is not None and iters < 1:
+        raise ValueError(f"--iters must be >= 1, got {iters}")
+    if scale is not None and e.family != "sea-raft":
+        raise ValueError(f"--scale applies to SEA-RAFT only (its resize protocol); --model {name} does not take it")
+    if corr_mode != "auto" and e.family == "classical":
+        raise ValueError(f"--corr applies to RAFT-family models; --model {name} has no correlation volume")
+    if num_steps < 1:
+        raise ValueError(f"--denoise-steps must be >= 1, got {num_steps}")
+
+
 def load_model(
     name_or_path: str | os.PathLike,
     *,
     device: str | torch.device = "cpu",
     weights=None,
     iters: int | None = None,
+    scale: int | None = None,
+    corr_mode: str = "auto",
     random_init: bool = False,
     step: int | str = 0,
+    num_steps: int = DENOISE_STEPS,
     seed: int = 0,
+    dtype: torch.dtype | None = None,
+    preset: str = "tiny",
     dit4sr=None,
     vae=None,
     null_prompt=None,
-    **options,
+    refiner: dict | None = None,
 ) -> FlowModel:
-    """Load any flow model (module docstring)."""
-    from daflow.inference import daflow_estimator, pairwise
-    from daflow.models.catalog import FLOW_MODELS
-    from daflow.models.registry import build_flow_model
+    """Load any flow model (module docstring): the one way every command, recipe and benchmark builds one.
+    ``refiner``: the DIS→RAFT refiner's ``levels``, ``polish_rounds`` and ``fallback`` (ablations)."""
+    from daflow.inference import pairwise
+    from daflow.models.registry import build_flow_model, check_weights
 
+    name, weights = resolve_name(name_or_path, weights)
+    check_options(name, iters=iters, scale=scale, corr_mode=corr_mode, num_steps=num_steps)
+    check_weights(name, weights, random_init)
+    if name not in DAFLOW_NAMES and any(x is not None for x in (dit4sr, vae, null_prompt)):
+        raise ValueError(f"--dit4sr, --vae and --null-prompt apply to DA-Flow; --model {name} does not take them")
     device = torch.device(device)
-    name = str(name_or_path)
-    path = Path(name_or_path)
-    if name not in FLOW_MODELS and name not in DAFLOW_NAMES:
-        if path.is_dir():
-            kind = _from_config(path)
-            if kind is None:
-                raise ValueError(
-                    f"{path}: not a model folder of this package (no config.json with _class_name "
-                    "DAFlow, RAFT or DISRefiner)"
-                )
-            weights_file = {
-                "dis-raft": "raft.safetensors",
-                "raft": "raft.safetensors",
-                "raft-small": "raft.safetensors",
-            }
-            name, weights = kind, (path if kind == "daflow" else path / weights_file[kind])
-        elif path.is_file():
-            name, weights = detect_checkpoint(path), path
-        else:
-            raise ValueError(
-                f"{name!r} is neither a model name ({', '.join([*FLOW_MODELS, *DAFLOW_NAMES])}) nor an "
-                "existing weights file or model folder"
-            )
     if name in DAFLOW_NAMES:
-        model = load_daflow(
+        model = _load_daflow(
             name,
             weights,
             device=device,
+            dtype=dtype,
+            corr_mode=corr_mode,
             random_init=random_init,
+            preset=preset,
+            seed=seed,
             dit4sr=dit4sr,
             vae=vae,
             null_prompt=null_prompt,
-            seed=seed,
-            **options,
         )
-        clip = daflow_estimator(model, step=step, iters=iters or 20, seed=seed)
-        return FlowModel(name, clip.description, device, clip, model)
+        if random_init:
+            log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
+        n = MODELS[name].iters if iters is None else iters
+        return FlowModel.from_daflow(
+            model, name=name, step=step, num_steps=num_steps, iters=n, seed=seed, random_init=random_init
+        )
     estimator = build_flow_model(
-        name, weights, iters=iters, device=device, random_init=random_init, seed=seed, **options
+        name,
+        weights,
+        iters=iters,
+        scale=scale,
+        device=device,
+        corr_mode=corr_mode,
+        random_init=random_init,
+        seed=seed,
+        refiner=refiner,
     )
     return FlowModel(
-        name, estimator.description, estimator.device, pairwise(estimator), estimator.module, pairs=estimator
+        name, estimator.description, estimator.device, pairwise(estimator), estimator.module, estimator, random_init
     )
 
 
-def load_daflow(
-    name: str = "daflow",
-    weights=None,
-    *,
-    device="cpu",
-    dtype: torch.dtype = torch.float32,
-    corr_mode: str = "auto",
-    random_init: bool = False,
-    preset: str = "tiny",
-    seed: int = 0,
-    dit4sr=None,
-    vae=None,
-    null_prompt=None,
-):
+def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, preset, seed, dit4sr, vae, null_prompt):
     """The DA-Flow module itself (:class:`~daflow.models.daflow.DAFlow`): ``daflow-tiny`` (bundled), ``daflow`` with
     ``weights`` (a ``daflow train flow`` model folder; ``dit4sr``/``vae``/``null_prompt`` override its backbone), or
-    random weights at ``preset`` size. ``dtype`` is the DiT's (the VAE stays float32); ``corr_mode`` RAFT's."""
+    random weights at ``preset`` size. ``dtype`` is the DiT's (default: bfloat16 on CUDA, else float32; the VAE
+    stays float32); ``corr_mode`` RAFT's."""
     from daflow.models import bundled
     from daflow.models.daflow import DAFlow
 
-    device = torch.device(device)
+    if dtype is None:
+        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if name == "daflow-tiny":
-        if weights is not None or random_init:
-            raise ValueError("daflow-tiny is the bundled model; use 'daflow' with weights or random_init")
         model = bundled.load_daflow_tiny(device=device)
     elif random_init:
-        if weights is not None:
-            raise ValueError("give either weights or random_init, not both")
         model = DAFlow(preset, seed=seed)
         model.backbone.transformer.to(dtype)
-        model = model.to(device).eval()
-    elif weights is None:
-        raise ValueError(
-            "'daflow' needs weights (a folder written by daflow train flow); the bundled model is 'daflow-tiny'"
-        )
+        model = model.to(device)
     else:
         model = DAFlow.load(weights, dit4sr=dit4sr, vae=vae, null_prompt=null_prompt, dtype=dtype, device=device)
     model.raft.corr_mode = corr_mode
@@ -200,7 +253,9 @@ def load_daflow(
 
 @dataclass
 class EvalResult:
-    """One dataset's scores: EPE and the percentages of pixels with error above 1, 3 and 5 px (paper §5.1)."""
+    """One dataset's scores: EPE and the percentages of pixels with error above 1, 3 and 5 px (paper §5.1) of the
+    model's own flows; for DA-Flow also ``per_step`` (``{step: {epe, 1px, 3px, 5px}}``) and ``average`` (their mean,
+    what the paper's Table 1 reports). The same numbers as ``daflow evaluate`` with the same model and options."""
 
     dataset: str
     spec: str
@@ -210,43 +265,34 @@ class EvalResult:
     px5: float
     pairs: int
     seconds_per_pair: float
+    per_step: dict | None = None
+    average: dict | None = None
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
 
 def evaluate(
-    model, data_spec: str, *, max_samples: int | None = None, reduce: str = "image", progress: bool = False
+    model,
+    data_spec: str,
+    *,
+    steps=None,
+    max_samples: int | None = None,
+    reduce: str = "image",
+    progress: bool = False,
 ) -> list[EvalResult]:
     """Score ``model`` (a :class:`FlowModel` or anything :func:`load_model` takes) on every dataset of
     ``data_spec`` (``daflow evaluate``'s grammar, e.g. ``sintel-final:ROOT`` or
-    ``synthetic:large-motion?n=8&degrade=realbasicvsr``). Pairwise models see every pair; DA-Flow sees 3-frame
-    windows that share their boundary frame, as ``daflow estimate`` runs it."""
-    import time
-
-    from tqdm import tqdm
-
-    from daflow.data.specs import build_eval_sets
-    from daflow.flow.metrics import FlowMetrics
+    ``synthetic:large-motion?n=8&degrade=realbasicvsr``) with :func:`daflow.eval.benchmark.evaluate_model`, the
+    evaluator of ``daflow evaluate``. Pairwise models see every pair; DA-Flow sees 3-frame chunks that share their
+    boundary frame, and its denoising ``steps`` (default all) are scored too."""
+    from daflow.eval.benchmark import eval_sets_for, evaluate_model
 
     model = model if isinstance(model, FlowModel) else load_model(model)
-    chunk = model.clip.chunk
     results = []
-    for eval_set in build_eval_sets(data_spec, num_frames=chunk, stride=max(chunk - 1, 1)):
-        metrics = FlowMetrics(spring_min=eval_set.spring_min)
-        n = len(eval_set.dataset) if max_samples is None else min(max_samples, len(eval_set.dataset))
-        if n == 0:
-            raise ValueError(f"{eval_set.label}: the dataset is empty")
-        seconds = 0.0
-        for i in tqdm(range(n), desc=eval_set.label, disable=not progress, leave=False):
-            sample = eval_set.dataset[i]
-            if sample.flow is None:
-                raise ValueError(f"{eval_set.label}: sample {sample.meta} has no ground truth; evaluation needs it")
-            t = time.perf_counter()
-            flows = model(np.ascontiguousarray(sample.frames))
-            seconds += time.perf_counter() - t
-            metrics.update(flows, sample.flow, sample.valid)
-        m = metrics.compute(reduce=reduce)
+    for eval_set in eval_sets_for(data_spec, model.chunk):
+        r = evaluate_model(model, eval_set, steps=steps, max_samples=max_samples, reduce=reduce, progress=progress)
+        m = r["metrics"]
         results.append(
             EvalResult(
                 eval_set.label,
@@ -255,8 +301,10 @@ def evaluate(
                 m["1px"],
                 m["3px"],
                 m["5px"],
-                metrics.count,
-                seconds / max(metrics.count, 1),
+                r["pairs"],
+                r["seconds_per_pair"],
+                r.get("per_step"),
+                r.get("average"),
             )
         )
     return results
@@ -284,14 +332,16 @@ def load_backbone(
     device = torch.device(device)
     if random_init:
         if dit4sr or vae:
-            raise ValueError("random_init and dit4sr/vae exclude each other")
+            raise ValueError("--random-init and --dit4sr/--vae exclude each other")
         backbone = DiffusionBackbone.from_preset(preset, seed=seed)
         backbone.transformer.to(dtype)  # the VAE stays float32, as from_pretrained keeps it
         backbone.origin = "random"
         return backbone.to(device), f"random {preset} DiT4SR and VAE weights: for smoke tests only"
     if dit4sr or vae or not bundled_fallback:
         if not (dit4sr and vae):
-            raise ValueError("give both dit4sr and vae (the published DiT4SR transformer and the SD3.5 VAE)")
+            raise ValueError(
+                "give --dit4sr and --vae (the published DiT4SR transformer and SD3.5 VAE), or --random-init"
+            )
         backbone = DiffusionBackbone.from_pretrained(dit4sr, vae, null_prompt, dtype=dtype, device=device)
         backbone.origin = str(dit4sr)
         return backbone, ""

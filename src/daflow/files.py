@@ -7,6 +7,7 @@ so an interrupted run never leaves a half-written file behind (DESIGN §1).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -85,6 +86,38 @@ def read_json(path: str | os.PathLike[str], *, what: str = "JSON file") -> dict:
         return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ValueError(f"{path}: not a valid {what} ({err})") from None
+
+
+def claim_run(
+    path: str | os.PathLike[str],
+    record: dict,
+    *,
+    keys: tuple[str, ...] | None = None,
+    what: str = "a run",
+    indent: int = 2,
+) -> dict:
+    """The one guard of every resumable output: if ``path`` (a run's settings record, JSON) exists, refuse with a
+    clear error when it differs from ``record`` on ``keys`` (default: every key of either); then write ``record``
+    there atomically. Returns the record as read back (tuples as lists)."""
+    path = Path(path)
+    record = json.loads(json.dumps(record))
+    if path.is_file():
+        old = read_json(path, what=f"the settings of {what}")
+        names = keys if keys is not None else sorted(set(old) | set(record))
+        diff = [k for k in names if old.get(k) != record.get(k)]
+        if diff:
+            lines = "; ".join(f"{k}: saved {_short(old.get(k))} vs now {_short(record.get(k))}" for k in diff)
+            raise ValueError(
+                f"{path.parent} holds {what} made with other settings ({lines}); use another output folder or the "
+                "same settings"
+            )
+    atomic_write_text(path, json.dumps(record, indent=indent))
+    return record
+
+
+def _short(value, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def read_image(path: str | os.PathLike[str], *, strict: bool = False) -> np.ndarray:

@@ -45,7 +45,7 @@ def _add_analyze(sub) -> None:
         dest="denoise_steps",
         type=int,
         default=10,
-        help="denoising schedule length (default 10; --steps is the old spelling)",
+        help="denoising schedule length (default 10)",
     )
     p.add_argument(
         "--features",

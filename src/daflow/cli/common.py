@@ -9,8 +9,6 @@ import argparse
 import sys
 from pathlib import Path
 
-DAFLOW_NAMES = ("daflow", "daflow-tiny")  # --model values served by DA-Flow (daflow-tiny: the bundled model)
-
 
 def resolve_device(name: str) -> str:
     """``--device``: ``auto`` is cuda when available, else cpu; anything else as given, if torch knows it."""
@@ -116,26 +114,41 @@ def add_model_args(p, *, default_iters_help: str) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def build_model(args, name: str):
-    from daflow.models.registry import build_flow_model
+def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
+    """The model of ``--model`` (or ``name``) with the command's options, through :func:`daflow.load_model` (the
+    one loader: the same policy and checks as the library). ``step``: DA-Flow's denoising step (or ``"mean"``)."""
+    from daflow.api import load_model
+    from daflow.models.catalog import entry
 
     args.device = resolve_device(args.device)
-    if args.iters is not None and args.iters < 1:
-        raise ValueError(f"--iters must be >= 1, got {args.iters}")
-    if args.scale is not None and not name.startswith("sea-raft"):
-        raise ValueError(f"--scale applies to SEA-RAFT only (its resize protocol); --model {name} does not take it")
-    if args.corr != "auto" and name in ("dis", "farneback"):
-        raise ValueError(f"--corr applies to RAFT-family models; --model {name} has no correlation volume")
-    model = build_flow_model(
+    name = name or args.model
+    options = {}
+    if hasattr(args, "denoise_steps"):  # a command with the DA-Flow options (add_daflow_args)
+        options = {
+            "num_steps": args.denoise_steps,
+            "dtype": device_and_dtype(args),
+            "preset": args.preset,
+            "seed": args.seed,
+            "dit4sr": args.dit4sr,
+            "vae": args.vae,
+            "null_prompt": args.null_prompt,
+            "step": step,
+        }
+    model = load_model(
         name,
-        args.weights,
+        weights=args.weights,
         iters=args.iters,
-        scale=args.scale,
-        device=args.device,
+        scale=getattr(args, "scale", None),
         corr_mode=args.corr,
         random_init=args.random_init,
-    )
-    return model  # with --random-init the library has logged a warning and the description says so
+        device=args.device,
+        **options,
+    )  # with --random-init the library has logged a warning and the description says so
+    if entry(name).family == "daflow" and entry(name).bundled:
+        from daflow.models.bundled import NOTICE
+
+        print(f"note: {NOTICE}", file=sys.stderr)
+    return model
 
 
 def add_backbone_args(p, *, in_weights: bool = False) -> None:
@@ -195,15 +208,12 @@ def device_and_dtype(args):
     }[args.dtype]
 
 
-def build_backbone(args):
-    """The DiT4SR backbone of ``--dit4sr/--vae/--null-prompt`` or ``--random-init`` (:func:`daflow.api.load_backbone`)."""
+def build_backbone(args, *, bundled_fallback: bool = False, use: str = "the features carry no learned correspondence"):
+    """The DiT4SR backbone of ``--dit4sr/--vae/--null-prompt`` or ``--random-init`` (:func:`daflow.api.load_backbone`,
+    the one builder); with ``bundled_fallback`` and neither, the bundled tiny restorer. A stand-in is said on stderr
+    (``use``: what it means for this command)."""
     from daflow.api import load_backbone
 
-    dtype = device_and_dtype(args)
-    if args.random_init and (args.dit4sr or args.vae):
-        raise ValueError("--random-init and --dit4sr/--vae exclude each other")
-    if not args.random_init and not (args.dit4sr and args.vae):
-        raise ValueError("give --dit4sr and --vae (the published DiT4SR transformer and SD3.5 VAE), or --random-init")
     backbone, note = load_backbone(
         args.dit4sr,
         args.vae,
@@ -211,11 +221,12 @@ def build_backbone(args):
         random_init=args.random_init,
         preset=args.preset,
         seed=args.seed,
-        dtype=dtype,
+        dtype=device_and_dtype(args),
         device=args.device,
+        bundled_fallback=bundled_fallback,
     )
     if note:
-        print(f"warning: {note} (--random-init): the features carry no learned correspondence", file=sys.stderr)
+        print(f"{'warning' if args.random_init else 'note'}: {note}: {use}", file=sys.stderr)
     return backbone
 
 
@@ -227,54 +238,6 @@ def add_daflow_args(p) -> None:
     )
     add_backbone_args(g, in_weights=True)
     g.add_argument("--denoise-steps", type=int, default=10, help="denoising schedule length (default 10, the paper's)")
-
-
-def build_daflow(args):
-    if args.model == "daflow-tiny" and (args.weights or args.random_init):
-        raise ValueError("--model daflow-tiny is the bundled model; use --model daflow with --weights or --random-init")
-    if getattr(args, "scale", None) is not None:
-        raise ValueError("--scale applies to SEA-RAFT only; DA-Flow runs at the input resolution")
-    dtype = device_and_dtype(args)
-    if args.denoise_steps < 1:
-        raise ValueError(f"--denoise-steps must be >= 1, got {args.denoise_steps}")
-    return load_daflow(args, dtype)  # --corr: all-pairs, windowed or auto, as for RAFT
-
-
-def load_daflow(args, dtype):
-    """DA-Flow for ``--model daflow|daflow-tiny`` (:func:`daflow.api.load_daflow`); ``daflow`` without ``--weights``
-    falls back to the bundled DA-Flow-tiny with a notice."""
-    from daflow.api import load_daflow as build
-
-    name, weights = args.model, args.weights
-    if args.random_init:
-        if weights:
-            raise ValueError("--random-init and --weights exclude each other")
-        print(
-            f"warning: random {args.preset} DA-Flow weights (--random-init): the flow is meaningless", file=sys.stderr
-        )
-    elif name == "daflow" and not weights:
-        from daflow.models import bundled
-
-        if not bundled.available():
-            raise ValueError(
-                "--model daflow needs --weights FOLDER (written by daflow train flow), or --random-init "
-                "(this installation has no bundled DA-Flow-tiny)"
-            )
-        print(f"note: {bundled.NOTICE}", file=sys.stderr)
-        name = "daflow-tiny"
-    return build(
-        name,
-        weights,
-        device=args.device,
-        dtype=dtype,
-        corr_mode=args.corr,
-        random_init=args.random_init,
-        preset=args.preset,
-        seed=args.seed,
-        dit4sr=args.dit4sr,
-        vae=args.vae,
-        null_prompt=args.null_prompt,
-    )
 
 
 def int_list(text: str, name: str) -> list[int]:
@@ -290,45 +253,39 @@ def add_range_args(p) -> None:
     p.add_argument("--stride", type=int, default=1, help="take every N-th frame (default 1)")
 
 
-def flow_estimator(name: str, weights, device, *, seed: int = 0):
-    """The ClipEstimator of ``--flow-model`` (:func:`daflow.load_model`: pairwise models and DA-Flow-tiny)."""
-    from daflow.api import DAFLOW_NAMES
-    from daflow.api import load_model as load
-    from daflow.models.catalog import FLOW_MODELS
+def flow_model(name: str, weights, device, *, seed: int = 0):
+    """The model of ``--flow-model`` (:func:`daflow.load_model`)."""
+    from daflow.api import load_model
+    from daflow.models.catalog import entry
 
-    if name not in FLOW_MODELS and name not in DAFLOW_NAMES:
-        raise ValueError(f"--flow-model {name!r} is not known; choose daflow-tiny or one of {', '.join(FLOW_MODELS)}")
-    return load(name, weights=weights, device=device, seed=seed).clip
+    entry(name, flag="flow-model")
+    return load_model(name, weights=weights, device=device, seed=seed)
 
 
 def model_record(args) -> dict:
-    """What estimate.json says about the model: its name and where its weights came from."""
+    """What a command's JSON says about the model: its name and where its weights came from (the table's bundled
+    folder and its provenance for a shipped model)."""
+    from daflow.models.catalog import entry
+
     if args.random_init:
         return {"weights": None, "random_init": True, "provenance": "random weights (--random-init)"}
     if args.weights:
         return {"weights": str(args.weights), "random_init": False}
-    if args.model == "dis-raft":
-        from daflow.models import bundled
+    folder = entry(args.model).bundled
+    if not folder:
+        return {"weights": None, "random_init": False}
+    from daflow.models import bundled
 
-        prov = bundled.provenance(bundled.BUNDLE_DIR / bundled.REFINER)
-        return {
-            "weights": f"bundled:{bundled.REFINER}",
-            "random_init": False,
-            "bundled_path": str(bundled.BUNDLE_DIR / bundled.REFINER),
-            "provenance": {k: prov.get(k) for k in ("command", "daflow", "git_commit") if k in prov},
-        }
-    if args.model in DAFLOW_NAMES or args.model == "raft-star-tiny":
-        from daflow.models import bundled
-
-        name = "raft-star-tiny" if args.model == "raft-star-tiny" else "daflow-tiny"
-        prov = bundled.provenance()
-        return {
-            "weights": f"bundled:{name}",
-            "random_init": False,
-            "bundled_path": str(bundled.BUNDLE_DIR / name),
-            "provenance": {k: prov.get(k) for k in ("command", "daflow", "git_commit", "stages") if k in prov},
-        }
-    return {"weights": None, "random_init": False}
+    # the refiner records its own provenance; the tiny recipe's models share one at the bundle's root
+    own = folder == bundled.REFINER
+    prov = bundled.provenance(bundled.BUNDLE_DIR / folder if own else None)
+    keys = ("command", "daflow", "git_commit") + (() if own else ("stages",))
+    return {
+        "weights": f"bundled:{folder}",
+        "random_init": False,
+        "bundled_path": str(bundled.BUNDLE_DIR / folder),
+        "provenance": {k: prov.get(k) for k in keys if k in prov},
+    }
 
 
 def add_settings_arg(p) -> None:

@@ -33,8 +33,7 @@ def _add_demo(sub) -> None:
 def _run_demo(args) -> int:
     import dataclasses
 
-    import torch
-
+    from daflow.api import load_model
     from daflow.data.degrade import degrade_clip, sample_params
     from daflow.data.synthetic import SYNTHETIC_PRESETS, render_clip
     from daflow.eval.benchmark import markdown_table
@@ -43,7 +42,6 @@ def _run_demo(args) -> int:
     from daflow.flow.viz import flow_panel_tiles, write_panel
     from daflow.models import bundled
     from daflow.models.classical import classical_flow
-    from daflow.models.registry import build_flow_model
 
     output_dir(args.output)
     t0 = time.perf_counter()
@@ -52,18 +50,12 @@ def _run_demo(args) -> int:
     lq = degrade_clip(clip.frames, sample_params("realbasicvsr", 3, args.size, args.seed))
     gt = clip.flow[0]
     results, flows = {}, {}
-    frames = torch.from_numpy(lq).permute(0, 3, 1, 2).float().unsqueeze(0)
     if (bundled.BUNDLE_DIR / bundled.REFINER).is_dir():
-        default = build_flow_model("dis-raft")
-        flows["DIS->RAFT (default)"] = default(frames[:, 0], frames[:, 1])[0].permute(1, 2, 0).numpy()
+        flows["DIS->RAFT (default)"] = load_model("dis-raft")(lq[:2])[0]
     if bundled.available():
-        from daflow.inference import daflow_estimator
-
         print(f"daflow demo: {bundled.NOTICE}")
-        model = bundled.load_daflow_tiny()
-        flows["DA-Flow-tiny"] = daflow_estimator(model)(frames)[0, 0].permute(1, 2, 0).numpy()
-        star = build_flow_model("raft-star-tiny")
-        flows["RAFT*-tiny"] = star(frames[:, 0], frames[:, 1])[0].permute(1, 2, 0).numpy()
+        flows["DA-Flow-tiny"] = load_model("daflow-tiny")(lq)[0]
+        flows["RAFT*-tiny"] = load_model("raft-star-tiny")(lq[:2])[0]
     if not flows:
         print("daflow demo: no bundled models in this installation; showing the classical references only")
     flows["DIS"] = classical_flow(lq[0], lq[1], "dis")

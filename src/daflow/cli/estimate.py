@@ -6,13 +6,11 @@ import argparse
 from pathlib import Path
 
 from daflow.cli.common import (
-    DAFLOW_NAMES,
     add_daflow_args,
     add_model_args,
     add_range_args,
-    build_daflow,
-    build_model,
     int_list,
+    load_model_from_args,
     model_record,
     output_dir,
 )
@@ -41,8 +39,8 @@ def _add_estimate(sub) -> None:
         "--model",
         default="dis-raft",
         help="dis-raft (default: the bundled DIS->RAFT refiner, the most "
-        "accurate model that runs without downloads: see BENCHMARKS.md), daflow (DA-Flow: --weights, else "
-        "the bundled DA-Flow-tiny), daflow-tiny, or any `evaluate` model (raft, sea-raft-m, dis, ...)",
+        "accurate model that runs without downloads: see BENCHMARKS.md), daflow (DA-Flow: --weights FOLDER), "
+        "daflow-tiny (the bundled DA-Flow-tiny), or any `evaluate` model (raft, sea-raft-m, dis, ...)",
     )
     add_model_args(p, default_iters_help="refinement iterations (default: dis-raft 8, DA-Flow 20, RAFT 12)")
     add_daflow_args(p)
@@ -63,13 +61,10 @@ def _add_estimate(sub) -> None:
 
 def _run_estimate(args) -> int:
     from daflow.data.video import FrameRange, FrameSource
-    from daflow.inference import daflow_estimator, estimate_video, pairwise
-    from daflow.models.catalog import FLOW_MODELS, min_input_side
+    from daflow.inference import estimate_video
+    from daflow.models.catalog import entry, min_input_side
 
-    if args.model not in DAFLOW_NAMES and args.model not in FLOW_MODELS:
-        raise ValueError(
-            f"--model {args.model!r} is not known; choose daflow, daflow-tiny or one of {', '.join(FLOW_MODELS)}"
-        )
+    entry(args.model)
     output_dir(args.output)
     # the input is checked before any model is built: missing, unreadable, too short or too small
     source = FrameSource(args.input)
@@ -83,17 +78,9 @@ def _run_estimate(args) -> int:
         raise ValueError(
             f"{args.input}: frames are {w}x{h} (WxH); --model {args.model} needs at least {side} px on each side"
         )
-    if args.model in DAFLOW_NAMES:
-        step = args.step if args.step == "mean" else int_list(args.step, "--step")[0]
-        model = build_daflow(args)
-        estimator = daflow_estimator(
-            model, step=step, num_steps=args.denoise_steps, iters=args.iters or 20, seed=args.seed
-        )
-        device = model.device
-    else:
-        flow_model = build_model(args, args.model)
-        estimator, device = pairwise(flow_model), flow_model.device
-    print(f"daflow estimate: {estimator.description} on {device}; {len(source)} frames of {args.input}")
+    step = args.step if args.step == "mean" else int_list(args.step, "--step")[0]
+    model = load_model_from_args(args, step=step)
+    print(f"daflow estimate: {model.description} on {model.device}; {len(source)} frames of {args.input}")
     settings = {
         **model_record(args),
         "iters": args.iters,
@@ -104,7 +91,7 @@ def _run_estimate(args) -> int:
         "stride": args.stride,
     }
     report = estimate_video(
-        estimator,
+        model.clip,
         source,
         args.output,
         fmt=args.format,
@@ -112,7 +99,7 @@ def _run_estimate(args) -> int:
         occlusion=args.occlusion,
         viz=args.viz,
         batch=args.batch,
-        device=device,
+        device=model.device,
         progress=not args.no_progress,
         settings=settings,
     )

@@ -8,19 +8,17 @@ from pathlib import Path
 
 import daflow
 from daflow.cli.common import (
-    DAFLOW_NAMES,
     add_daflow_args,
     add_model_args,
-    build_daflow,
-    build_model,
     int_list,
+    load_model_from_args,
     model_record,
 )
 
 
 def _add_evaluate(sub) -> None:
     from daflow.choices import module_doc
-    from daflow.models.catalog import FLOW_MODELS
+    from daflow.models.catalog import help_lines
 
     p = sub.add_parser(
         "evaluate",
@@ -30,9 +28,9 @@ def _add_evaluate(sub) -> None:
             "Evaluate a flow model on one or more datasets, clean or degraded (a mirror written by `daflow degrade`),\n"
             "and print the paper's metrics (EPE and % of pixels with error > 1, 3, 5 px) as Markdown; write JSON.\n\n"
             "Models:\n"
-            + "\n".join(f"  {k:11s} {v.description}" for k, v in FLOW_MODELS.items())
-            + "\n  daflow      DA-Flow: --weights FOLDER from `daflow train flow` (per-step table, Table 1-3 layouts)"
-            + "\n  daflow-tiny DA-Flow-tiny, bundled (trained by `daflow train recipe tiny`)"
+            + help_lines()
+            + "\n\nDA-Flow's rows are its own flows (--step of `estimate`: 0, the single-step mode), the same numbers as\n"
+            + "daflow.evaluate; the per-step table (Table 3) and the average over steps (Table 1) follow them."
             + "\n\n\nDATASET_SPEC is KIND:TARGET[?key=value&...]:\n"
             + module_doc("daflow.data.specs").split("\n\n", 2)[2]
         ),
@@ -50,8 +48,8 @@ def _add_evaluate(sub) -> None:
         "--steps",
         dest="step",
         default="all",
-        help="DA-Flow: the denoising steps to score, comma-separated, or all (default; --steps is the old spelling); "
-        "the table has one column per step, their average (Table 1) and the mean-flow ensemble",
+        help="DA-Flow: the denoising steps to score, comma-separated, or all (default); "
+        "the per-step table has one column per step, their average (Table 1) and the mean-flow ensemble",
     )
     p.add_argument("--max-pairs", type=int, help="evaluate only the first N pairs of each dataset (quick checks)")
     p.add_argument(
@@ -79,13 +77,8 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
-    from daflow.data.specs import build_eval_sets, parse_dataset_spec
-    from daflow.eval.benchmark import (
-        add_sintel_mean,
-        evaluate_pairs,
-        markdown_table,
-        paper_row,
-    )
+    from daflow.data.specs import parse_dataset_spec
+    from daflow.eval.benchmark import add_sintel_mean, eval_sets_for, evaluate_model
     from daflow.files import atomic_write_text
     from daflow.shard import parse_shard
 
@@ -105,16 +98,15 @@ def _run_evaluate(args) -> int:
         if len(videos) != len(specs):
             raise ValueError("--data video:... (no ground truth) cannot be mixed with benchmark specs in one run")
         return _evaluate_video(args, videos)
-    if args.model in DAFLOW_NAMES:
-        return _evaluate_daflow(args, specs, shard)
-    sets = [e for s in specs for e in build_eval_sets(s)]
-    model = build_model(args, args.model)
+    model = load_model_from_args(args)
+    steps = None if args.step == "all" else int_list(args.step, "--step")
     print(f"daflow evaluate: {model.description} on {model.device}")
     results = []
-    for eval_set in sets:
-        r = evaluate_pairs(
+    for eval_set in (e for s in specs for e in eval_sets_for(s, model.chunk)):
+        r = evaluate_model(
             model,
             eval_set,
+            steps=steps,
             max_samples=args.max_pairs,
             reduce=args.reduce,
             workers=args.workers,
@@ -124,27 +116,45 @@ def _run_evaluate(args) -> int:
         results.append(r)
         print(f"{r['label']}: {r['pairs']} pairs, {r['seconds_per_pair']:.3f} s/pair")
     results = add_sintel_mean(results)
-    print(markdown_table({r["label"]: r["metrics"] for r in results}, first_column=f"{args.model} on"))
-    print()
-    print(paper_row(args.model, [r for r in results if not r["label"].startswith("sintel (")]))
+    _print_results(args.model, model, results)
     if args.output:
         record = {
             "model": args.model,
             "description": model.description,
-            "weights": str(args.weights) if args.weights else None,
-            "random_init": model.random_init,
-            "iters": args.iters,
+            **model_record(args),
+            "iters": model.iters if model.iters is not None else args.iters,
             "scale": args.scale,
             "reduce": args.reduce,
             "max_pairs": args.max_pairs,
             "daflow": daflow.__version__,
             "results": results,
         }
+        if model.num_steps is not None:
+            record.update(step=model.step, denoise_steps=model.num_steps, seed=model.seed)
         if not shard.whole:
             record["shard"] = str(shard)
         atomic_write_text(args.output, json.dumps(record, indent=2))
         print(f"wrote {args.output}")
     return 0
+
+
+def _print_results(name: str, model, results: list[dict]) -> None:
+    """The Markdown tables of one evaluation: the model's own flows per dataset and the paper's Table 1 row; for
+    DA-Flow also every denoising step (Table 3) and the average over steps (what Table 1 reports for DA-Flow)."""
+    from daflow.eval.benchmark import markdown_table, paper_row
+    from daflow.eval.stepwise import per_step_table
+
+    label = name if model.num_steps is None else f"{name} (step {model.step})"
+    table = [r for r in results if not r["label"].startswith("sintel (")]
+    print(markdown_table({r["label"]: r["metrics"] for r in results}, first_column=f"{label} on"))
+    print()
+    print(paper_row(label, table))
+    stepwise = [r for r in results if "per_step" in r]
+    if stepwise:
+        print()
+        print(per_step_table(stepwise))
+        print()
+        print(paper_row(f"{name} (average over steps)", [{**r, "metrics": r["average"]} for r in stepwise]))
 
 
 def _merge(args) -> int:
@@ -159,71 +169,12 @@ def _merge(args) -> int:
         raise ValueError("--merge takes only the parts and -o (their settings are in the parts)")
     record = merge_records([read_json(p, what="evaluation part") for p in args.merge])
     results = record["results"]
-    if "per_step" in results[0]:
-        print(per_step_table(results))
-    else:
-        print(markdown_table({r["label"]: r["metrics"] for r in results}, first_column=f"{record['model']} on"))
+    print(markdown_table({r["label"]: r["metrics"] for r in results}, first_column=f"{record['model']} on"))
+    if any("per_step" in r for r in results):
+        print()
+        print(per_step_table([r for r in results if "per_step" in r]))
     atomic_write_text(args.output, json.dumps(record, indent=2))
     print(f"merged {len(args.merge)} parts -> {args.output}")
-    return 0
-
-
-def _evaluate_daflow(args, specs, shard) -> int:
-    from daflow.data.base import CHUNKS
-    from daflow.data.specs import build_eval_sets
-    from daflow.eval.benchmark import add_sintel_mean, markdown_table, paper_row
-    from daflow.eval.stepwise import evaluate_daflow, per_step_table
-    from daflow.files import atomic_write_text
-
-    steps = None if args.step == "all" else int_list(args.step, "--step")
-    sets = [e for s in specs for e in build_eval_sets(s, num_frames=3, stride=CHUNKS)]
-    model = build_daflow(args)
-    iters = args.iters or 20
-    print(
-        f"daflow evaluate: DA-Flow ({model.config.raft} RAFT, blocks {list(model.config.blocks)}), {iters} iterations, "
-        f"{args.denoise_steps}-step schedule, 3-frame chunks, on {model.device}"
-    )
-    results = []
-    for eval_set in sets:
-        r = evaluate_daflow(
-            model,
-            eval_set,
-            steps=steps,
-            num_steps=args.denoise_steps,
-            iters=iters,
-            seed=args.seed,
-            max_samples=args.max_pairs,
-            reduce=args.reduce,
-            progress=not args.no_progress,
-            shard=shard,
-        )
-        results.append(r)
-        print(f"{r['label']}: {r['pairs']} pairs, {r['seconds_per_pair']:.3f} s/pair (all requested steps)")
-    print(per_step_table(results))
-    print()
-    summary = add_sintel_mean(
-        [{"label": r["label"], "spec": r["spec"], "metrics": r["average"], "pairs": r["pairs"]} for r in results]
-    )
-    print(markdown_table({r["label"]: r["metrics"] for r in summary}, first_column="DA-Flow (average over steps) on"))
-    print()
-    print(paper_row("DA-Flow", [r for r in summary if not r["label"].startswith("sintel (")]))
-    if args.output:
-        record = {
-            "model": "daflow",
-            "weights": str(args.weights) if args.weights else None,
-            "random_init": args.random_init,
-            "iters": iters,
-            "denoise_steps": args.denoise_steps,
-            "seed": args.seed,
-            "reduce": args.reduce,
-            "max_chunks": args.max_pairs,
-            "daflow": daflow.__version__,
-            "results": results,
-        }
-        if not shard.whole:
-            record["shard"] = str(shard)
-        atomic_write_text(args.output, json.dumps(record, indent=2))
-        print(f"wrote {args.output}")
     return 0
 
 
@@ -231,24 +182,17 @@ def _evaluate_video(args, specs) -> int:
     """``--data video:PATH[?clean=CLEAN]``: warping error and FB consistency, zero flow and DIS as reference rows."""
     from daflow.eval.video_quality import evaluate_video, markdown, video_pairs
     from daflow.files import atomic_write_text
-    from daflow.inference import daflow_estimator, pairwise
 
     pairs = [video_pairs(s.target, s.options.get("clean")) for s in specs]  # inputs checked first
     if args.max_pairs is not None and args.max_pairs < 1:
         raise ValueError(f"--max-pairs must be >= 1, got {args.max_pairs}")
-    if args.model in DAFLOW_NAMES:
-        step = 0 if args.step == "all" else int_list(args.step, "--step")[0]
-        model = build_daflow(args)
-        est, device = (
-            daflow_estimator(model, step=step, num_steps=args.denoise_steps, iters=args.iters or 20, seed=args.seed),
-            model.device,
-        )
-        label = f"{args.model} (step {step})"
-    elif args.model == "dis":  # DIS is a reference row already
+    if args.model == "dis":  # DIS is a reference row already
         est, device, label = None, "cpu", args.model
     else:
-        flow_model = build_model(args, args.model)
-        est, device, label = pairwise(flow_model), flow_model.device, args.model
+        step = 0 if args.step == "all" else int_list(args.step, "--step")[0]
+        model = load_model_from_args(args, step=step)
+        est, device = model.clip, model.device
+        label = args.model if model.num_steps is None else f"{args.model} (step {step})"
     results = []
     for spec, vp in zip(specs, pairs):
         r = evaluate_video(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daflow.cli.common import add_model_args, build_model, output_dir
+from daflow.cli.common import add_model_args, load_model_from_args, output_dir
 
 
 def _add_pseudo_gt(sub) -> None:
@@ -45,7 +45,10 @@ def _run_pseudo_gt(args) -> int:
         args.iters = 20
     if args.scale is None and args.teacher.startswith("sea-raft"):
         args.scale = -1  # the spring-M configuration the paper names (App. A)
-    model = build_model(args, args.teacher)
+    flow_model = load_model_from_args(args, args.teacher)
+    if flow_model.pairs is None:
+        raise ValueError(f"--teacher {args.teacher}: the teacher must be a pairwise model (RAFT, SEA-RAFT, DIS, ...)")
+    model = flow_model.pairs
     print(f"daflow pseudo-gt: teacher {model.description} on {model.device}")
     settings = {"iters": args.iters, "scale": args.scale, "weights": str(args.weights) if args.weights else None}
     report = write_pseudo_gt(

@@ -9,8 +9,8 @@ from pathlib import Path
 
 from daflow.cli.common import (
     add_diffusion_args,
-    device_and_dtype,
-    flow_estimator,
+    build_backbone,
+    flow_model,
     output_dir,
     resolve_device,
 )
@@ -44,6 +44,14 @@ def _add_restore(sub) -> None:
         choices=("diffusion", "temporal"),
         help="diffusion (the lifted DiT4SR, default) or temporal (flow-guided temporal filter)",
     )
+    _add_temporal_options(p)
+    _add_diffusion_options(p)
+    add_diffusion_args(p)
+    p.set_defaults(func=_run_restore)
+
+
+def _add_diffusion_options(p) -> None:
+    """``--method diffusion``'s options: the sampler, the fidelity head, the guidance, the chunks."""
     p.add_argument(
         "--sampler",
         default="auto",
@@ -66,13 +74,6 @@ def _add_restore(sub) -> None:
         action="store_true",
         help="diffusion, one-step: skip the restorer's fidelity head (the DiT's output alone)",
     )
-    p.add_argument("--radius", type=int, default=2, help="temporal: neighbours on each side (default 2)")
-    p.add_argument(
-        "--strength",
-        type=float,
-        default=8.0,
-        help="temporal: how much more than the noise a neighbour may differ and still be averaged (h; default 8)",
-    )
     p.add_argument("--guidance", type=float, default=0.2, help="guidance weight w (default 0.2; 0 = off)")
     p.add_argument(
         "--guidance-space",
@@ -80,13 +81,6 @@ def _add_restore(sub) -> None:
         choices=("latent", "image"),
         help="latent (MGLD's, default) or image (the paper's variant, through the VAE decoder)",
     )
-    p.add_argument(
-        "--flow-model",
-        default="dis-raft",
-        help="flow for the guidance: any `evaluate` model (dis-raft, "
-        "dis, raft, sea-raft-m, raft-star-tiny, ...) or daflow-tiny (default dis-raft)",
-    )
-    p.add_argument("--flow-weights", type=Path, help="weights of --flow-model where it needs them")
     p.add_argument(
         "--denoise-steps",
         "--steps",
@@ -105,27 +99,24 @@ def _add_restore(sub) -> None:
         help="upsample a truly low-resolution input "
         "first (bicubic); degraded mirrors are already at the HQ size (default 1)",
     )
-    add_diffusion_args(p)
-    p.set_defaults(func=_run_restore)
 
 
-def _restore_backbone(args):
-    from daflow.api import load_backbone
-
-    backbone, note = load_backbone(
-        args.dit4sr,
-        args.vae,
-        args.null_prompt,
-        random_init=args.random_init,
-        preset=args.preset,
-        seed=args.seed,
-        dtype=device_and_dtype(args),
-        device=args.device,
-        bundled_fallback=True,
+def _add_temporal_options(p) -> None:
+    """The temporal filter's options (``--method temporal`` and the prefilter) and the flow model of both."""
+    p.add_argument("--radius", type=int, default=2, help="temporal: neighbours on each side (default 2)")
+    p.add_argument(
+        "--strength",
+        type=float,
+        default=8.0,
+        help="temporal: how much more than the noise a neighbour may differ and still be averaged (h; default 8)",
     )
-    if note:
-        print(f"{'warning' if args.random_init else 'note'}: restoring with {note}", file=sys.stderr)
-    return backbone
+    p.add_argument(
+        "--flow-model",
+        default="dis-raft",
+        help="flow for the guidance: any `evaluate` model (dis-raft, "
+        "dis, raft, sea-raft-m, raft-star-tiny, ...) or daflow-tiny (default dis-raft)",
+    )
+    p.add_argument("--flow-weights", type=Path, help="weights of --flow-model where it needs them")
 
 
 def _run_restore(args) -> int:
@@ -155,13 +146,17 @@ def _run_restore(args) -> int:
         raise ValueError(f"{args.input}: no frames")
     args.device = resolve_device(args.device)
     estimator = (
-        flow_estimator(args.flow_model, args.flow_weights, args.device, seed=args.seed) if settings.needs_flow else None
+        flow_model(args.flow_model, args.flow_weights, args.device, seed=args.seed).clip
+        if settings.needs_flow
+        else None
     )
     if settings.method == "temporal" or settings.prefilter:
         from daflow.restoration.temporal import pair_flow_fn
 
         pair_flow_fn(estimator)  # a pairwise model, or a one-line error before any work
-    backbone = _restore_backbone(args) if settings.method == "diffusion" else None
+    backbone = (
+        build_backbone(args, bundled_fallback=True, use="restoring with it") if settings.method == "diffusion" else None
+    )
     if backbone is not None and backbone.one_step_sigma is not None and settings.sampler == "full":
         print(
             "warning: this restorer is fine-tuned for the one-step call; its full sampler gives frames far below "
@@ -215,9 +210,9 @@ def _add_evaluate_restoration(sub) -> None:
 
 def _run_evaluate_restoration(args) -> int:
     from daflow.data.video import FrameSource
-    from daflow.eval.consistency import ConsistencyResult, psnr, ssim, warp_error
     from daflow.files import atomic_write_text
     from daflow.restoration import clip_flows
+    from daflow.restoration.consistency import ConsistencyResult, ewarp, psnr, ssim
 
     path = args.restored / "frames" if (args.restored / "restore.json").is_file() else args.restored
     restored = FrameSource(path)
@@ -236,10 +231,10 @@ def _run_evaluate_restoration(args) -> int:
     if len(frames) < 2:
         raise ValueError(f"{path}: E_warp needs at least 2 frames, got {len(frames)}")
     device = resolve_device(args.device)
-    estimator = flow_estimator(args.flow_model, args.flow_weights, device)
+    estimator = flow_model(args.flow_model, args.flow_weights, device).clip
     base = reference if reference is not None else frames
     flows = clip_flows(estimator, base, device)
-    ewarp = warp_error(frames, flows.fw.permute(0, 2, 3, 1).numpy(), flows.bw.permute(0, 2, 3, 1).numpy())
+    ewarp = ewarp(frames, flows.fw.permute(0, 2, 3, 1).numpy(), flows.bw.permute(0, 2, 3, 1).numpy())
     result = ConsistencyResult(
         ewarp_star=1000 * ewarp,
         frames=len(frames),

@@ -15,7 +15,7 @@ from daflow.cli.common import (
     resolve_device,
     training_settings,
 )
-from daflow.cli.train_recipes import add_train_recipe, add_train_refine
+from daflow.cli.train_recipes import add_train_recipe, add_train_refine, add_train_report
 
 
 def _add_train(sub) -> None:
@@ -26,7 +26,8 @@ def _add_train(sub) -> None:
             "Training stages of the paper. `daflow train lift` fine-tunes the lifted DiT4SR (stage 1, paper §4.2);\n"
             "`daflow train flow` trains the DPT heads and the hybrid RAFT with the DiT frozen (stage 2, §4.4);\n"
             "`daflow train raft` trains plain RAFT on the same data (the RAFT / RAFT* baselines, App. C.2);\n"
-            "`daflow train recipe tiny` runs every stage at small size on a CPU."
+            "`daflow train recipe tiny` runs every stage at small size on a CPU; `daflow train report RUN` re-runs its\n"
+            "small-scale reproduction report."
         ),
     )
     stages = p.add_subparsers(dest="stage", metavar="STAGE")
@@ -35,7 +36,90 @@ def _add_train(sub) -> None:
     _add_train_raft(stages)
     add_train_recipe(stages)
     add_train_refine(stages)
+    add_train_report(stages)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+_RUN_HELP = {  # per training command: the help of the shared options
+    "lift": {
+        "labels": "",
+        "steps": "tiny 200, paper 20000",
+        "batch": "tiny 2, paper 8",
+        "crop": "multiples of 16: tiny 64x64, paper 512x512",
+        "lr": "AdamW: tiny 5e-4, paper 5e-5 as DiT4SR",
+        "diffusion": True,
+    },
+    "flow": {
+        "labels": " with flow labels",
+        "steps": "tiny 300, paper 20000",
+        "batch": "tiny 2, paper 8",
+        "crop": "multiples of 16: tiny 64x64, paper 512x512",
+        "lr": "peak: tiny 4e-4, paper 5e-5",
+        "diffusion": True,
+    },
+    "raft": {
+        "labels": " with flow labels",
+        "steps": "default: the preset's",
+        "batch": "default: the preset's",
+        "crop": "default: the preset's",
+        "lr": "peak; default: the preset's",
+        "diffusion": False,
+    },
+}
+
+
+def _add_run_args(p, command: str) -> None:
+    """The options every training stage shares: data, run folder, the loop's sizes and the on-the-fly degradation
+    (``diffusion``: also the DiT4SR options, ``--settings``, mixed precision, checkpoints and workers)."""
+    h = _RUN_HELP[command]
+    labels, steps, batch, crop, lr, diffusion = (h[k] for k in ("labels", "steps", "batch", "crop", "lr", "diffusion"))
+    see = " (see above)" if diffusion else ""
+    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help=f"training clips{labels}{see}")
+    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    if diffusion:
+        add_diffusion_args(p)
+        add_settings_arg(p)
+    p.add_argument("--steps", type=int, help=f"optimisation steps ({steps})")
+    p.add_argument("--batch", type=int, help=f"clips per step and process ({batch})")
+    if diffusion:
+        p.add_argument("--frames", type=int, help="frames per clip (default 3)")
+    p.add_argument("--crop", type=parse_size, help=f"random crop HxW ({crop})")
+    p.add_argument("--lr", type=float, help=f"learning rate ({lr})")
+    p.add_argument(
+        "--degrade",
+        default="realbasicvsr",
+        help="on-the-fly degradation preset for sources without LQ frames (default realbasicvsr, the paper's; none "
+        "to train on clean LQ = HQ)",
+    )
+    if diffusion:
+        p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), help="default auto: bf16 on CUDA")
+        p.add_argument("--save-every", type=int, help="checkpoint interval in steps")
+        p.add_argument("--workers", type=int, help="data-loading worker processes")
+
+
+def _overrides(args, **names: str) -> dict:
+    """``{config field: value}`` of the options given (``names``: field -> argument name; every shared loop option
+    of :func:`_add_run_args` is included when the command has it)."""
+    shared = ("steps", "batch", "frames", "crop", "lr", "mixed_precision", "save_every", "workers", "seed")
+    fields = {k: k for k in shared if hasattr(args, k)} | names
+    return {k: getattr(args, a) for k, a in fields.items() if getattr(args, a) is not None}
+
+
+def _backbone_info(args, settings: str) -> dict:
+    """What a trained model's record says of the DiT4SR it was trained on."""
+    return {
+        "dit4sr": str(args.dit4sr) if args.dit4sr else None,
+        "vae": str(args.vae) if args.vae else None,
+        "random_init": args.random_init,
+        "preset": args.preset,
+        "settings": settings,
+    }
+
+
+def _done(summary: dict, where: str, digits: int = 3) -> str:
+    """The last line of a training command."""
+    loss = f"loss {summary['first_loss']:.{digits}f} -> {summary['last_loss']:.{digits}f}"
+    return f"steps {summary['start']} -> {summary['steps']}: {loss}; {where}"
 
 
 def _add_train_lift(stages) -> None:
@@ -59,15 +143,7 @@ def _add_train_lift(stages) -> None:
             + "\n\n".join(module_doc("daflow.train.data").split("\n\n")[1:3])
         ),
     )
-    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips (see above)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
-    add_diffusion_args(p)
-    add_settings_arg(p)
-    p.add_argument("--steps", type=int, help="total optimisation steps (tiny 200, paper 20000)")
-    p.add_argument("--batch", type=int, help="clips per step and process (tiny 2, paper 8)")
-    p.add_argument("--frames", type=int, help="frames per clip (default 3)")
-    p.add_argument("--crop", type=parse_size, help="random crop HxW, multiples of 16 (tiny 64x64, paper 512x512)")
-    p.add_argument("--lr", type=float, help="AdamW learning rate (tiny 5e-4, paper 5e-5 as DiT4SR)")
+    _add_run_args(p, "lift")
     p.add_argument(
         "--trainable",
         choices=("control", "attention", "all"),
@@ -77,20 +153,11 @@ def _add_train_lift(stages) -> None:
         "--loss", choices=("x0", "velocity"), help="x0: DiT4SR's preconditioned loss (default); velocity: Eq. 6"
     )
     p.add_argument(
-        "--degrade",
-        default="realbasicvsr",
-        help="on-the-fly degradation preset for sources without LQ "
-        "frames (default realbasicvsr, the paper's; none to train on clean LQ = HQ)",
-    )
-    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), help="default auto: bf16 on CUDA")
-    p.add_argument(
         "--gradient-checkpointing",
         action=argparse.BooleanOptionalAction,
         default=None,
         help="recompute blocks in the backward pass (paper preset: on)",
     )
-    p.add_argument("--save-every", type=int, help="checkpoint interval in steps")
-    p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.set_defaults(func=_run_train_lift)
 
 
@@ -102,35 +169,12 @@ def _run_train_lift(args) -> int:
     from daflow.train.lift import LIFT_PRESETS, train_lift
 
     output_dir(args.output)
-    overrides = {
-        k: v
-        for k, v in {
-            "steps": args.steps,
-            "batch": args.batch,
-            "frames": args.frames,
-            "crop": args.crop,
-            "lr": args.lr,
-            "trainable": args.trainable,
-            "loss": args.loss,
-            "mixed_precision": args.mixed_precision,
-            "gradient_checkpointing": args.gradient_checkpointing,
-            "save_every": args.save_every,
-            "workers": args.workers,
-            "seed": args.seed,
-        }.items()
-        if v is not None
-    }
+    overrides = _overrides(args, trainable="trainable", loss="loss", gradient_checkpointing="gradient_checkpointing")
     settings = training_settings(args)
     config = dataclasses.replace(LIFT_PRESETS[settings], **overrides)
     source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
     backbone = build_backbone(args)
-    info = {
-        "dit4sr": str(args.dit4sr) if args.dit4sr else None,
-        "vae": str(args.vae) if args.vae else None,
-        "random_init": args.random_init,
-        "preset": args.preset,
-        "settings": settings,
-    }
+    info = _backbone_info(args, settings)
     print(
         f"daflow train lift: {settings} settings, {config.steps} steps of {config.batch} x {config.frames}-frame "
         f"{config.crop[0]}x{config.crop[1]} clips from {args.data}; trainable: {config.trainable}"
@@ -138,11 +182,8 @@ def _run_train_lift(args) -> int:
     summary = train_lift(backbone, source, args.output, config, model_info=info, progress=not args.no_progress)
     if args.random_init:  # the VAE is part of the model only when it was made here
         save_vae(backbone.vae, args.output / "vae")
-    print(
-        f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.4f} -> {summary['last_loss']:.4f} "
-        f"({summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s); "
-        f"transformer in {args.output / 'transformer'}"
-    )
+    n = f"{summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s"
+    print(_done(summary, f"({n}); transformer in {args.output / 'transformer'}", digits=4))
     return 0
 
 
@@ -167,28 +208,12 @@ def _add_train_flow(stages) -> None:
             + "\n\n".join(module_doc("daflow.train.data").split("\n\n")[1:3])
         ),
     )
-    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips with flow labels (see above)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
-    add_diffusion_args(p)
-    add_settings_arg(p)
+    _add_run_args(p, "flow")
     p.add_argument("--raft-init", type=Path, help="RAFT weights to start from (raft-things.pth; default: random)")
     p.add_argument("--blocks", help="tapped blocks, comma-separated (default: the preset's; paper 3,13,16,17)")
     p.add_argument("--head", choices=("dpt", "bilinear"), help="upsampling heads (default dpt; bilinear: App. C.3)")
-    p.add_argument("--steps", type=int, help="optimisation steps (tiny 300, paper 20000)")
-    p.add_argument("--batch", type=int, help="clips per step and process (tiny 2, paper 8)")
-    p.add_argument("--frames", type=int, help="frames per clip (default 3)")
-    p.add_argument("--crop", type=parse_size, help="random crop HxW, multiples of 16 (tiny 64x64, paper 512x512)")
-    p.add_argument("--lr", type=float, help="peak learning rate (tiny 4e-4, paper 5e-5)")
     p.add_argument("--iters", type=int, help="refinement iterations M (tiny 6, paper 12)")
     p.add_argument("--denoise-steps", type=int, help="denoising schedule length (default 10)")
-    p.add_argument(
-        "--degrade",
-        default="realbasicvsr",
-        help="on-the-fly degradation for sources without LQ frames (default realbasicvsr; none for clean frames)",
-    )
-    p.add_argument("--mixed-precision", choices=("auto", "no", "bf16", "fp16"), help="default auto: bf16 on CUDA")
-    p.add_argument("--save-every", type=int, help="checkpoint interval in steps")
-    p.add_argument("--workers", type=int, help="data-loading worker processes")
     p.set_defaults(func=_run_train_flow)
 
 
@@ -200,23 +225,7 @@ def _run_train_flow(args) -> int:
     from daflow.train.flow import FLOW_PRESETS, train_flow
 
     output_dir(args.output)
-    overrides = {
-        k: v
-        for k, v in {
-            "steps": args.steps,
-            "batch": args.batch,
-            "frames": args.frames,
-            "crop": args.crop,
-            "lr": args.lr,
-            "iters": args.iters,
-            "num_steps": args.denoise_steps,
-            "mixed_precision": args.mixed_precision,
-            "save_every": args.save_every,
-            "workers": args.workers,
-            "seed": args.seed,
-        }.items()
-        if v is not None
-    }
+    overrides = _overrides(args, iters="iters", num_steps="denoise_steps")
     settings = training_settings(args)
     config = dataclasses.replace(FLOW_PRESETS[settings], **overrides)
     model_config = DAFLOW_PRESETS["paper" if args.dit4sr else args.preset]  # the model's size follows its DiT
@@ -236,11 +245,7 @@ def _run_train_flow(args) -> int:
     if args.raft_init:
         model.init_raft(args.raft_init)
     info = {
-        "dit4sr": str(args.dit4sr) if args.dit4sr else None,
-        "vae": str(args.vae) if args.vae else None,
-        "random_init": args.random_init,
-        "preset": args.preset,
-        "settings": settings,
+        **_backbone_info(args, settings),
         "raft_init": str(args.raft_init) if args.raft_init else None,
         "config": model_config.to_dict(),
     }
@@ -258,11 +263,8 @@ def _run_train_flow(args) -> int:
         save_backbone=args.random_init,
         progress=not args.no_progress,
     )
-    print(
-        f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f} "
-        f"({summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s); model in "
-        f"{args.output / 'model'}"
-    )
+    n = f"{summary['trainable_parameters']:,} trainable parameters, {summary['seconds']:.1f} s"
+    print(_done(summary, f"({n}); model in {args.output / 'model'}"))
     return 0
 
 
@@ -276,8 +278,7 @@ def _add_train_raft(stages) -> None:
             "earlier run). Writes RUN/model/raft.safetensors (evaluate with --model raft or raft-small --weights ...)."
         ),
     )
-    p.add_argument("--data", required=True, metavar="DATASET_SPEC", help="training clips with flow labels")
-    p.add_argument("-o", "--output", type=Path, required=True, help="run folder")
+    _add_run_args(p, "raft")
     p.add_argument(
         "--preset", default="tiny", choices=("tiny", "paper"), help="settings (tiny: RAFT-small, 64x64 crops)"
     )
@@ -285,12 +286,7 @@ def _add_train_raft(stages) -> None:
         "--inputs", choices=("hq", "lq"), help="train on the clean (hq) or degraded (lq, RAFT*) frames (default lq)"
     )
     p.add_argument("--init", type=Path, help="RAFT weights to start from")
-    p.add_argument("--steps", type=int, help="optimisation steps")
-    p.add_argument("--batch", type=int, help="clips per step and process")
-    p.add_argument("--crop", type=parse_size, help="random crop HxW")
-    p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--iters", type=int, help="refinement iterations")
-    p.add_argument("--degrade", default="realbasicvsr", help="on-the-fly degradation preset (default realbasicvsr)")
     p.add_argument("--device", default="auto", help="torch device (default auto)")
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -304,19 +300,7 @@ def _run_train_raft(args) -> int:
     from daflow.train.raft import RAFT_PRESETS, train_raft
 
     output_dir(args.output)
-    overrides = {
-        k: v
-        for k, v in {
-            "steps": args.steps,
-            "batch": args.batch,
-            "crop": args.crop,
-            "lr": args.lr,
-            "iters": args.iters,
-            "inputs": args.inputs,
-            "seed": args.seed,
-        }.items()
-        if v is not None
-    }
+    overrides = _overrides(args, iters="iters", inputs="inputs")
     config = dataclasses.replace(RAFT_PRESETS[args.preset], **overrides)
     source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)
     device = resolve_device(args.device)
@@ -325,10 +309,7 @@ def _run_train_raft(args) -> int:
         f"{config.steps} steps, from {args.init or 'random weights'}"
     )
     summary = train_raft(source, args.output, config, init=args.init, device=device, progress=not args.no_progress)
-    print(
-        f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']:.3f} -> {summary['last_loss']:.3f}; "
-        f"model in {args.output / 'model'}"
-    )
+    print(_done(summary, f"model in {args.output / 'model'}"))
     return 0
 
 

@@ -190,3 +190,27 @@ def _run_train_recipe(args) -> int:
                 f"bundled DA-Flow-tiny and RAFT*-tiny into {bundle_recipe(args.output, args.bundle_into, command=command)}"
             )
     return 0
+
+
+def add_train_report(stages) -> None:
+    p = stages.add_parser(
+        "report",
+        help="re-run a finished tiny recipe's small-scale reproduction report (Table 1-3 layouts)",
+        description="Evaluate every model of a finished `daflow train recipe tiny` run on its held-out set and write "
+        "RUN/report/report.md and results.json (Table 1, 2 and 3 layouts, the step modes); prints the report.",
+    )
+    p.add_argument("run", type=Path, help="the recipe's run folder (daflow train recipe tiny -o RUN)")
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
+    p.add_argument("--max-chunks", type=int, help="evaluate only the first N 3-frame chunks (default all)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_run_train_report)
+
+
+def _run_train_report(args) -> int:
+    from daflow.recipe.reproduce import check_finished, write_report
+
+    check_finished(args.run)
+    device = resolve_device(args.device)
+    path = write_report(args.run, max_chunks=args.max_chunks, device=device, progress=not args.no_progress)
+    print(path.read_text())
+    return 0

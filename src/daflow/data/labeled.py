@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from daflow.data.base import DatasetLayoutError, FlowSample, natural_key, window_plan
-from daflow.data.video import FrameSource, is_video_file
+from daflow.data.video import FrameSource, is_video_file, window_meta
 from daflow.flow.io import read_flow
 
 LABEL_SUFFIXES = (".flo", ".flo5", ".npy")
@@ -108,20 +108,9 @@ class LabeledClips(Sequence):
                 f"{labels[start]} is {flows[0].shape[0]}x{flows[0].shape[1]}; "
                 "degrade with the HQ size kept (the default) or label the LQ frames' size"
             )
-        names = source.frame_names()[start : start + self.num_frames]
-        sample = FlowSample(
-            frames=frames,
-            flow=np.stack(flows),
-            valid=np.stack(valids),
-            meta={
-                "dataset": self.name,
-                "source": str(source.path),
-                "start": start,
-                "frames": names,
-                "first_pair": first_pair,
-                "labels": [str(p) for p in labels[start : start + self.num_frames - 1]],
-            },
-        )
+        meta = window_meta(self.name, source, start, self.num_frames, first_pair)
+        meta["labels"] = [str(p) for p in labels[start : start + self.num_frames - 1]]
+        sample = FlowSample(frames=frames, flow=np.stack(flows), valid=np.stack(valids), meta=meta)
         return self.transform(sample) if self.transform else sample
 
     def __repr__(self) -> str:

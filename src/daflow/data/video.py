@@ -197,6 +197,18 @@ class FrameRange:
         return [names[i] for i in self.indices]
 
 
+def window_meta(dataset: str, source, start: int, num_frames: int, first_pair: int) -> dict:
+    """The ``meta`` of a window of ``num_frames`` frames of ``source`` from ``start`` (its frames' names, and the
+    first pair it owns: :data:`~daflow.data.base.CHUNKS`)."""
+    return {
+        "dataset": dataset,
+        "source": str(source.path),
+        "start": start,
+        "frames": source.frame_names()[start : start + num_frames],
+        "first_pair": first_pair,
+    }
+
+
 class VideoFrames(ClipDataset):
     """F-frame windows of one or more videos / frame folders, without ground truth."""
 
@@ -226,15 +238,6 @@ class VideoFrames(ClipDataset):
 
     def __getitem__(self, index: int):  # type: ignore[override]
         source, start, first_pair = self.windows[index]
-        names = source.frame_names()[start : start + self.num_frames]
-        sample = FlowSample(
-            frames=source.read(start, self.num_frames),
-            meta={
-                "dataset": self.name,
-                "source": str(source.path),
-                "start": start,
-                "frames": names,
-                "first_pair": first_pair,
-            },
-        )
+        meta = window_meta(self.name, source, start, self.num_frames, first_pair)
+        sample = FlowSample(frames=source.read(start, self.num_frames), meta=meta)
         return self.transform(sample) if self.transform else sample

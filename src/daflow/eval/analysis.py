@@ -196,22 +196,9 @@ def run_analysis(
     serves every block, step and feature kind. Frames are padded to multiples of 16 and the flow cropped back.
     """
     from daflow.models.raft import InputPadder
-    from daflow.models.taps import TapSpec
     from daflow.models.vae import TOKEN_STRIDE
 
-    bad = set(features) - set(FEATURE_KINDS)
-    if bad or not features:
-        raise ValueError(f"features must be a non-empty subset of {FEATURE_KINDS}, got {list(features)}")
-    if mode not in ARGMAX_MODES:
-        raise ValueError(f"mode must be one of {ARGMAX_MODES}, got {mode!r}")
-    cfg = backbone.transformer.config
-    all_blocks = list(range(cfg.num_layers))
-    blocks = all_blocks if blocks is None else sorted(set(int(b) for b in blocks))
-    outside = [b for b in blocks if b not in all_blocks]
-    if outside:
-        raise ValueError(f"blocks {outside} do not exist; the model has blocks 0..{cfg.num_layers - 1}")
-    names = tuple(["q", "k"] if "qk" in features else []) + (("adanorm",) if "adanorm" in features else ())
-    spec = TapSpec(blocks=tuple(blocks), attention=attention, features=names)
+    blocks, spec = _analysis_taps(backbone, features, attention, blocks, mode)
     n = len(samples) if max_clips is None else min(max_clips, len(samples))
     if n == 0:
         raise ValueError(f"{label}: no clips to analyse")
@@ -225,37 +212,62 @@ def run_analysis(
         frames = torch.from_numpy(np.ascontiguousarray(sample.frames)).permute(0, 3, 1, 2).float()  # [F, 3, H, W]
         if frames.shape[0] < 2:
             raise ValueError(f"{label}: clips need at least 2 frames, got {frames.shape[0]}")
-        padder = InputPadder(frames.shape, multiple=TOKEN_STRIDE)
-        padded = padder.pad_images(frames)[0]
-        size = tuple(padded.shape[-2:])
         gt = torch.from_numpy(np.ascontiguousarray(sample.flow)).permute(0, 3, 1, 2)
         valid = None if sample.valid is None else torch.from_numpy(np.ascontiguousarray(sample.valid))
         step_times = []
+        padder = InputPadder(frames.shape, multiple=TOKEN_STRIDE)
+        padded = padder.pad_images(frames)[0]
         for step in backbone.features(padded.unsqueeze(0), taps=spec, steps=steps, shift=shift, seed=seed + index):
             step_times.append(step.timestep)
-            for kind in features:
-                for b in blocks:
-                    feats = _features(step.taps, b, kind)
-                    if feats is None:
-                        continue
-                    src, tgt = feats[0][0, :-1], feats[1][0, 1:]  # frames k and k+1: [F-1, h, w, C]
-                    flow = padder.unpad(zero_shot_flow(src, tgt, size, mode=mode, temperature=temperature))
-                    row = cells.setdefault((kind, b), [FlowMetrics() for _ in range(steps)])
-                    row[step.index].update(flow.cpu(), gt, valid)
+            found = _zero_shot_flows(step.taps, features, blocks, padder, tuple(padded.shape[-2:]), mode, temperature)
+            for (kind, b), flow in found:
+                row = cells.setdefault((kind, b), [FlowMetrics() for _ in range(steps)])
+                row[step.index].update(flow.cpu(), gt, valid)
         timesteps = step_times
         pairs += frames.shape[0] - 1
-    tables = []
+    return [_table(cells, kind, attention, timesteps, pairs, blocks, backbone) for kind in features]
+
+
+def _analysis_taps(backbone, features, attention: str, blocks, mode: str):
+    """The checked ``blocks`` (default: all) and the :class:`~daflow.models.taps.TapSpec` of an analysis."""
+    from daflow.models.taps import TapSpec
+
+    bad = set(features) - set(FEATURE_KINDS)
+    if bad or not features:
+        raise ValueError(f"features must be a non-empty subset of {FEATURE_KINDS}, got {list(features)}")
+    if mode not in ARGMAX_MODES:
+        raise ValueError(f"mode must be one of {ARGMAX_MODES}, got {mode!r}")
+    cfg = backbone.transformer.config
+    all_blocks = list(range(cfg.num_layers))
+    blocks = all_blocks if blocks is None else sorted(set(int(b) for b in blocks))
+    outside = [b for b in blocks if b not in all_blocks]
+    if outside:
+        raise ValueError(f"blocks {outside} do not exist; the model has blocks 0..{cfg.num_layers - 1}")
+    names = tuple(["q", "k"] if "qk" in features else []) + (("adanorm",) if "adanorm" in features else ())
+    return blocks, TapSpec(blocks=tuple(blocks), attention=attention, features=names)
+
+
+def _zero_shot_flows(taps, features, blocks, padder, size: tuple[int, int], mode: str, temperature: float):
+    """``((kind, block), flow [F−1, 2, H, W])`` for every feature kind and block the step recorded: frame k's
+    features matched against frame k+1's (Eq. 9) at the padded ``size``, cropped back to the input size."""
     for kind in features:
-        table = LayerStepTable(
-            feature=kind, attention=attention if kind == "qk" else "-", timesteps=timesteps, pairs=pairs
+        for b in blocks:
+            feats = _features(taps, b, kind)
+            if feats is None:
+                continue
+            src, tgt = feats[0][0, :-1], feats[1][0, 1:]  # frames k and k+1: [F-1, h, w, C]
+            yield (kind, b), padder.unpad(zero_shot_flow(src, tgt, size, mode=mode, temperature=temperature))
+
+
+def _table(cells: dict, kind: str, attention: str, timesteps, pairs: int, blocks, backbone) -> LayerStepTable:
+    """One feature kind's :class:`LayerStepTable` from the accumulated ``cells``."""
+    table = LayerStepTable(feature=kind, attention=attention if kind == "qk" else "-", timesteps=timesteps, pairs=pairs)
+    for (k, b), row in sorted(cells.items(), key=lambda kv: kv[0][1]):
+        if k == kind:
+            table.metrics[b] = [m.compute() for m in row]
+    if not table.metrics:
+        raise ValueError(
+            f"no {kind} features were recorded from blocks {blocks} ({attention}); "
+            f"attn2 exists in blocks {list(backbone.transformer.config.dual_attention_layers)} only"
         )
-        for (k, b), row in sorted(cells.items(), key=lambda kv: kv[0][1]):
-            if k == kind:
-                table.metrics[b] = [m.compute() for m in row]
-        if not table.metrics:
-            raise ValueError(
-                f"no {kind} features were recorded from blocks {blocks} ({attention}); "
-                f"attn2 exists in blocks {list(cfg.dual_attention_layers)} only"
-            )
-        tables.append(table)
-    return tables
+    return table

@@ -9,7 +9,7 @@ result (with the model, dataset spec, counts and timing) is JSON, with the per-i
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -17,10 +17,9 @@ from tqdm import tqdm
 
 from daflow.data.base import FlowSample
 from daflow.data.specs import EvalSet
+from daflow.eval.stepwise import METRIC_COLUMNS, DAFlowScorer, stepwise_fields
 from daflow.flow.metrics import FlowMetrics
 from daflow.shard import WHOLE, Shard, parse_shard
-
-METRIC_COLUMNS = ("epe", "1px", "3px", "5px")
 
 
 def _first(batch):
@@ -43,55 +42,72 @@ def _samples(dataset: Sequence[FlowSample], workers: int, indices: Sequence[int]
     yield from loader
 
 
-def evaluate_pairs(
-    estimate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+def eval_sets_for(spec, chunk: int = 2) -> list[EvalSet]:
+    """The datasets of ``spec`` cut for a model that takes ``chunk`` frames a call: consecutive pairs, or chunks that
+    share their boundary frame so that every ground-truth pair is scored once (DA-Flow's 3-frame chunks)."""
+    from daflow.data.base import CHUNKS
+    from daflow.data.specs import build_eval_sets
+
+    return build_eval_sets(spec) if chunk == 2 else build_eval_sets(spec, num_frames=chunk, stride=CHUNKS)
+
+
+def evaluate_model(
+    model,
     eval_set: EvalSet,
     *,
+    steps: Sequence[int] | None = None,
     max_samples: int | None = None,
     reduce: str = "image",
     workers: int = 0,
     progress: bool = True,
     shard: Shard = WHOLE,
 ) -> dict:
-    """Evaluate ``estimate`` (``[1, 3, H, W]`` ×2, RGB 0..255 → ``[1, 2, H, W]``) on every pair of ``eval_set``
-    (``shard``: every N-th pair only).
+    """Score ``model`` on every sample of ``eval_set`` (built by :func:`eval_sets_for` with the model's chunk;
+    ``shard``: every N-th sample only). ``model``: a :class:`daflow.api.FlowModel`, or a pair function (``[1, 3, H,
+    W]`` ×2, RGB 0..255 → ``[1, 2, H, W]``).
 
-    Returns ``{"label", "metrics": {epe, 1px, 3px, 5px}, "pairs", "skipped", "seconds", "seconds_per_pair",
-    "state"}``.
+    Returns one shape for every model: ``{"label", "spec", "metrics": {epe, 1px, 3px, 5px}, "pairs", "skipped",
+    "seconds", "seconds_per_pair", "state"}`` — ``metrics`` the model's own flows (DA-Flow: its ``step``) — and, for
+    DA-Flow, the scores of the denoising ``steps`` (default all) as :func:`daflow.eval.stepwise.stepwise_fields`
+    describes them (``per_step``, ``average``, ``mean_flow``, ``timesteps``, ``states``).
     """
     metrics = FlowMetrics(spring_min=eval_set.spring_min)
+    stepwise = DAFlowScorer(model, steps, eval_set.spring_min) if getattr(model, "num_steps", None) else None
+    pair = getattr(model, "pairs", None) or model
     n = len(eval_set.dataset) if max_samples is None else min(max_samples, len(eval_set.dataset))
     if n == 0:
-        raise ValueError(f"{eval_set.label}: the dataset is empty")
+        raise ValueError(f"{eval_set.label}: the dataset is empty (DA-Flow's chunks need sequences of 3 frames)")
     model_time = 0.0
     indices = shard.positions(n)
-    for index, sample in zip(
-        indices,
-        tqdm(
-            _samples(eval_set.dataset, workers, indices),
-            total=len(indices),
-            desc=eval_set.label,
-            unit="pair",
-            disable=not progress,
-            leave=False,
-        ),
-    ):
+    samples = _samples(eval_set.dataset, workers, indices)
+    bar = tqdm(samples, total=len(indices), desc=eval_set.label, unit="sample", disable=not progress, leave=False)
+    for index, sample in zip(indices, bar):
         if sample.flow is None:
             raise ValueError(f"{eval_set.label}: sample {sample.meta} has no ground truth; evaluation needs it")
+        first = int(sample.meta.get("first_pair", 0))
         frames = torch.from_numpy(np.ascontiguousarray(sample.frames)).permute(0, 3, 1, 2).float()
         t = time.perf_counter()
-        flow = estimate(frames[0:1], frames[1:2])
+        flows = stepwise.run(frames) if stepwise else pair(frames[0:1], frames[1:2])
         model_time += time.perf_counter() - t
-        valid = None if sample.valid is None else sample.valid[0:1]
-        metrics.update(flow.detach().float().cpu().numpy().transpose(0, 2, 3, 1), sample.flow[0:1], valid, key=index)
+        gt = sample.flow[first:]
+        valid = None if sample.valid is None else sample.valid[first:]
+        if stepwise:
+            stepwise.update(gt, valid, first, key=index)
+        metrics.update(flows[first:].detach().float().cpu().numpy().transpose(0, 2, 3, 1), gt, valid, key=index)
+    result = _result(eval_set.label, eval_set.spec, metrics, model_time, reduce)
+    return {**result, **stepwise.fields(reduce)} if stepwise else result
+
+
+def _result(label: str, spec: str, metrics: FlowMetrics, seconds: float, reduce: str) -> dict:
+    """The fields of a result every model has (see :func:`evaluate_model`)."""
     return {
-        "label": eval_set.label,
-        "spec": eval_set.spec,
+        "label": label,
+        "spec": spec,
         "metrics": metrics.compute(reduce=reduce),
         "pairs": metrics.count,
         "skipped": metrics.n_skipped,
-        "seconds": model_time,
-        "seconds_per_pair": model_time / max(len(indices), 1),
+        "seconds": seconds,
+        "seconds_per_pair": seconds / max(metrics.count + metrics.n_skipped, 1),
         "state": metrics.state(),
     }
 
@@ -160,30 +176,14 @@ def merge_records(records: Sequence[dict]) -> dict:
         diff = sorted(k for k in set(first) | set(r) if k not in SHARD_FREE and first.get(k) != r.get(k))
         if diff:
             raise ValueError(f"--merge: the parts differ in {', '.join(diff)}; they are not shards of one evaluation")
-    labels = [x["label"] for x in first["results"] if "state" in x or "states" in x]
+    labels = [x["label"] for x in first["results"] if "state" in x]
     reduce = first.get("reduce", "image")
     merged = []
     for label in labels:
         parts = [next(x for x in r["results"] if x["label"] == label) for r in records]
         seconds = sum(p["seconds"] for p in parts)
-        if "state" in parts[0]:  # a flow model's record
-            m = FlowMetrics.merge([p["state"] for p in parts])
-            pairs = m.count + m.n_skipped
-            merged.append(
-                {
-                    "label": label,
-                    "spec": parts[0]["spec"],
-                    "metrics": m.compute(reduce=reduce),
-                    "pairs": m.count,
-                    "skipped": m.n_skipped,
-                    "seconds": seconds,
-                    "seconds_per_pair": seconds / max(pairs, 1),
-                    "state": m.state(),
-                }
-            )
-        else:  # DA-Flow per step
-            from daflow.eval.stepwise import stepwise_result
-
+        result = _result(label, parts[0]["spec"], FlowMetrics.merge([p["state"] for p in parts]), seconds, reduce)
+        if "states" in parts[0]:  # DA-Flow's denoising steps
             states = {
                 "per_step": {
                     s: FlowMetrics.merge([p["states"]["per_step"][s] for p in parts])
@@ -191,20 +191,9 @@ def merge_records(records: Sequence[dict]) -> dict:
                 },
                 "mean_flow": FlowMetrics.merge([p["states"]["mean_flow"] for p in parts]),
             }
-            pairs = sum(p["pairs"] for p in parts)
-            merged.append(
-                stepwise_result(
-                    label,
-                    parts[0]["spec"],
-                    states,
-                    reduce=reduce,
-                    timesteps=parts[0]["timesteps"],
-                    pairs=pairs,
-                    seconds=seconds,
-                )
-            )
-    if "state" in first["results"][0]:
-        merged = add_sintel_mean(merged)
+            result.update(stepwise_fields(states, reduce, parts[0]["timesteps"]))
+        merged.append(result)
+    merged = add_sintel_mean(merged)
     out = {k: v for k, v in first.items() if k not in SHARD_FREE}
     out["results"] = merged
     return out

@@ -8,85 +8,68 @@ the per-step metrics (what Table 1 reports); *mean-flow* scores the mean of the 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from daflow.data.specs import EvalSet
-from daflow.eval.benchmark import METRIC_COLUMNS
 from daflow.flow.metrics import FlowMetrics
-from daflow.shard import WHOLE, Shard
+
+METRIC_COLUMNS = ("epe", "1px", "3px", "5px")
 
 
-def evaluate_daflow(
-    model,
-    eval_set: EvalSet,
-    *,
-    steps: Sequence[int] | None = None,
-    num_steps: int = 10,
-    iters: int = 20,
-    seed: int = 0,
-    max_samples: int | None = None,
-    reduce: str = "image",
-    progress: bool = True,
-    shard: Shard = WHOLE,
-) -> dict:
-    """Score ``model`` (:class:`~daflow.models.daflow.DAFlow`) on the chunks of ``eval_set`` (built with
-    ``num_frames=3, stride=CHUNKS``; ``shard``: every N-th chunk only). Returns ``{"label", "per_step": {step:
-    metrics}, "average", "mean_flow", "timesteps", "pairs", "seconds", "seconds_per_pair", "states"}`` (``states``:
-    the per-image sums, for :func:`daflow.eval.benchmark.merge_records`)."""
-    steps = list(range(num_steps)) if steps is None else sorted(set(int(s) for s in steps))
-    per_step = {s: FlowMetrics(spring_min=eval_set.spring_min) for s in steps}
-    ensemble = FlowMetrics(spring_min=eval_set.spring_min)
-    n = len(eval_set.dataset) if max_samples is None else min(max_samples, len(eval_set.dataset))
-    if n == 0:
-        raise ValueError(f"{eval_set.label}: no 3-frame chunks (sequences need at least 3 frames)")
-    seconds, pairs, timesteps = 0.0, 0, {}
-    for i in tqdm(shard.positions(n), desc=eval_set.label, unit="chunk", disable=not progress, leave=False):
-        sample = eval_set.dataset[i]
-        if sample.flow is None:
-            raise ValueError(f"{eval_set.label}: chunk {sample.meta} has no ground truth; evaluation needs it")
-        first = int(sample.meta.get("first_pair", 0))
-        frames = torch.from_numpy(np.ascontiguousarray(sample.frames)).permute(0, 3, 1, 2).float().unsqueeze(0)
-        t0 = time.perf_counter()
+class DAFlowScorer:
+    """The per-step half of :func:`daflow.eval.benchmark.evaluate_model` for DA-Flow (a
+    :class:`daflow.api.FlowModel` whose ``module`` is a :class:`~daflow.models.daflow.DAFlow`): one denoising run a
+    chunk, up to the last step wanted, scoring every requested step (default all) and their mean-flow ensemble,
+    and handing back the model's own flows (its ``step``, or the mean of all steps) from the same run."""
+
+    def __init__(self, model, steps: Sequence[int] | None, spring_min: bool = False):
+        self.module, self.step, self.num_steps = model.module, model.step, model.num_steps
+        self.iters, self.seed = model.iters, model.seed
+        self.steps = list(range(self.num_steps)) if steps is None else sorted(set(int(s) for s in steps))
+        if not self.steps or self.steps[0] < 0 or self.steps[-1] >= self.num_steps:
+            raise ValueError(f"--step must lie in 0..{self.num_steps - 1}, got {list(steps or [])}")
+        own = set(range(self.num_steps)) if self.step == "mean" else {self.step}
+        self.wanted = sorted(set(self.steps) | own)
+        self.per_step = {s: FlowMetrics(spring_min=spring_min) for s in self.steps}
+        self.ensemble = FlowMetrics(spring_min=spring_min)
+        self.timesteps: dict = {}
+        self._out = None
+
+    def run(self, frames: torch.Tensor) -> torch.Tensor:
+        """The model's flows ``[F−1, 2, H, W]`` of one chunk ``frames`` ``[F, 3, H, W]`` (RGB 0..255)."""
         with torch.no_grad():
-            out = model(frames, steps=steps, num_steps=num_steps, iters=iters, seed=seed)
-        if model.device.type == "cuda":
+            out = self.module(
+                frames[None], steps=self.wanted, num_steps=self.num_steps, iters=self.iters, seed=self.seed
+            )
+        if self.module.device.type == "cuda":
             torch.cuda.synchronize()
-        seconds += time.perf_counter() - t0
-        gt = sample.flow[first:]
-        valid = None if sample.valid is None else sample.valid[first:]
-        for s, flow in out.flows.items():
-            per_step[s].update(flow[0, first:].float().cpu(), gt, valid, key=i)
-        ensemble.update(out.mean()[0, first:].float().cpu(), gt, valid, key=i)
-        timesteps = out.timesteps
-        pairs += len(gt)
-    states = {"per_step": per_step, "mean_flow": ensemble}
-    return stepwise_result(
-        eval_set.label, eval_set.spec, states, reduce=reduce, timesteps=timesteps, pairs=pairs, seconds=seconds
-    )
+        self._out, self.timesteps = out, out.timesteps
+        return out.mean()[0] if self.step == "mean" else out.flows[self.step][0]
+
+    def update(self, gt, valid, first: int, *, key) -> None:
+        """Score the last chunk's requested steps and their mean against ``gt`` (its pairs from ``first`` on)."""
+        flows = {s: self._out.flows[s] for s in self.steps}
+        for s, flow in flows.items():
+            self.per_step[s].update(flow[0, first:].float().cpu(), gt, valid, key=key)
+        ensemble = torch.stack(list(flows.values())).mean(0)
+        self.ensemble.update(ensemble[0, first:].float().cpu(), gt, valid, key=key)
+
+    def fields(self, reduce: str) -> dict:
+        return stepwise_fields({"per_step": self.per_step, "mean_flow": self.ensemble}, reduce, self.timesteps)
 
 
-def stepwise_result(
-    label: str, spec: str, states: dict, *, reduce: str, timesteps: dict, pairs: int, seconds: float
-) -> dict:
-    """The result dict of :func:`evaluate_daflow` from its accumulators ``{"per_step": {step: FlowMetrics},
-    "mean_flow": FlowMetrics}`` (also what a merge of shards rebuilds)."""
+def stepwise_fields(states: dict, reduce: str, timesteps: dict) -> dict:
+    """The per-step fields of a DA-Flow result from its accumulators ``{"per_step": {step: FlowMetrics},
+    "mean_flow": FlowMetrics}`` (also what a merge of shards rebuilds): ``per_step`` (metrics a step), ``average``
+    (their mean: Table 1), ``mean_flow`` (the step ensemble), ``timesteps`` and ``states`` (the per-image sums)."""
     results = {s: m.compute(reduce=reduce) for s, m in states["per_step"].items()}
-    average = {c: float(np.mean([r[c] for r in results.values()])) for c in METRIC_COLUMNS}
     return {
-        "label": label,
-        "spec": spec,
         "per_step": results,
-        "average": average,
+        "average": {c: float(np.mean([r[c] for r in results.values()])) for c in METRIC_COLUMNS},
         "mean_flow": states["mean_flow"].compute(reduce=reduce),
         "timesteps": timesteps,
-        "pairs": pairs,
-        "seconds": seconds,
-        "seconds_per_pair": seconds / max(pairs, 1),
         "states": {
             "per_step": {s: m.state() for s, m in states["per_step"].items()},
             "mean_flow": states["mean_flow"].state(),

@@ -44,7 +44,7 @@ def visible_mask(clean1: np.ndarray, clean2: np.ndarray) -> np.ndarray:
     return ~forward_backward_occlusion(_t(fw), _t(bw))[0].numpy()
 
 
-def warp_error(clean1: np.ndarray, clean2: np.ndarray, flow: np.ndarray, visible: np.ndarray) -> float:
+def photometric_error(clean1: np.ndarray, clean2: np.ndarray, flow: np.ndarray, visible: np.ndarray) -> float:
     """Mean over ``visible`` in-frame pixels of the channel-mean ``|C_k − warp(C_{k+1}, flow)|`` (0..255)."""
     warped, inside = backward_warp(_t(clean2), _t(flow), return_mask=True)
     diff = (_t(clean1) - warped).abs().mean(1)[0]
@@ -130,7 +130,7 @@ def evaluate_video(
     for label, (fw, bw) in flows.items():
         rows[label] = {
             "warp_error": float(
-                np.nanmean([warp_error(clean[k], clean[k + 1], fw[k], visible[k]) for k in range(n - 1)])
+                np.nanmean([photometric_error(clean[k], clean[k + 1], fw[k], visible[k]) for k in range(n - 1)])
             ),
             "fb_consistent": float(np.mean([fb_consistent(fw[k], bw[k]) for k in range(n - 1)])),
             "mean_flow_px": float(np.linalg.norm(fw, axis=-1).mean()),

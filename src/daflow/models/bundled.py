@@ -24,7 +24,7 @@ RESTORER = "restorer-tiny"
 RESTORE_JSON = "restore.json"  # the sampler the bundled restorer was trained for
 NOTICE = (
     "using the bundled demonstration model DA-Flow-tiny (trained on synthetic clips by `daflow train recipe "
-    "tiny`); for the paper's model pass --weights, --dit4sr, --vae and --null-prompt"
+    "tiny`); for the paper's model pass --model daflow --weights (with --dit4sr, --vae, --null-prompt)"
 )
 
 

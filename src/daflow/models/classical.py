@@ -9,8 +9,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-CLASSICAL_METHODS = ("dis", "farneback")
-DIS_MIN_SIDE = 12  # OpenCV's DIS refuses smaller images (its patch size at the medium preset)
+from daflow.models.catalog import min_input_side, names
+
+CLASSICAL_METHODS = names("classical")
+DIS_MIN_SIDE = min_input_side("dis")  # OpenCV's DIS refuses smaller images (its patch size at the medium preset)
 
 _DIS_PRESETS = {
     "ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST,

@@ -132,46 +132,9 @@ def _lookup_volume(corr: torch.Tensor, centre: torch.Tensor, offsets: torch.Tens
     return sample_at(corr, pts.permute(0, 3, 1, 2)).view(-1, k)  # sampled [BHW, 1, 1, K]
 
 
-class AllPairsCorr:
-    """The official all-pairs correlation pyramid (``pyramid="volume"``: RAFT; ``"features"``: SEA-RAFT)."""
-
-    def __init__(
-        self,
-        fmap1: Features,
-        fmap2: Features,
-        *,
-        num_levels: int = 4,
-        radius: int = 4,
-        norm: float | torch.Tensor | None = None,
-        pyramid: str = "volume",
-    ):
-        _check_pyramid(pyramid)
-        self.num_levels, self.radius = num_levels, radius
-        norm = _as_norm(norm, fmap1)
-        corr = _volume(fmap1, fmap2, norm)
-        self.pyramid = [corr]
-        for _ in range(num_levels - 1):
-            if pyramid == "volume":
-                corr = F.avg_pool2d(corr, 2, stride=2)
-            else:
-                fmap2 = tuple(halve(f) for f in _parts(fmap2))
-                corr = _volume(fmap1, fmap2, norm)
-            self.pyramid.append(corr)
-
-    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
-        """Look up windows around ``coords`` ``[B, 2, H, W]``; returns ``[B, L·(2r+1)², H, W]``."""
-        b, _, h, w = coords.shape
-        offsets = window_offsets(self.radius, device=coords.device, dtype=coords.dtype)  # [K, 2]
-        k = offsets.shape[0]
-        centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
-        out = [
-            _lookup_volume(corr, centre / 2**level, offsets).view(b, h, w, k) for level, corr in enumerate(self.pyramid)
-        ]
-        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
-
-
-class WindowedCorr:
-    """Correlations computed inside the lookup windows only (memory linear in the number of pixels)."""
+class _Corr:
+    """What the three correlation classes share: the pyramid kind, levels, lookup radius and the dot-product norm
+    (default √C); a subclass builds its levels in ``_build``."""
 
     def __init__(
         self,
@@ -186,8 +149,44 @@ class WindowedCorr:
         _check_pyramid(pyramid)
         self.num_levels, self.radius = num_levels, radius
         self.norm = _as_norm(norm, fmap1)
+        self._build(fmap1, fmap2, pyramid)
+
+    def _build(self, fmap1: Features, fmap2: Features, pyramid: str) -> None:
+        raise TypeError("a correlation class builds its levels in _build")
+
+
+class AllPairsCorr(_Corr):
+    """The official all-pairs correlation pyramid (``pyramid="volume"``: RAFT; ``"features"``: SEA-RAFT)."""
+
+    def _build(self, fmap1: Features, fmap2: Features, pyramid: str) -> None:
+        corr = _volume(fmap1, fmap2, self.norm)
+        self.pyramid = [corr]
+        for _ in range(self.num_levels - 1):
+            if pyramid == "volume":
+                corr = F.avg_pool2d(corr, 2, stride=2)
+            else:
+                fmap2 = tuple(halve(f) for f in _parts(fmap2))
+                corr = _volume(fmap1, fmap2, self.norm)
+            self.pyramid.append(corr)
+
+    def __call__(self, coords: torch.Tensor) -> torch.Tensor:
+        """Look up windows around ``coords`` ``[B, 2, H, W]``; returns ``[B, L·(2r+1)², H, W]``."""
+        b, _, h, w = coords.shape
+        offsets = window_offsets(self.radius, device=coords.device, dtype=coords.dtype)  # [K, 2]
+        k = offsets.shape[0]
+        centre = coords.permute(0, 2, 3, 1).reshape(b * h * w, 1, 1, 2)
+        out = [
+            _lookup_volume(corr, centre / 2**level, offsets).view(b, h, w, k) for level, corr in enumerate(self.pyramid)
+        ]
+        return torch.cat(out, dim=-1).permute(0, 3, 1, 2).contiguous()
+
+
+class WindowedCorr(_Corr):
+    """Correlations computed inside the lookup windows only (memory linear in the number of pixels)."""
+
+    def _build(self, fmap1: Features, fmap2: Features, pyramid: str) -> None:
         self.fmap1 = torch.cat([_full(f) for f in _parts(fmap1)], 1)  # one sum over channels: parts need no care here
-        self.pyramid = _feature_pyramid(fmap2, num_levels, pyramid)
+        self.pyramid = _feature_pyramid(fmap2, self.num_levels, pyramid)
 
     def __call__(self, coords: torch.Tensor) -> torch.Tensor:
         b, _, h, w = coords.shape
@@ -226,31 +225,23 @@ def _flat_with_zero(f2: torch.Tensor) -> torch.Tensor:
     return torch.cat([rows, rows.new_zeros(b, 1, c)], 1).contiguous()
 
 
-class LeanCorr:
+class LeanCorr(_Corr):
     """Levels ``>= direct`` precomputed (all-pairs against the pooled ``f2``), levels below on the fly by gathered
     dot products (module docstring); ``direct`` None: :func:`lean_direct_levels`. ``chunk``: query pixels per step
     of the on-the-fly lookup and of the volume products (bounds the temporaries)."""
 
-    def __init__(
-        self,
-        fmap1: Features,
-        fmap2: Features,
-        *,
-        num_levels: int = 4,
-        radius: int = 4,
-        norm: float | torch.Tensor | None = None,
-        pyramid: str = "volume",
-        direct: int | None = None,
-        chunk: int = 1024,
-    ):
-        _check_pyramid(pyramid)
+    def __init__(self, fmap1: Features, fmap2: Features, *, direct: int | None = None, chunk: int = 1024, **options):
+        num_levels = options.get("num_levels", 4)
         if direct is None:
             b, _, h, w = _parts(fmap1)[0].shape
             direct = lean_direct_levels(b * (h * w) ** 2, num_levels)
         if not 0 <= direct <= num_levels:
             raise ValueError(f"direct must be in 0..{num_levels}, got {direct}")
-        self.num_levels, self.radius, self.direct, self.chunk = num_levels, radius, direct, chunk
-        self.norm = _as_norm(norm, fmap1)
+        self.direct, self.chunk = direct, chunk
+        super().__init__(fmap1, fmap2, **options)
+
+    def _build(self, fmap1: Features, fmap2: Features, pyramid: str) -> None:
+        direct, chunk, num_levels = self.direct, self.chunk, self.num_levels
         f1 = torch.cat([_full(f) for f in _parts(fmap1)], 1)
         b, c, h, w = f1.shape
         self.f1_rows = f1.reshape(b, c, h * w).transpose(1, 2).contiguous()  # [B, HW, C]

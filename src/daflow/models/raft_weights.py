@@ -50,33 +50,16 @@ def hybrid_state_dict_from_raft(sd: dict[str, torch.Tensor], extra_context_dim: 
     return out
 
 
-def load_raft(
-    path_or_state_dict,
-    *,
-    small: bool = False,
-    extra_feature_dim: int = 0,
-    extra_context_dim: int = 0,
-    corr_scale: str = "raft",
-    corr_mode: str = "auto",
-    mixed_precision: bool = False,
-    convex: bool = False,
-) -> RAFT:
-    """Build RAFT and load weights strictly.
+def load_raft(path_or_state_dict, **options) -> RAFT:
+    """Build RAFT (``options``: :class:`~daflow.models.raft.RAFT`'s arguments) and load weights strictly.
 
     Accepts the official checkpoint (``module.`` prefix and the duplicated ``norm3`` / ``downsample.1`` entries)
     or a plain state dict, of plain RAFT (widened for the hybrid model by :func:`hybrid_state_dict_from_raft`)
     or of an already hybrid model.
     """
     sd = read_state_dict(path_or_state_dict)
-    model = RAFT(
-        small=small,
-        extra_feature_dim=extra_feature_dim,
-        extra_context_dim=extra_context_dim,
-        corr_scale=corr_scale,
-        corr_mode=corr_mode,
-        mixed_precision=mixed_precision,
-        convex=convex,
-    )
+    model = RAFT(**options)
+    small, extra_context_dim = model.small, options.get("extra_context_dim", 0)
     expected = model.state_dict()
     probe = f"{(GRU_CONVS_SMALL if small else GRU_CONVS)[0]}.weight"
     if extra_context_dim and probe in sd and sd[probe].shape[1] != expected[probe].shape[1]:

@@ -14,15 +14,12 @@ from dataclasses import dataclass
 
 import torch
 
-from daflow.models.catalog import BUNDLED, CLASSICAL, FLOW_MODELS
+from daflow.models.catalog import MODELS, entry
 from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.models.sea_raft import SEARAFT, get_sea_raft_config, load_sea_raft
 
 log = logging.getLogger(__name__)
-
-#: RAFT's default here is the paper's M = 12 refinement iterations (Eq. 18)
-DEFAULT_RAFT_ITERS = 12
 
 
 class MissingWeightsError(FileNotFoundError):
@@ -60,6 +57,26 @@ def _classical_fn(method: str):
     return lambda a, b: classical_flows(a, b, method)
 
 
+def check_weights(name: str, weights, random_init: bool) -> None:
+    """The one policy for weights, whatever the caller: a name that needs published weights gets them (or an explicit
+    ``random_init``, for smoke tests); a bundled model takes no random weights; a model without weights takes none."""
+    e = entry(name)
+    if weights is not None and random_init:
+        raise ValueError("give either weights or random_init, not both")
+    if e.bundled and random_init:
+        raise ValueError(f"{name} is a bundled, trained model: random weights do not apply to it")
+    if not e.takes_weights and (weights is not None or random_init):
+        raise ValueError(f"{name} is a classical method: it takes no weights")
+    if e.bundled and weights is not None and e.family != "refiner":
+        published = next(n for n, o in MODELS.items() if o.family == e.family and o.needs_weights)
+        raise ValueError(f"{name} is a bundled model; for other weights use --model {published} --weights PATH")
+    if e.needs_weights and weights is None and not random_init:
+        raise MissingWeightsError(
+            f"{name} needs its weights (--weights PATH): {e.published}. "
+            "For a smoke test with random weights pass --random-init instead."
+        )
+
+
 def build_flow_model(
     name: str,
     weights=None,
@@ -70,40 +87,38 @@ def build_flow_model(
     corr_mode: str = "auto",
     random_init: bool = False,
     seed: int = 0,
+    refiner: dict | None = None,
 ) -> FlowEstimator:
-    """Build ``name`` (see :data:`FLOW_MODELS`).
+    """Build the pairwise model ``name`` (a name of :data:`~daflow.models.catalog.MODELS` outside the ``daflow``
+    family; :func:`daflow.load_model` is the public way in).
 
     Args:
         weights: the published checkpoint (path or state dict); required for network models unless
-            ``random_init``.
-        iters: refinement iterations (RAFT: 12 by default; SEA-RAFT: its preset's, 4 for S/M and 12 for L).
+            ``random_init`` (:func:`check_weights`).
+        iters: refinement iterations (default: the table's; SEA-RAFT: its preset's, 4 for S/M and 12 for L).
         scale: SEA-RAFT's resize exponent (``-1`` = half resolution, its Spring protocol); default: the preset's.
         random_init: seeded random weights, for smoke tests only (logged as a warning).
+        refiner: the DIS→RAFT refiner's ``levels`` / ``polish_rounds`` / ``fallback`` (:func:`dis_raft_estimator`).
     """
-    if name not in FLOW_MODELS:
-        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(FLOW_MODELS)}")
-    description, published = FLOW_MODELS[name].description, FLOW_MODELS[name].published
+    e = entry(name)
+    if refiner and e.family != "refiner":
+        raise ValueError(f"refiner options apply to the DIS->RAFT refiner, not to {name}")
+    if e.family == "daflow":
+        raise ValueError(f"{name} is DA-Flow, not a pairwise model: load it with daflow.load_model")
+    check_weights(name, weights, random_init)
     device = torch.device(device)
-    if name in CLASSICAL:
-        return FlowEstimator(name, description, _classical_fn(name), torch.device("cpu"))
-    if name in BUNDLED and random_init:
-        raise ValueError(f"{name} is a bundled, trained model: --random-init does not apply to it")
-    if name == "raft-star-tiny" and weights is not None:
-        raise ValueError("raft-star-tiny is the bundled RAFT-small; for other weights use --model raft-small --weights")
-    if name == "dis-raft":
-        return dis_raft_estimator(weights, iters=iters, device=device, corr_mode=corr_mode)
-    if name == "raft-star-tiny":
-        return _raft_star_tiny(iters=iters or DEFAULT_RAFT_ITERS, device=device, corr_mode=corr_mode)
-    if weights is None and not random_init:
-        raise MissingWeightsError(
-            f"{name} needs its weights (--weights PATH): {published}. "
-            "For a smoke test with random weights pass --random-init instead."
-        )
-    if weights is not None and random_init:
-        raise ValueError("give either weights or random_init, not both")
+    if e.family == "classical":
+        return FlowEstimator(name, e.description, _classical_fn(name), torch.device("cpu"))
+    if e.family == "refiner":
+        return dis_raft_estimator(weights, iters=iters, device=device, corr_mode=corr_mode, **(refiner or {}))
+    description = e.description
     if random_init:
         log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
         description += " [random weights]"
+    if e.bundled:
+        from daflow.models.bundled import bundled_path
+
+        weights = bundled_path(e.bundled) / "raft.safetensors"
     with torch.random.fork_rng(devices=[]):  # seeded random weights without touching the caller's generator
         torch.manual_seed(seed)
         return _build_network(
@@ -119,17 +134,18 @@ def build_flow_model(
 
 
 def _build_network(name, weights, description, *, iters, scale, device, corr_mode, random_init) -> FlowEstimator:
-    if name in ("raft", "raft-small"):
-        small = name == "raft-small"
+    e = MODELS[name]
+    n = e.iters if iters is None else iters
+    if e.family == "raft":
+        small = name != "raft"
         model = (
             RAFT(small=small, corr_mode=corr_mode)
             if random_init
             else load_raft(weights, small=small, corr_mode=corr_mode)
         )
         model = model.eval().to(device)
-        n = DEFAULT_RAFT_ITERS if iters is None else iters
         return FlowEstimator(name, f"{description}, {n} iterations", _raft_fn(model, n), device, random_init, model)
-    if name.startswith("sea-raft"):
+    if e.family == "sea-raft":
         config = get_sea_raft_config(name)
         model = (
             SEARAFT(config, corr_mode=corr_mode) if random_init else load_sea_raft(weights, config, corr_mode=corr_mode)
@@ -143,23 +159,8 @@ def _build_network(name, weights, description, *, iters, scale, device, corr_mod
         )
     from daflow.models.baselines import load_ptlflow  # flowseek-*: optional extra
 
-    wrapped = load_ptlflow(name, None if random_init else weights, iters=12 if iters is None else iters).to(device)
+    wrapped = load_ptlflow(name, None if random_init else weights, iters=n).to(device)
     return FlowEstimator(name, description, wrapped, device, random_init, wrapped)
-
-
-def _raft_star_tiny(*, iters: int, device, corr_mode: str) -> FlowEstimator:
-    """The bundled RAFT*-tiny (RAFT-small fine-tuned on degraded synthetic clips by the tiny recipe)."""
-    from daflow.models.bundled import bundled_path
-
-    model = load_raft(bundled_path("raft-star-tiny") / "raft.safetensors", small=True, corr_mode=corr_mode)
-    model = model.eval().to(device)
-    return FlowEstimator(
-        "raft-star-tiny",
-        f"RAFT*-tiny (bundled: RAFT-small fine-tuned on degraded synthetic clips), {iters} iterations",
-        _raft_fn(model, iters),
-        torch.device(device),
-        module=model,
-    )
 
 
 def dis_raft_estimator(

@@ -15,7 +15,7 @@ stop after any step: step ``k`` costs ``k + 1`` transformer calls.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -89,10 +89,16 @@ def denoise(
     stop_after: int | None = None,
     noise: torch.Tensor | None = None,
     generator: torch.Generator | None = None,
+    settle: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> Iterator[DenoiseStep]:
     """Run the lifted DiT4SR's sampler on ``lq_latents`` ``[B·F, 16, h, w]`` (clips of ``num_frames``), yielding
     each step; ``stop_after=k`` ends after step ``k`` (0-based). ``noise`` (same shape) or ``generator`` fixes
-    the start; the noise is drawn on the CPU so that a seed gives the same start on every device."""
+    the start; the noise is drawn on the CPU so that a seed gives the same start on every device.
+
+    ``settle``: the guidance hook. Given, each step splits the velocity into the predicted clean latents
+    ``ẑ₀ = z − σ·v`` and noise ``ε = z + (1 − σ)·v``, passes ``ẑ₀`` through ``settle`` (motion guidance, anchored
+    frames: :mod:`daflow.restoration.diffusion`) and steps to ``(1 − σ')·settle(ẑ₀) + σ'·ε`` — the Euler step when
+    ``settle`` is the identity."""
     schedule = make_schedule(steps, shift=shift)
     last = len(schedule) - 1 if stop_after is None else stop_after
     if not 0 <= last < len(schedule):
@@ -123,7 +129,12 @@ def denoise(
                 num_frames=num_frames,
                 taps=recorder,
             )
-        latents = euler_step(latents, velocity, sigma, sigma_next)
+        if settle is None:
+            latents = euler_step(latents, velocity, sigma, sigma_next)
+        else:
+            v = velocity.float()
+            z0, eps = latents - sigma * v, latents + (1 - sigma) * v
+            latents = (1 - sigma_next) * settle(z0) + sigma_next * eps
         yield DenoiseStep(
             index=i,
             sigma=sigma,

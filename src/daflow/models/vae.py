@@ -168,6 +168,6 @@ def decode(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
 
 def decode_differentiable(vae: AutoencoderKL, latents: torch.Tensor) -> torch.Tensor:
     """:func:`decode` without the clamp, so that gradients reach ``latents`` everywhere (image-space guidance,
-    :mod:`daflow.models.guidance`): RGB ``[N, 3, 8h, 8w]`` on the 0..255 scale."""
+    :mod:`daflow.restoration.guidance`): RGB ``[N, 3, 8h, 8w]`` on the 0..255 scale."""
     z = latents.to(device=vae.device, dtype=vae.dtype) / vae.config.scaling_factor + vae.config.shift_factor
     return (vae.decode(z).sample.float() + 1.0) * 127.5

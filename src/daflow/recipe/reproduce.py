@@ -13,7 +13,7 @@ Writes the paper's tables in their layouts, at small scale, from a :mod:`daflow.
 Iterations follow the paper: 12 for the RAFT baselines, 20 for DA-Flow.
 
 The recipe's ``report`` stage calls :func:`write_report`; to re-run it on a finished run (another device, fewer
-chunks): ``python -m daflow.recipe.reproduce RUN [--device cuda] [--max-chunks N]``. The tables in BENCHMARKS.md are
+chunks): ``daflow train report RUN [--device cuda] [--max-chunks N]``. The tables in BENCHMARKS.md are
 copied from ``RUN/report/report.md``.
 """
 
@@ -28,20 +28,20 @@ import torch
 
 from daflow.data.base import CHUNKS
 from daflow.data.specs import build_eval_sets
-from daflow.eval.benchmark import evaluate_pairs, markdown_table
-from daflow.eval.stepwise import evaluate_daflow, per_step_table
+from daflow.eval.benchmark import evaluate_model, markdown_table
+from daflow.eval.stepwise import per_step_table
 from daflow.files import atomic_write_text
 from daflow.recipe.layout import RunLayout
 
 DAFLOW_RUNS = {"DA-Flow": "daflow", "DA-Flow (exact GT)": "daflow_gt", "Baseline*": "baseline"}
 
 
-def _load_daflow(run: Path, stage: str, device: torch.device):
+def _load_daflow(run: Path, stage: str, device: torch.device, iters: int):
     from daflow.api import load_model
 
     layout = RunLayout(run)
     info = json.loads(layout.flow_record(stage).read_text())["model"]
-    return load_model(layout.flow_model(stage), dit4sr=info["transformer"], vae=layout.vae, device=device).module
+    return load_model(layout.flow_model(stage), dit4sr=info["transformer"], vae=layout.vae, device=device, iters=iters)
 
 
 def _teacher_line(run: Path) -> list[str]:
@@ -104,18 +104,18 @@ def reproduce(
         ("DIS", "dis", None),
         ("Farneback", "farneback", None),
     ):
-        model = load_model(name, weights=weights, iters=raft_iters, device=device).pairs
-        r = evaluate_pairs(model, pairs, max_samples=max_pairs, progress=progress)
+        model = load_model(name, weights=weights, iters=raft_iters, device=device)
+        r = evaluate_model(model, pairs, max_samples=max_pairs, progress=progress)
         rows[label], results[label] = r["metrics"], r
     per_step = {}
     for label, stage in DAFLOW_RUNS.items():
-        model = _load_daflow(run, stage, torch.device(device))
-        r = evaluate_daflow(model, chunks, iters=daflow_iters, max_samples=max_chunks, progress=progress)
+        model = _load_daflow(run, stage, torch.device(device), daflow_iters)
+        r = evaluate_model(model, chunks, max_samples=max_chunks, progress=progress)
         rows[label] = r["average"]
         per_step[label] = dict(r, label=label)
         results[label] = r
         if label == "DA-Flow":
-            results["modes"] = _modes(model, chunks, r, daflow_iters, max_chunks)
+            results["modes"] = _modes(model.module, chunks, r, daflow_iters, max_chunks)
     zero = _zero_flow(pairs, max_pairs)
     rows["zero flow"] = zero
     md = [
@@ -191,25 +191,8 @@ def write_report(run: str | Path, **kwargs) -> Path:
     return out / "report.md"
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    ap = argparse.ArgumentParser(
-        prog="python -m daflow.recipe.reproduce",
-        description="Re-run the small-scale reproduction report on a finished tiny-recipe run.",
-    )
-    ap.add_argument("run", type=Path, help="the recipe's run folder (daflow train recipe tiny -o RUN)")
-    ap.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    ap.add_argument("--max-chunks", type=int, help="evaluate only the first N 3-frame chunks (default all)")
-    ap.add_argument("--no-progress", action="store_true")
-    args = ap.parse_args(argv)
-    missing = [s for s in ("raft", "raft_star", *DAFLOW_RUNS.values()) if not RunLayout(args.run).is_done(s)]
+def check_finished(run: str | Path) -> None:
+    """Refuse a run whose models are not all trained yet (the report evaluates them all)."""
+    missing = [s for s in ("raft", "raft_star", *DAFLOW_RUNS.values()) if not RunLayout(Path(run)).is_done(s)]
     if missing:
-        ap.error(f"{args.run}: stages {', '.join(missing)} are not finished; run `daflow train recipe` first")
-    path = write_report(args.run, max_chunks=args.max_chunks, device=args.device, progress=not args.no_progress)
-    print(path.read_text())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        raise ValueError(f"{run}: stages {', '.join(missing)} are not finished; run `daflow train recipe` first")

@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daflow.files import atomic_write_text
+from daflow.files import atomic_write_text, claim_run
 from daflow.recipe.layout import RunLayout
 from daflow.recipe.presets import STAGES, TEACHERS, RecipeConfig
 
@@ -76,12 +76,7 @@ class Recipe:
     ):
         self.run, self.config, self.progress, self.device = Path(run), config, progress, torch.device(device)
         self.layout = RunLayout(self.run)
-        saved = self.layout.recipe_json
-        record = {"config": json.loads(json.dumps(dataclasses.asdict(config)))}
-        if saved.is_file() and json.loads(saved.read_text()) != record:
-            raise ValueError(f"{self.run} holds a recipe run with other settings; use another folder")
-        self.run.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(saved, json.dumps(record, indent=2))
+        claim_run(self.layout.recipe_json, {"config": dataclasses.asdict(config)}, what="a recipe run")
 
     # -------------------------------------------------------------------------------------- helpers
 
@@ -301,14 +296,14 @@ class Recipe:
 
     def stage_pseudo_gt(self) -> dict:
         from daflow.data.specs import build_eval_sets
-        from daflow.eval.benchmark import evaluate_pairs
+        from daflow.eval.benchmark import evaluate_model
         from daflow.train.pseudo_gt import write_pseudo_gt
 
         c = self.config
         candidates = TEACHERS if c.teacher == "best" else (c.teacher,)
         (clean,) = build_eval_sets(self.spec("val", "hq:gt"))  # clean validation frames, exact flow
         teachers = {name: self.teacher(name) for name in candidates}
-        scores = {name: evaluate_pairs(t, clean, progress=False)["metrics"]["epe"] for name, t in teachers.items()}
+        scores = {name: evaluate_model(t, clean, progress=False)["metrics"]["epe"] for name, t in teachers.items()}
         name = min(scores, key=scores.get)
         log.info(
             "pseudo-GT teacher: %s (EPE on clean validation frames: %s)",

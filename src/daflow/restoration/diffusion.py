@@ -14,7 +14,7 @@ of two samplers (:data:`SAMPLERS`):
 - ``full``: the rectified-flow sampler of :mod:`daflow.models.sampler` from pure noise over ``steps`` steps
   (SD3.5's schedule, shift 3): a sample, sharper and less faithful.
 
-Motion guidance (:mod:`daflow.models.guidance`) acts on every step's ẑ₀; in the one-step mode that is the output
+Motion guidance (:mod:`daflow.restoration.guidance`) acts on every step's ẑ₀; in the one-step mode that is the output
 itself. Frames whose final latents are already known (the overlap with the previous chunk of a long video) are
 **anchors**: their ẑ₀ is replaced by the known latents, so the guidance pulls the new frames towards frames already
 written and chunks join without a seam.
@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from daflow.models.guidance import MotionGuidance, PairFlows
-from daflow.models.sampler import DEFAULT_SHIFT, DEFAULT_STEPS, make_schedule
+from daflow.models.sampler import DEFAULT_SHIFT, DEFAULT_STEPS, denoise
+from daflow.restoration.guidance import MotionGuidance, PairFlows
 
 SAMPLERS = ("one-step", "full")
 ONE_STEP_SIGMA = 0.5  # σ* of the one-step mode (the level the bundled restorer is fine-tuned at)
@@ -119,21 +119,23 @@ def restore_clip(
         return guidance(z0, frozen)[0] if guidance is not None else z0
 
     transformer = backbone.transformer
-    dtype = next(transformer.parameters()).dtype
-    text, pooled = backbone.prompt.batch(1, device=device, dtype=dtype)
     if sampler == "one-step":
+        dtype = next(transformer.parameters()).dtype
+        text, pooled = backbone.prompt.batch(1, device=device, dtype=dtype)
         with torch.no_grad():
             return settle(one_step_x0(transformer, lq, text, pooled, sigma=sigma, num_frames=f))
-    noise = torch.randn(lq.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float32).to(device)
-    schedule = make_schedule(steps, shift=shift)
-    z = noise
-    for i in range(len(schedule)):
-        s, s_next = float(schedule.sigmas[i]), float(schedule.sigmas[i + 1])
-        t = torch.full((1,), float(schedule.timesteps[i]), device=device, dtype=dtype)
-        with torch.no_grad():
-            v = transformer(z.to(dtype), lq.to(dtype), text, pooled, t, num_frames=f).float()
-        z0, eps = z - s * v, z + (1 - s) * v
-        z = (1 - s_next) * settle(z0) + s_next * eps
+    run = denoise(
+        transformer,
+        lq,
+        backbone.prompt,
+        num_frames=f,
+        steps=steps,
+        shift=shift,
+        generator=torch.Generator().manual_seed(seed),
+        settle=settle,
+    )
+    for step in run:
+        z = step.latents
     return z
 
 

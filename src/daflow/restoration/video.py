@@ -26,10 +26,10 @@ import cv2
 import numpy as np
 import torch
 
-from daflow.files import atomic_path, atomic_write_text, write_image
-from daflow.models.guidance import GUIDANCE_SPACES
+from daflow.files import atomic_path, atomic_write_text, claim_run, write_image
 from daflow.models.sampler import DEFAULT_STEPS
 from daflow.restoration.diffusion import ONE_STEP_SIGMA, SAMPLERS, chunk_plan, restore_chunk
+from daflow.restoration.guidance import GUIDANCE_SPACES
 from daflow.restoration.temporal import TemporalSettings, filter_window
 
 STATE = ".restore"
@@ -188,13 +188,7 @@ def restore_video(
     out = Path(out)
     state = out / STATE
     wanted = {"settings": dataclasses.asdict(settings), "input": str(source.path), "frames": len(source)}
-    info = state / "settings.json"
-    if info.is_file() and json.loads(info.read_text()) != wanted:
-        raise ValueError(
-            f"{out} holds a restore made with other settings or input ({info}); use another -o or delete it"
-        )
-    state.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(info, json.dumps(wanted, indent=2))
+    claim_run(state / "settings.json", wanted, what="a restore")
     t0 = time.perf_counter()
     unit = "chunk" if settings.method == "diffusion" else "window"
 

@@ -16,26 +16,18 @@ import torch
 
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.fidelity import FIDELITY_PRESETS, FidelityConfig, FidelityHead, load_fidelity, save_fidelity
-from daflow.train.loop import Stage, TrainSettings, train_loop
+from daflow.train.loop import Stage, train_loop
+from daflow.train.one_step import OneStepCallSettings
 
 RUN_KEYS = ("batch", "frames", "crop", "lr", "sigma", "head", "seed", "data", "model")
 
 
 @dataclass(frozen=True)
-class FidelityTrainConfig(TrainSettings):
-    """``sigma``: σ* of the frozen one-step call."""
+class FidelityTrainConfig(OneStepCallSettings):
+    """The head's settings; ``sigma``: σ* of the frozen one-step call."""
 
     steps: int = 3000
-    batch: int = 4
-    frames: int = 3
-    crop: tuple[int, int] = (64, 64)
     lr: float = 5e-4
-    sigma: float = 0.5
-    save_every: int = 500
-
-    def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
-        super().__post_init__()
 
 
 def train_fidelity(

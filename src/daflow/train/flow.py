@@ -21,6 +21,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -28,14 +29,14 @@ import torch
 from daflow.models.daflow import WEIGHTS_FILE, DAFlow
 from daflow.models.vae import TOKEN_STRIDE
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import Stage, TrainSettings, step_seed, train_loop
+from daflow.train.loop import SequenceLossSettings, Stage, step_seed, train_loop
 from daflow.train.losses import sequence_loss
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class FlowTrainConfig(TrainSettings):
+class FlowTrainConfig(SequenceLossSettings):
     """Stage-2 settings (``batch`` per process; the paper: 32 clips on 4 GPUs, 20K steps, lr 5e-5, 512² crops)."""
 
     steps: int = 20_000
@@ -44,23 +45,18 @@ class FlowTrainConfig(TrainSettings):
     crop: tuple[int, int] = (512, 512)
     lr: float = 5e-5
     weight_decay: float = 1e-5
-    iters: int = 12
-    gamma: float = 0.8
-    max_flow: float = 400.0
     num_steps: int = 10
     save_every: int = 1000
     workers: int = 4
 
+    crop_multiple: ClassVar[int] = TOKEN_STRIDE
+    min_frames: ClassVar[int] = 2
+
     def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
         super().__post_init__()
         for name in ("iters", "num_steps"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.frames < 2:
-            raise ValueError(f"frames must be >= 2, got {self.frames}")
-        if any(c % TOKEN_STRIDE for c in self.crop):
-            raise ValueError(f"crop sides must be multiples of {TOKEN_STRIDE}, got {self.crop}")
 
 
 FLOW_PRESETS: dict[str, FlowTrainConfig] = {

@@ -27,6 +27,7 @@ import dataclasses
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -63,17 +64,14 @@ class LiftConfig(TrainSettings):
     save_every: int = 1000
     workers: int = 4
 
+    crop_multiple: ClassVar[int] = TOKEN_STRIDE
+
     def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
         if self.trainable not in TRAINABLE:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         super().__post_init__()
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
-        if any(c % TOKEN_STRIDE for c in self.crop):
-            raise ValueError(f"crop sides must be multiples of {TOKEN_STRIDE}, got {self.crop}")
 
 
 LIFT_PRESETS: dict[str, LiftConfig] = {
@@ -194,6 +192,33 @@ def lr_at(config: LiftConfig, step: int) -> float:
     return config.lr * min(1.0, (step + 1) / config.warmup) if config.warmup > 0 else config.lr
 
 
+def dit_stage(
+    name: str, transformer, params, dataset, loss, config, *, lr, record: dict, run_keys, on_checkpoint=None
+) -> Stage:
+    """The :class:`~daflow.train.loop.Stage` of a DiT4SR fine-tune (``lift``, ``one_step``): AdamW on ``params`` with
+    the config's learning rate and weight decay, the transformer written to and read from ``transformer/`` in the
+    published layout, the record's crop as a list."""
+    from daflow.models.dit4sr import load_dit4sr, save_dit4sr
+
+    def read_model(folder: Path) -> None:
+        transformer.load_state_dict(load_dit4sr(folder / "transformer", dtype=torch.float32).state_dict())
+
+    return Stage(
+        name=name,
+        module=transformer,
+        params=params,
+        dataset=dataset,
+        loss=loss,
+        make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
+        lr=lr,
+        write_model=lambda module, folder: save_dit4sr(module, folder / "transformer"),
+        read_model=read_model,
+        on_checkpoint=on_checkpoint,
+        record={**record, "crop": list(config.crop)},
+        run_keys=run_keys,
+    )
+
+
 def train_lift(
     backbone: DiffusionBackbone,
     source: ClipSource,
@@ -206,8 +231,6 @@ def train_lift(
 ) -> dict:
     """Train (or resume) stage 1 into ``run``; returns a summary (steps done, first/last losses). ``stop_at`` ends
     the session after that step."""
-    from daflow.models.dit4sr import load_dit4sr, save_dit4sr
-
     transformer = backbone.transformer.to(torch.float32).train()
     transformer.gradient_checkpointing = config.gradient_checkpointing
     params = [p for _, p in trainable_parameters(transformer, config.trainable)]
@@ -235,27 +258,17 @@ def train_lift(
             loss=config.loss,
         )
 
-    def read_model(folder: Path) -> None:
-        transformer.load_state_dict(load_dit4sr(folder / "transformer", dtype=torch.float32).state_dict())
-
-    stage = Stage(
-        name="lift",
-        module=transformer,
-        params=params,
-        dataset=dataset,
-        loss=loss,
-        make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
+    stage = dit_stage(
+        "lift",
+        transformer,
+        params,
+        dataset,
+        loss,
+        config,
         lr=lambda step: lr_at(config, step),
-        write_model=lambda module, folder: save_dit4sr(module, folder / "transformer"),
-        read_model=read_model,
-        on_checkpoint=lambda step: {"val_loss": validation_loss(backbone, dataset, config)},
-        record={
-            **dataclasses.asdict(config),
-            "crop": list(config.crop),
-            "data": source.spec,
-            "model": model_info or {},
-        },
+        record={**dataclasses.asdict(config), "data": source.spec, "model": model_info or {}},
         run_keys=RUN_KEYS,
+        on_checkpoint=lambda step: {"val_loss": validation_loss(backbone, dataset, config)},
     )
     summary = train_loop(stage, run, config, device=backbone.device, progress=progress, stop_at=stop_at)
     transformer.gradient_checkpointing = False

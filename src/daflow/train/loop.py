@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -70,7 +70,19 @@ class TrainSettings:
     keep: int = 2
     workers: int = 0
 
+    #: what a stage's ``crop`` (when it has one: sides are normalised to a tuple of ints) and ``frames`` must satisfy
+    crop_multiple: ClassVar[int] = 1
+    min_crop: ClassVar[int] = 1
+    min_frames: ClassVar[int] = 1
+
     def __post_init__(self):
+        if hasattr(self, "crop"):
+            object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
+            if any(c % self.crop_multiple for c in self.crop) or min(self.crop) < self.min_crop:
+                least = f" and at least {self.min_crop}" if self.min_crop > 1 else ""
+                raise ValueError(f"crop sides must be multiples of {self.crop_multiple}{least}, got {self.crop}")
+        if getattr(self, "frames", self.min_frames) < self.min_frames:
+            raise ValueError(f"frames must be >= {self.min_frames}, got {self.frames}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise ValueError(f"mixed_precision must be auto, no, bf16 or fp16, got {self.mixed_precision!r}")
         for name in ("steps", "batch", "save_every", "log_every"):
@@ -78,6 +90,17 @@ class TrainSettings:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclass(frozen=True)
+class SequenceLossSettings(TrainSettings):
+    """The settings of the flow stages trained with RAFT's sequence loss (Eq. 18, :func:`daflow.train.losses.
+    sequence_loss`): ``iters`` refinement iterations M, the weight decay ``gamma`` and the flow magnitude above which
+    a pixel is left out (``max_flow``)."""
+
+    iters: int = 12
+    gamma: float = 0.8
+    max_flow: float = 400.0
 
 
 @dataclass
@@ -117,27 +140,10 @@ def train_loop(
 ) -> dict:
     """Run (or resume) ``stage`` into ``run``; ``stop_at`` ends this session after that step (as an interruption
     would). Returns ``{"start", "steps", "first_loss", "last_loss", "trainable_parameters", "seconds"}``."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
-
     run = Path(run)
-    mp = settings.mixed_precision
-    if mp == "auto":
-        mp = "bf16" if torch.cuda.is_available() and device.type != "cpu" else "no"
-    acc = Accelerator(
-        mixed_precision=mp,
-        cpu=device.type == "cpu",
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-    )
+    acc, mp = _accelerator(settings, device)
     record = json.loads(json.dumps(stage.record))
-    start, state = 0, None
-    done = list_checkpoints(run)
-    if done:
-        step, saved, tensors, optim_meta, _ = read_state(done[-1])
-        check_same_run(run, saved, record, stage.run_keys)
-        stage.read_model(done[-1])
-        start, state = step, (tensors, optim_meta)
-        log.info("resuming %s from step %d", run, start)
+    start, state = _resume(stage, run, record)
     optimizer = stage.make_optimizer(stage.params)
     if state is not None:
         optimizer_from_tensors(optimizer, *state)
@@ -158,58 +164,23 @@ def train_loop(
         "%s: %d trainable parameters, %s precision, %d process(es)", stage.name, n_trainable, mp, acc.num_processes
     )
     losses: list[float] = []
-    bar = tqdm(
-        total=settings.steps,
-        initial=start,
-        desc=stage.name,
-        unit="step",
-        disable=not (progress and acc.is_main_process),
-    )
+    show = progress and acc.is_main_process
+    bar = tqdm(total=settings.steps, initial=start, desc=stage.name, unit="step", disable=not show)
     t0 = time.perf_counter()
     step = start
     end = settings.steps if stop_at is None else min(stop_at, settings.steps)
     batches = iter(loader)
     while step < end:
-        batch = {k: v.to(acc.device) for k, v in next(batches).items()}
-        for group in optimizer.param_groups:
-            group["lr"] = stage.lr(step)
-        with acc.autocast():
-            loss = stage.loss(module, batch, step, acc.process_index)
-        acc.backward(loss)
-        if settings.grad_clip > 0:
-            acc.clip_grad_norm_(stage.params, settings.grad_clip)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
+        losses.append(_train_step(acc, module, optimizer, stage, next(batches), step, settings))
         step += 1
-        losses.append(float(acc.reduce(loss.detach(), reduction="mean")))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.4f}")
         if acc.is_main_process and (step % settings.log_every == 0 or step == settings.steps):
-            _log(
-                run,
-                {
-                    "step": step,
-                    "loss": float(np.mean(losses[-settings.log_every :])),
-                    "lr": stage.lr(step - 1),
-                    "seconds": round(time.perf_counter() - t0, 3),
-                },
-            )
+            mean = float(np.mean(losses[-settings.log_every :]))
+            seconds = round(time.perf_counter() - t0, 3)
+            _log(run, {"step": step, "loss": mean, "lr": stage.lr(step - 1), "seconds": seconds})
         if step % settings.save_every == 0 or step == settings.steps:
-            acc.wait_for_everyone()
-            if acc.is_main_process:
-                unwrapped = acc.unwrap_model(module)
-                extra = stage.on_checkpoint(step) if stage.on_checkpoint else {}
-                save_checkpoint(
-                    run,
-                    step,
-                    optimizer,
-                    config=record,
-                    keep=settings.keep,
-                    extra=extra,
-                    write_model=lambda folder, m=unwrapped: stage.write_model(m, folder),
-                )
-                if extra:
-                    _log(run, {"step": step, **extra})
+            _checkpoint(acc, module, optimizer, stage, run, step, record, settings)
     bar.close()
     if acc.is_main_process and step == settings.steps:
         (stage.final_model or stage.write_model)(acc.unwrap_model(module), run)
@@ -221,6 +192,70 @@ def train_loop(
         "trainable_parameters": n_trainable,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def _accelerator(settings: TrainSettings, device: torch.device):
+    """The accelerate ``Accelerator`` of a run and its mixed precision (``auto``: bf16 on CUDA, none on CPU)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    mp = settings.mixed_precision
+    if mp == "auto":
+        mp = "bf16" if torch.cuda.is_available() and device.type != "cpu" else "no"
+    acc = Accelerator(
+        mixed_precision=mp,
+        cpu=device.type == "cpu",
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+    )
+    return acc, mp
+
+
+def _resume(stage: Stage, run: Path, record: dict):
+    """``(start step, (optimizer tensors, meta) or None)`` from the newest complete checkpoint of ``run``, the model
+    read back into the stage; refuses a checkpoint made with other ``run_keys`` settings."""
+    done = list_checkpoints(run)
+    if not done:
+        return 0, None
+    step, saved, tensors, optim_meta, _ = read_state(done[-1])
+    check_same_run(run, saved, record, stage.run_keys)
+    stage.read_model(done[-1])
+    log.info("resuming %s from step %d", run, step)
+    return step, (tensors, optim_meta)
+
+
+def _train_step(acc, module, optimizer, stage: Stage, batch: dict, step: int, settings: TrainSettings) -> float:
+    """One optimiser step on ``batch``; returns its loss (averaged over processes)."""
+    batch = {k: v.to(acc.device) for k, v in batch.items()}
+    for group in optimizer.param_groups:
+        group["lr"] = stage.lr(step)
+    with acc.autocast():
+        loss = stage.loss(module, batch, step, acc.process_index)
+    acc.backward(loss)
+    if settings.grad_clip > 0:
+        acc.clip_grad_norm_(stage.params, settings.grad_clip)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(acc.reduce(loss.detach(), reduction="mean"))
+
+
+def _checkpoint(acc, module, optimizer, stage: Stage, run: Path, step: int, record: dict, settings) -> None:
+    """Write checkpoint ``step`` (model, optimizer, the stage's extra numbers) on the main process."""
+    acc.wait_for_everyone()
+    if not acc.is_main_process:
+        return
+    unwrapped = acc.unwrap_model(module)
+    extra = stage.on_checkpoint(step) if stage.on_checkpoint else {}
+    save_checkpoint(
+        run,
+        step,
+        optimizer,
+        config=record,
+        keep=settings.keep,
+        extra=extra,
+        write_model=lambda folder, m=unwrapped: stage.write_model(m, folder),
+    )
+    if extra:
+        _log(run, {"step": step, **extra})
 
 
 def _log(run: Path, entry: dict) -> None:

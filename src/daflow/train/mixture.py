@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from daflow.data.synthetic import SyntheticConfig, render_clip
-from daflow.files import atomic_path, atomic_write_text
+from daflow.files import atomic_path, claim_run
 
 MIX_SIZES: tuple[tuple[int, int], ...] = ((256, 256), (256, 320), (288, 384), (320, 448), (384, 512), (352, 352))
 DEGRADE_MIX: tuple[tuple[str | None, float], ...] = (
@@ -145,14 +145,7 @@ def build_cache(
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     record = {"n": n, "seed": seed, "config": dataclasses.asdict(config)}
-    info = folder / "mixture.json"
-    if info.is_file():
-        old = json.loads(info.read_text())
-        if {k: old.get(k) for k in ("seed", "config")} != json.loads(
-            json.dumps({k: record[k] for k in ("seed", "config")})
-        ):
-            raise ValueError(f"{folder} holds a mixture with other settings ({info}); use another folder")
-    atomic_write_text(info, json.dumps(record, indent=2))
+    claim_run(folder / "mixture.json", record, keys=("seed", "config"), what="a mixture")
     jobs = [(str(folder), config, seed, i) for i in range(n) if not (folder / f"{i:06d}.npz").is_file()]
     bar = tqdm(total=len(jobs), desc="mixture clips", disable=not progress)
     if workers <= 1:

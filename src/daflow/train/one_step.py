@@ -21,41 +21,51 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.vae import TOKEN_STRIDE, encode
-from daflow.train.loop import Stage, TrainSettings, train_loop
+from daflow.train.loop import TrainSettings, train_loop
 
 #: settings that change what is trained; a resumed run must keep them
 RUN_KEYS = ("batch", "frames", "crop", "lr", "warmup", "sigma", "image_weight", "seed", "data", "model")
 
 
 @dataclass(frozen=True)
-class OneStepConfig(TrainSettings):
-    """``sigma``: σ* of the call; ``image_weight``: λ of the module docstring; the learning rate rises linearly over
-    ``warmup`` steps, then stays."""
+class OneStepCallSettings(TrainSettings):
+    """What the restorer's stages around the one-step call share (this fine-tune and the fidelity head's,
+    :mod:`daflow.train.fidelity`): clips of ``frames`` frames cropped to ``crop``, and ``sigma``, σ* of the call."""
 
-    steps: int = 4000
     batch: int = 4
     frames: int = 3
     crop: tuple[int, int] = (64, 64)
-    lr: float = 1e-3
-    warmup: int = 100
     sigma: float = 0.5
-    image_weight: float = 5.0
     save_every: int = 500
 
+    crop_multiple: ClassVar[int] = TOKEN_STRIDE
+
     def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
         super().__post_init__()
         if not 0 < self.sigma <= 1:
             raise ValueError(f"sigma must lie in (0, 1], got {self.sigma}")
+
+
+@dataclass(frozen=True)
+class OneStepConfig(OneStepCallSettings):
+    """``image_weight``: λ of the module docstring; the learning rate rises linearly over ``warmup`` steps, then
+    stays."""
+
+    steps: int = 4000
+    lr: float = 1e-3
+    warmup: int = 100
+    image_weight: float = 5.0
+
+    def __post_init__(self):
+        super().__post_init__()
         if self.image_weight < 0:
             raise ValueError(f"image_weight must be >= 0, got {self.image_weight}")
-        if any(c % TOKEN_STRIDE for c in self.crop):
-            raise ValueError(f"crop sides must be multiples of {TOKEN_STRIDE}, got {self.crop}")
 
 
 def one_step_loss(
@@ -90,27 +100,21 @@ def train_one_step(
 ) -> dict:
     """Train (or resume) the one-step fine-tune into ``run`` on ``dataset`` (a
     :class:`~daflow.train.data.TrainingClips`-like dataset giving ``hq`` and ``lq``); every DiT parameter trains."""
-    from daflow.models.dit4sr import load_dit4sr, save_dit4sr
+    from daflow.train.lift import dit_stage
 
     transformer = backbone.transformer.to(torch.float32).train()
     params = [p for p in transformer.parameters()]
     for p in params:
         p.requires_grad_(True)
-
-    def read_model(folder: Path) -> None:
-        transformer.load_state_dict(load_dit4sr(folder / "transformer", dtype=torch.float32).state_dict())
-
-    stage = Stage(
-        name="one_step",
-        module=transformer,
-        params=params,
-        dataset=dataset,
-        loss=lambda module, batch, step, rank: one_step_loss(backbone, module, batch["hq"], batch["lq"], config),
-        make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
+    stage = dit_stage(
+        "one_step",
+        transformer,
+        params,
+        dataset,
+        lambda module, batch, step, rank: one_step_loss(backbone, module, batch["hq"], batch["lq"], config),
+        config,
         lr=lambda step: config.lr * min(1.0, (step + 1) / max(config.warmup, 1)),
-        write_model=lambda module, folder: save_dit4sr(module, folder / "transformer"),
-        read_model=read_model,
-        record={**dataclasses.asdict(config), "crop": list(config.crop), "data": data_spec, "model": model_info or {}},
+        record={**dataclasses.asdict(config), "data": data_spec, "model": model_info or {}},
         run_keys=RUN_KEYS,
     )
     summary = train_loop(stage, run, config, device=backbone.device, progress=progress, stop_at=stop_at)

@@ -14,7 +14,6 @@ on the shard (``shard``, :mod:`daflow.shard`: every N-th clip) that wrote it.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +26,7 @@ import daflow
 from daflow.choices import LABEL_FORMATS
 from daflow.data.labeled import find_clip_roots, label_dir
 from daflow.data.video import FrameSource
-from daflow.files import atomic_write_text
+from daflow.files import claim_run
 from daflow.flow.io import write_flow
 from daflow.models.registry import FlowEstimator
 from daflow.shard import WHOLE, Shard
@@ -43,19 +42,6 @@ class PseudoGTReport:
     pairs: int
     written: int
     skipped: int
-
-
-def _check_manifest(out: Path, record: dict) -> None:
-    path = out / MANIFEST
-    if not path.is_file():
-        return
-    old = json.loads(path.read_text())
-    keys = ("teacher", "iters", "scale", "random_init")
-    if any(old.get(k) != record.get(k) for k in keys):
-        raise ValueError(
-            f"{out} holds labels from another teacher setting ({ {k: old.get(k) for k in keys} }); "
-            f"now asked for { {k: record.get(k) for k in keys} }. Use another output folder."
-        )
 
 
 def write_pseudo_gt(
@@ -92,9 +78,7 @@ def write_pseudo_gt(
         "daflow": daflow.__version__,
         **(settings or {}),
     }
-    _check_manifest(out, record)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / MANIFEST, json.dumps(record, indent=2))
+    claim_run(out / MANIFEST, record, keys=("teacher", "iters", "scale", "random_init"), what="pseudo-GT labels")
     groups = []  # (source, [(pair index, output path)]) in fixed per-clip batches
     sources, pairs = [], 0
     for clip in shard.select(clips):

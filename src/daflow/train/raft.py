@@ -15,6 +15,7 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -23,14 +24,14 @@ from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.train.data import ClipSource, TrainingClips
 from daflow.train.flow import one_cycle_lr
-from daflow.train.loop import Stage, TrainSettings, train_loop
+from daflow.train.loop import SequenceLossSettings, Stage, train_loop
 from daflow.train.losses import sequence_loss
 
 WEIGHTS = "raft.safetensors"
 
 
 @dataclass(frozen=True)
-class RAFTTrainConfig(TrainSettings):
+class RAFTTrainConfig(SequenceLossSettings):
     steps: int = 20_000
     batch: int = 8
     frames: int = 2
@@ -39,21 +40,17 @@ class RAFTTrainConfig(TrainSettings):
     small: bool = False
     lr: float = 5e-5
     weight_decay: float = 1e-5
-    iters: int = 12
-    gamma: float = 0.8
-    max_flow: float = 400.0
     save_every: int = 1000
     workers: int = 4
 
+    crop_multiple: ClassVar[int] = 8  # RAFT's 1/8 features and its 4-level pyramid
+    min_crop: ClassVar[int] = 64
+    min_frames: ClassVar[int] = 2
+
     def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
         super().__post_init__()
         if self.inputs not in ("hq", "lq"):
             raise ValueError(f"inputs must be 'hq' (clean frames) or 'lq' (degraded), got {self.inputs!r}")
-        if any(c % 8 for c in self.crop) or min(self.crop) < 64:
-            raise ValueError(f"crop sides must be multiples of 8 and at least 64, got {self.crop}")
-        if self.frames < 2:
-            raise ValueError(f"frames must be >= 2, got {self.frames}")
 
 
 RAFT_PRESETS = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -23,15 +24,16 @@ from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.data import epoch_clip_index
 from daflow.train.flow import one_cycle_lr
-from daflow.train.loop import Stage, TrainSettings, train_loop
+from daflow.train.loop import SequenceLossSettings, Stage, train_loop
 from daflow.train.losses import sequence_loss
 from daflow.train.mixture import MixtureCache
 from daflow.train.raft import WEIGHTS, save_raft
 
 
 @dataclass(frozen=True)
-class RefineTrainConfig(TrainSettings):
-    """The refiner's settings (module docstring); loop and optimiser fields from :class:`TrainSettings`."""
+class RefineTrainConfig(SequenceLossSettings):
+    """The refiner's settings (module docstring); the loop and sequence-loss fields are
+    :class:`~daflow.train.loop.SequenceLossSettings`'s."""
 
     steps: int = 2500
     batch: int = 4
@@ -39,16 +41,11 @@ class RefineTrainConfig(TrainSettings):
     lr: float = 4e-4
     weight_decay: float = 1e-4
     iters: int = 8
-    gamma: float = 0.8
-    max_flow: float = 400.0
     save_every: int = 250
     workers: int = 0
 
-    def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
-        super().__post_init__()
-        if any(c % 8 for c in self.crop) or min(self.crop) < 64:
-            raise ValueError(f"crop sides must be multiples of 8 and at least 64, got {self.crop}")
+    crop_multiple: ClassVar[int] = 8  # RAFT's 1/8 features and its 4-level pyramid
+    min_crop: ClassVar[int] = 64
 
 
 REFINE_PRESETS = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -38,13 +39,10 @@ class VAETrainConfig(TrainSettings):
     # which frames it learns to reconstruct ("hq" alone: SD3's VAE was trained on clean images)
     images: tuple[str, ...] = ("hq", "lq")
 
+    crop_multiple: ClassVar[int] = 8
+
     def __post_init__(self):
-        object.__setattr__(self, "crop", tuple(int(c) for c in self.crop))
-        if any(c % 8 for c in self.crop):
-            raise ValueError(f"crop sides must be multiples of 8, got {self.crop}")
         super().__post_init__()
-        if self.frames < 1:
-            raise ValueError(f"frames must be >= 1, got {self.frames}")
         object.__setattr__(self, "images", tuple(self.images))
         if not self.images or set(self.images) - {"hq", "lq"}:
             raise ValueError(f"images must be a non-empty subset of ('hq', 'lq'), got {self.images}")

@@ -9,20 +9,13 @@
 The names below are loaded on first use (PEP 562): ``config`` alone imports nothing heavy.
 """
 
-import importlib
+from daflow.lazy import lazy_exports
 
-_EXPORTS = {
-    "DEGRADATION_PRESETS": "daflow.data.degrade.config",
-    "DegradationConfig": "daflow.data.degrade.config",
-    "get_preset": "daflow.data.degrade.config",
-    "DegradationParams": "daflow.data.degrade.params",
-    "sample_params": "daflow.data.degrade.params",
-    "degrade_clip": "daflow.data.degrade.pipeline",
-}
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        return getattr(importlib.import_module(_EXPORTS[name]), name)
-    raise AttributeError(f"module 'daflow.data.degrade' has no attribute {name!r}")
+__getattr__, __all__ = lazy_exports(
+    __name__,
+    {
+        "daflow.data.degrade.config": ("DEGRADATION_PRESETS", "DegradationConfig", "get_preset"),
+        "daflow.data.degrade.params": ("DegradationParams", "sample_params"),
+        "daflow.data.degrade.pipeline": ("degrade_clip",),
+    },
+)

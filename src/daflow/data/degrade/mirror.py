@@ -47,6 +47,7 @@ from daflow.data.video import (
 from daflow.files import (
     atomic_write_text,
     check_output_dir,
+    claim_run,
     read_image,
     read_json,
     write_image,
@@ -294,17 +295,7 @@ def degrade_tree(
             raise ValueError(f"--start/--end/--stride apply to one video or frame folder, not to a {kind} dataset")
         plan = MirrorPlan([select_frames(seq, *frame_range) for seq in plan.sequences], plan.links)
         run_info["frame_range"] = list(frame_range)
-    run_info = json.loads(json.dumps(run_info))  # tuples -> lists, as read back
-    run_file = out / STATE_DIR / "run.json"
-    if run_file.is_file():
-        previous = json.loads(run_file.read_text())
-        if previous != run_info:
-            diff = sorted(k for k in run_info if previous.get(k) != run_info[k])
-            raise ValueError(
-                f"{out} was written by a run with other settings ({', '.join(diff)}); use a new output folder"
-            )
-    else:
-        atomic_write_text(run_file, json.dumps(run_info, indent=1))
+    run_info = claim_run(out / STATE_DIR / "run.json", run_info, what="a degraded mirror", indent=1)
     for src, rel in plan.links:
         _link(src, out / rel, copy_gt)
     jobs = [j for s in plan.sequences for j in split_jobs(s, max_clip_frames)]

@@ -62,7 +62,7 @@ def pair_warp_error(
     return (diff**2).sum((1, 2, 3)) / n
 
 
-def warp_error(frames: np.ndarray, flows_fw: np.ndarray, flows_bw: np.ndarray) -> float:
+def ewarp(frames: np.ndarray, flows_fw: np.ndarray, flows_bw: np.ndarray) -> float:
     """E_warp of one video: ``frames`` ``[T, H, W, 3]`` (uint8, or float in [0, 1]); flows ``[T−1, H, W, 2]`` of the
     reference video (forward t→t+1 and backward t+1→t)."""
     frames = np.asarray(frames)
