@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from pathlib import Path
 
 import daflow
-from daflow.cli.common import add_diffusion_args, build_backbone, output_dir
+from daflow.cli.common import add_diffusion_args, build_backbone, command_parser, output_dir
 
 
 def _add_analyze(sub) -> None:
     from daflow.choices import module_doc
 
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "analyze",
         help="zero-shot correspondence of diffusion features, layer x denoising step (paper §4.3)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run the lifted DiT4SR's 10-step denoising on F-frame clips (default 3, as in training; windows share no\n"
             "pair), turn the query of frame k and the key of frame k+1 of every block at every step into a flow by the\n"

@@ -10,6 +10,13 @@ import sys
 from pathlib import Path
 
 
+def command_parser(sub, name: str, *, help: str, description: str) -> argparse.ArgumentParser:
+    """A sub-command's parser whose ``--help`` keeps the description's own line breaks."""
+    return sub.add_parser(
+        name, help=help, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def resolve_device(name: str) -> str:
     """``--device``: ``auto`` is cuda when available, else cpu; anything else as given, if torch knows it."""
     import torch

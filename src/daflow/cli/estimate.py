@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from daflow.cli.common import (
     add_daflow_args,
     add_model_args,
     add_range_args,
+    command_parser,
     int_list,
     load_model_from_args,
     model_record,
@@ -19,10 +19,10 @@ from daflow.cli.common import (
 def _add_estimate(sub) -> None:
     from daflow.choices import FLOW_FILE_FORMATS as FORMATS
 
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "estimate",
         help="optical flow of every consecutive pair of a video or frame folder",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Estimate the flow k -> k+1 of every consecutive frame pair of a video file or a folder of frames and write\n"
             "OUT/flow/<frame>.<fmt> (optionally backward flow, occlusion masks and colour-wheel pictures). The default\n"

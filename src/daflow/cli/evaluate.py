@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import daflow
 from daflow.cli.common import (
     add_daflow_args,
     add_model_args,
+    command_parser,
     int_list,
     load_model_from_args,
     model_record,
@@ -20,10 +20,10 @@ def _add_evaluate(sub) -> None:
     from daflow.choices import module_doc
     from daflow.models.catalog import help_lines
 
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "evaluate",
         help="evaluate a flow model on a benchmark (EPE, 1/3/5 px)",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Evaluate a flow model on one or more datasets, clean or degraded (a mirror written by `daflow degrade`),\n"
             "and print the paper's metrics (EPE and % of pixels with error > 1, 3, 5 px) as Markdown; write JSON.\n\n"

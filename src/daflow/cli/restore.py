@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 from daflow.cli.common import (
     add_diffusion_args,
     build_backbone,
+    command_parser,
     flow_model,
     output_dir,
     resolve_device,
@@ -17,10 +17,10 @@ from daflow.cli.common import (
 
 
 def _add_restore(sub) -> None:
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "restore",
         help="restore a degraded video: one-step diffusion (default) or a flow-guided temporal filter",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Restore a video or frame folder. --method diffusion (default): the flow-guided temporal filter first\n"
             "(--no-prefilter to skip it), then the lifted DiT4SR restores overlapping\n"

@@ -9,6 +9,7 @@ from daflow.cli.common import (
     add_diffusion_args,
     add_settings_arg,
     build_backbone,
+    command_parser,
     int_list,
     output_dir,
     parse_size,
@@ -19,7 +20,8 @@ from daflow.cli.train_recipes import add_train_recipe, add_train_refine, add_tra
 
 
 def _add_train(sub) -> None:
-    p = sub.add_parser(
+    p = command_parser(
+        sub,
         "train",
         help="train DA-Flow's stages (lift, flow), the RAFT baselines (raft), or all at tiny size (recipe)",
         description=(
@@ -128,7 +130,6 @@ def _add_train_lift(stages) -> None:
     p = stages.add_parser(
         "lift",
         help="stage 1: fine-tune the lifted DiT4SR with the flow-matching loss",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Fine-tune DiT4SR with full spatio-temporal attention on F-frame clips (paper §4.2, Eq. 6): HQ and LQ frames\n"
             "through the frozen VAE, logit-normal timesteps, x0-preconditioned flow-matching loss (DiT4SR's), null\n"
@@ -190,10 +191,10 @@ def _run_train_lift(args) -> int:
 def _add_train_flow(stages) -> None:
     from daflow.choices import module_doc
 
-    p = stages.add_parser(
+    p = command_parser(
+        stages,
         "flow",
         help="stage 2: train the DPT heads and hybrid RAFT on frozen diffusion features",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Train DA-Flow's flow network (three DPT heads + hybrid RAFT, Eq. 13-18) on LQ clips with flow labels, the\n"
             "lifted DiT4SR frozen: a random denoising step per batch, M = 12 iterations, gamma 0.8, AdamW, RAFT's\n"

@@ -3,17 +3,16 @@ tiny recipe's DA-Flow-tiny and RAFT*-tiny, the tiny restorer)."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
-from daflow.cli.common import output_dir, resolve_device
+from daflow.cli.common import command_parser, output_dir, resolve_device
 
 
 def add_train_refine(stages) -> None:
-    p = stages.add_parser(
+    p = command_parser(
+        stages,
         "refine",
         help="the bundled default flow model: RAFT-small refining DIS, trained on degraded clips",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Train the DIS->RAFT refiner (daflow.models.refine) that ships as the default flow model: N mixture clips\n"
             "(sizes 256x256..384x512, sub-pixel to 1/8-width motion, static scenes, every bundled photo and procedural\n"
@@ -88,10 +87,10 @@ def _run_train_refine(args) -> int:
 def add_train_recipe(stages) -> None:
     from daflow.choices import module_doc
 
-    p = stages.add_parser(
+    p = command_parser(
+        stages,
         "recipe",
         help="every stage of the paper at small size on a CPU (the tiny recipe), or the tiny restorer",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description=(
             "Run the tiny recipe into RUN_DIR: synthetic data with exact ground truth and its degraded mirror, stage 0\n"
             "(VAE, per-frame DiT4SR), stage 1 (lifting), the RAFT teacher and baseline, pseudo ground truth, the\n"

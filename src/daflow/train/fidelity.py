@@ -16,7 +16,7 @@ import torch
 
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.fidelity import FIDELITY_PRESETS, FidelityConfig, FidelityHead, load_fidelity, save_fidelity
-from daflow.train.loop import Stage, train_loop
+from daflow.train.loop import Stage, saved_as, train_loop
 from daflow.train.one_step import OneStepCallSettings
 
 RUN_KEYS = ("batch", "frames", "crop", "lr", "sigma", "head", "seed", "data", "model")
@@ -58,9 +58,6 @@ def train_fidelity(
         prior = one_step_images(backbone, lq, sigma=config.sigma) if head_config.use_prior else flat
         return ((module(flat, prior) - hq.flatten(0, 1)) / 255.0).abs().mean()
 
-    def read_model(folder: Path) -> None:
-        head.load_state_dict(load_fidelity(folder / "fidelity").state_dict())
-
     stage = Stage(
         name="fidelity",
         module=head,
@@ -69,11 +66,9 @@ def train_fidelity(
         loss=loss,
         make_optimizer=lambda ps: torch.optim.Adam(ps, lr=config.lr),
         lr=lambda step: config.lr,
-        write_model=lambda module, folder: save_fidelity(module, folder / "fidelity"),
-        read_model=read_model,
+        **saved_as(head, "fidelity", save_fidelity, load_fidelity),
         record={
             **dataclasses.asdict(config),
-            "crop": list(config.crop),
             "head": dataclasses.asdict(head_config),
             "data": data_spec,
             "model": model_info or {},

@@ -162,7 +162,6 @@ def train_flow(
         read_model=lambda folder: model.load_state_dict(load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False),
         record={
             **dataclasses.asdict(config),
-            "crop": list(config.crop),
             "data": source.spec,
             "model": model_info or {},
         },

@@ -35,7 +35,7 @@ from daflow.models.backbone import DiffusionBackbone
 from daflow.models.sampler import DEFAULT_SHIFT, training_sigmas
 from daflow.models.vae import TOKEN_STRIDE, encode
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import Stage, TrainSettings, step_generator, train_loop
+from daflow.train.loop import Stage, TrainSettings, saved_as, step_generator, train_loop
 
 log = logging.getLogger(__name__)
 
@@ -197,11 +197,8 @@ def dit_stage(
 ) -> Stage:
     """The :class:`~daflow.train.loop.Stage` of a DiT4SR fine-tune (``lift``, ``one_step``): AdamW on ``params`` with
     the config's learning rate and weight decay, the transformer written to and read from ``transformer/`` in the
-    published layout, the record's crop as a list."""
+    published layout."""
     from daflow.models.dit4sr import load_dit4sr, save_dit4sr
-
-    def read_model(folder: Path) -> None:
-        transformer.load_state_dict(load_dit4sr(folder / "transformer", dtype=torch.float32).state_dict())
 
     return Stage(
         name=name,
@@ -211,10 +208,9 @@ def dit_stage(
         loss=loss,
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
         lr=lr,
-        write_model=lambda module, folder: save_dit4sr(module, folder / "transformer"),
-        read_model=read_model,
+        **saved_as(transformer, "transformer", save_dit4sr, lambda folder: load_dit4sr(folder, dtype=torch.float32)),
         on_checkpoint=on_checkpoint,
-        record={**record, "crop": list(config.crop)},
+        record=record,
         run_keys=run_keys,
     )
 

@@ -129,6 +129,16 @@ class Stage:
     run_keys: tuple[str, ...] = ()
 
 
+def saved_as(module: torch.nn.Module, subfolder: str, save: Callable, load: Callable) -> dict:
+    """The ``write_model`` / ``read_model`` of a :class:`Stage` whose model is ``module``, written by
+    ``save(module, folder / subfolder)`` and read back into it from ``load(folder / subfolder)``."""
+
+    def read_model(folder: Path) -> None:
+        module.load_state_dict(load(folder / subfolder).state_dict())
+
+    return {"write_model": lambda m, folder: save(m, folder / subfolder), "read_model": read_model}
+
+
 def train_loop(
     stage: Stage,
     run: str | Path,

@@ -24,7 +24,7 @@ from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.train.data import ClipSource, TrainingClips
 from daflow.train.flow import one_cycle_lr
-from daflow.train.loop import SequenceLossSettings, Stage, train_loop
+from daflow.train.loop import SequenceLossSettings, Stage, saved_as, train_loop
 from daflow.train.losses import sequence_loss
 
 WEIGHTS = "raft.safetensors"
@@ -140,9 +140,6 @@ def train_raft(
             max_flow=config.max_flow,
         )
 
-    def read_model(folder: Path) -> None:
-        model.load_state_dict(load_raft(folder / "model" / WEIGHTS, small=config.small).state_dict())
-
     stage = Stage(
         name="raft",
         module=model,
@@ -151,11 +148,9 @@ def train_raft(
         dataset=TrainingClips(source, crop=config.crop, seed=config.seed, require=(key, "flow")),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
-        write_model=lambda module, folder: save_raft(module, folder / "model"),
-        read_model=read_model,
+        **saved_as(model, "model", save_raft, lambda folder: load_raft(folder / WEIGHTS, small=config.small)),
         record={
             **dataclasses.asdict(config),
-            "crop": list(config.crop),
             "data": source.spec,
             "init": str(init) if init else None,
         },

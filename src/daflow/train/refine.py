@@ -24,7 +24,7 @@ from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.data import epoch_clip_index
 from daflow.train.flow import one_cycle_lr
-from daflow.train.loop import SequenceLossSettings, Stage, train_loop
+from daflow.train.loop import SequenceLossSettings, Stage, saved_as, train_loop
 from daflow.train.losses import sequence_loss
 from daflow.train.mixture import MixtureCache
 from daflow.train.raft import WEIGHTS, save_raft
@@ -128,9 +128,6 @@ def train_refiner(
             out.flow_predictions, batch["flow"], batch["valid"], gamma=config.gamma, max_flow=config.max_flow
         )
 
-    def read_model(folder: Path) -> None:
-        model.load_state_dict(load_raft(folder / "model" / WEIGHTS, small=True, convex=True).state_dict())
-
     stage = Stage(
         name="refine",
         module=model,
@@ -139,11 +136,9 @@ def train_refiner(
         dataset=MixturePairs(MixtureCache(cache), config.crop, config.seed),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
-        write_model=lambda module, folder: save_raft(module, folder / "model"),
-        read_model=read_model,
+        **saved_as(model, "model", save_raft, lambda folder: load_raft(folder / WEIGHTS, small=True, convex=True)),
         record={
             **dataclasses.asdict(config),
-            "crop": list(config.crop),
             "cache": str(cache),
             "init": str(init) if init else None,
         },

@@ -21,7 +21,7 @@ import torch
 
 from daflow.models.vae import build_vae, load_vae, save_vae
 from daflow.train.data import ClipSource, TrainingClips
-from daflow.train.loop import Stage, TrainSettings, step_generator, train_loop
+from daflow.train.loop import Stage, TrainSettings, saved_as, step_generator, train_loop
 
 
 @dataclass(frozen=True)
@@ -103,9 +103,6 @@ def train_vae(
         module.register_to_config(scaling_factor=scale, shift_factor=shift)
         save_vae(module, folder / "vae")
 
-    def read_model(folder: Path) -> None:
-        vae.load_state_dict(load_vae(folder / "vae").state_dict())
-
     stage = Stage(
         name="vae",
         module=vae,
@@ -114,13 +111,10 @@ def train_vae(
         loss=loss,
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
         lr=lambda step: config.lr * 0.5 * (1 + np.cos(np.pi * step / config.steps)),  # cosine decay
-        write_model=lambda module, folder: save_vae(module, folder / "vae"),
+        **saved_as(vae, "vae", save_vae, load_vae),
         final_model=final_model,
-        read_model=read_model,
         record={
             **dataclasses.asdict(config),
-            "crop": list(config.crop),
-            "images": list(config.images),
             "data": source.spec,
             "preset": preset,
         },

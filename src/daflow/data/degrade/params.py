@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -270,25 +270,18 @@ def _walk_jpeg(
 
 
 def _walk_frame(rng: np.random.Generator, p: FrameParams, cfg: DegradationConfig) -> FrameParams:
-    s1, s2 = cfg.stage1, cfg.stage2
-    return FrameParams(
-        s1_blur=_walk_blur(rng, p.s1_blur, s1.blur) if p.s1_blur else None,
-        s1_size=p.s1_size,
-        s1_interp=p.s1_interp,
-        s1_noise=_walk_noise(rng, p.s1_noise, s1.noise),
-        s1_jpeg=_walk_jpeg(rng, p.s1_jpeg, s1, s1.jpeg),
-        s1_codec=p.s1_codec,
-        s2_blur=_walk_blur(rng, p.s2_blur, s2.blur) if p.s2_blur else None,
-        s2_size=p.s2_size,
-        s2_interp=p.s2_interp,
-        s2_noise=_walk_noise(rng, p.s2_noise, s2.noise),
-        s2_jpeg=_walk_jpeg(rng, p.s2_jpeg, s2, s2.jpeg),
-        final_order=p.final_order,
-        final_interp=p.final_interp,
-        final_sinc=_walk_blur(rng, p.final_sinc, s2.blur) if p.final_sinc else None,
-        final_jpeg=_walk_jpeg(rng, p.final_jpeg, s2, s2.jpeg),
-        final_codec=p.final_codec,
-    )
+    """The next frame's parameters: a small random step of every blur, noise and JPEG draw (stage 1, stage 2, the
+    final sinc and JPEG, in that order of random draws); sizes, interpolations and codecs stay."""
+    walked: dict[str, Any] = {}
+    for prefix, stage in (("s1", cfg.stage1), ("s2", cfg.stage2)):
+        blur = getattr(p, f"{prefix}_blur")
+        walked[f"{prefix}_blur"] = _walk_blur(rng, blur, stage.blur) if blur else None
+        walked[f"{prefix}_noise"] = _walk_noise(rng, getattr(p, f"{prefix}_noise"), stage.noise)
+        walked[f"{prefix}_jpeg"] = _walk_jpeg(rng, getattr(p, f"{prefix}_jpeg"), stage, stage.jpeg)
+    s2 = cfg.stage2
+    walked["final_sinc"] = _walk_blur(rng, p.final_sinc, s2.blur) if p.final_sinc else None
+    walked["final_jpeg"] = _walk_jpeg(rng, p.final_jpeg, s2, s2.jpeg)
+    return replace(p, **walked)
 
 
 def sample_params(
