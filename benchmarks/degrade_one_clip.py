@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def run(src: Path, out: Path, seed: int, workers: int) -> float:
-    cmd = [sys.executable, "-m", "daflow.cli", "degrade", "frames", str(src), "-o", str(out), "--quiet"]
+    cmd = [sys.executable, "-m", "daflow.cli", "degrade", "frames", str(src), "-o", str(out), "--no-progress"]
     cmd += ["--seed", str(seed), "--workers", str(workers)]
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True)

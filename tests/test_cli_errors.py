@@ -164,7 +164,20 @@ def test_degrade_video_range(tmp_path):
     write_video(tmp_path / "v.mp4", clip.frames)
     out = tmp_path / "lq"
     assert (
-        main(["degrade", "video", str(tmp_path / "v.mp4"), "-o", str(out), "--start", "2", "--stride", "2", "--quiet"])
+        main(
+            [
+                "degrade",
+                "video",
+                str(tmp_path / "v.mp4"),
+                "-o",
+                str(out),
+                "--start",
+                "2",
+                "--stride",
+                "2",
+                "--no-progress",
+            ]
+        )
         == 0
     )
     assert sorted(p.name for p in out.glob("*.png")) == ["frame_000002.png", "frame_000004.png", "frame_000006.png"]
@@ -174,9 +187,9 @@ def test_degrade_video_range(tmp_path):
 
 def test_degrade_bad_range(tmp_path, capsys):
     frames = _frames(tmp_path / "f", 4, 32, 32)
-    assert main(["degrade", "frames", str(frames), "-o", str(tmp_path / "o"), "--stride", "0", "--quiet"]) == 1
+    assert main(["degrade", "frames", str(frames), "-o", str(tmp_path / "o"), "--stride", "0", "--no-progress"]) == 1
     _one_line_error(capsys, "--stride")
-    assert main(["degrade", "frames", str(frames), "-o", str(tmp_path / "o"), "--end", "9", "--quiet"]) == 1
+    assert main(["degrade", "frames", str(frames), "-o", str(tmp_path / "o"), "--end", "9", "--no-progress"]) == 1
     _one_line_error(capsys, "--end 9", "4 frames")
     assert not (tmp_path / "o").exists()
 
@@ -185,7 +198,10 @@ def test_threads_default_and_option(monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert cli.default_threads() == 1
     monkeypatch.delenv("OMP_NUM_THREADS")
-    assert 1 <= cli.default_threads() <= (os.cpu_count() or 1)
+    idle = cli.default_threads()
+    assert idle == len(os.sched_getaffinity(0))
+    monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))  # a busy machine: the same default
+    assert cli.default_threads() == idle
     n = torch.get_num_threads()
     try:
         assert cli.apply_threads(1) == 1 and torch.get_num_threads() == 1
@@ -221,3 +237,24 @@ def test_small_messages(tmp_path, capsys):
     from daflow.eval.report import _slug
 
     assert "__" not in _slug("Lifting Q/K (attn)")
+
+
+def test_the_same_bytes_whatever_the_load(tmp_path, monkeypatch):
+    """The default thread count does not follow the machine's load: a busy machine gives the bytes an explicit
+    ``--threads`` (the default count) gives, and estimate.json records the count."""
+    frames = tmp_path / "frames"
+    clip = render_clip(SyntheticConfig(height=64, width=64, num_frames=3), 2)
+    for i, frame in enumerate(clip.frames):
+        write_image(frames / f"f{i}.png", frame)
+    n = torch.get_num_threads()
+    try:
+        explicit = str(len(os.sched_getaffinity(0)))
+        assert main(["estimate", str(frames), "-o", str(tmp_path / "a"), "--threads", explicit, "--no-progress"]) == 0
+        monkeypatch.setattr(os, "getloadavg", lambda: (64.0, 64.0, 64.0))
+        assert main(["estimate", str(frames), "-o", str(tmp_path / "b"), "--no-progress"]) == 0
+    finally:
+        torch.set_num_threads(n)
+    for name in ("f0.flo", "f1.flo"):
+        assert (tmp_path / "a" / "flow" / name).read_bytes() == (tmp_path / "b" / "flow" / name).read_bytes()
+    record = json.loads((tmp_path / "b" / "estimate.json").read_text())
+    assert record["threads"] == int(explicit)

@@ -99,7 +99,7 @@ def test_shards_merge_into_the_single_run(tmp_path, capsys):
     for k in range(3):  # as `cp -an` (or rsync) would bring them together
         subprocess.run(["cp", "-an", f"{tmp_path / f'm{k}'}/.", str(tmp_path / "merged")], check=True)
     # the run without --shard finds every clip done: it degrades nothing and writes the manifest
-    main(["degrade", "sintel", str(src), "-o", str(tmp_path / "merged"), "--seed", "3", "--quiet"])
+    main(["degrade", "sintel", str(src), "-o", str(tmp_path / "merged"), "--seed", "3", "--no-progress"])
     assert _all_files(tmp_path / "merged") == _all_files(tmp_path / "one")
     assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["clips"] == whole["clips"]
     # shards sharing one folder: the last to finish writes the manifest
@@ -171,7 +171,7 @@ def test_bad_inputs(tmp_path):
     with pytest.raises(ValueError, match="grayscale"):
         degrade_tree("frames", src, tmp_path / "o2", progress=False)
     write_image(src / "1.png", frames[1][:-2])
-    with pytest.raises(ValueError, match="different sizes"):
+    with pytest.raises(ValueError, match="differ in size"):
         degrade_tree("frames", src, tmp_path / "o3", progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no image files"):
@@ -185,11 +185,25 @@ def test_cli_degrade_with_preview(tmp_path, capsys):
     src = make_sintel(tmp_path / "Sintel", scenes=("alley_1",))
     out = tmp_path / "lq"
     assert (
-        main(["degrade", "sintel", str(src), "-o", str(out), "--seed", "3", "--preview", "--quiet", "--workers", "2"])
+        main(
+            [
+                "degrade",
+                "sintel",
+                str(src),
+                "-o",
+                str(out),
+                "--seed",
+                "3",
+                "--preview",
+                "--no-progress",
+                "--workers",
+                "2",
+            ]
+        )
         == 0
     )
     assert "2 clips, 8 frames" in capsys.readouterr().out
-    assert read_image(out / "preview.png").shape[1] > 3 * 40
+    assert read_image(out / ".daflow-degrade" / "preview.png").shape[1] > 3 * 40
     m = json.loads((out / "manifest.json").read_text())
     assert m["preset"] == "realbasicvsr" and m["seed"] == 3 and m["clips"][0]["params"]["version"] == 1
     assert main(["degrade", "sintel", str(src), "-o", str(src / "x")]) == 1

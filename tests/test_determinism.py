@@ -43,7 +43,7 @@ def test_degrade_command_same_bytes_in_separate_processes(tmp_path):
                 "5",
                 "--workers",
                 "1",
-                "--quiet",
+                "--no-progress",
             ],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

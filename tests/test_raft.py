@@ -230,7 +230,7 @@ def test_mixed_precision_and_windowed_mode_agree():
         lean = load_raft(sd, corr_mode="lean").eval()(x1, x2, iters=3).flow
         amp = load_raft(sd, mixed_precision=True).eval()(x1, x2, iters=3).flow
     torch.testing.assert_close(win, ref, atol=1e-3, rtol=0)
-    torch.testing.assert_close(lean, ref, atol=1e-4, rtol=0)
+    torch.testing.assert_close(lean, ref, atol=2e-4, rtol=0)  # the same sums in another order
     assert amp.dtype == torch.float32 and (amp - ref).abs().mean() < 0.05 * ref.abs().mean() + 0.05
 
 

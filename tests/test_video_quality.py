@@ -35,7 +35,7 @@ def test_evaluate_video_command(tmp_path, capsys):
     clip = render_clip(SyntheticConfig(height=64, width=80, num_frames=4), 2)
     for k, f in enumerate(clip.frames):
         write_image(tmp_path / "clean" / f"frame_{k:04d}.png", f)
-    assert main(["degrade", "frames", str(tmp_path / "clean"), "-o", str(tmp_path / "lq"), "--quiet"]) == 0
+    assert main(["degrade", "frames", str(tmp_path / "clean"), "-o", str(tmp_path / "lq"), "--no-progress"]) == 0
     out = tmp_path / "r.json"
     spec = f"video:{tmp_path / 'lq'}?clean={tmp_path / 'clean'}"
     assert main(["evaluate", "--model", "raft-star-tiny", "--data", spec, "-o", str(out), "--no-progress"]) == 0

@@ -12,8 +12,10 @@ its keys), or a folder written by this package (``daflow train flow``'s DA-Flow 
 ``random_init`` (smoke tests), and for DA-Flow ``step`` (0: single-step mode, or ``"mean"``), ``dit4sr``, ``vae``,
 ``null_prompt``, ``seed``.
 
-The model takes the frames of a clip (numpy or torch, uint8 RGB ``[F, H, W, 3]``, F ≥ 2) and returns the forward
-flow of every consecutive pair, ``[F−1, H, W, 2]`` (numpy in, numpy out), without gradients. DA-Flow runs on 3-frame
+The model takes the frames of a clip (numpy or torch, uint8 ``[F, H, W, 3]``, F ≥ 2) and returns the forward
+flow of every consecutive pair, ``[F−1, H, W, 2]`` (numpy in, numpy out), without gradients. Frames are **RGB**:
+OpenCV's ``cv2.imread`` and ``VideoCapture`` give BGR, which is accepted without complaint (the shapes are the same)
+and gives worse flow: convert with ``frame[..., ::-1]`` or ``daflow.files.read_image``. DA-Flow runs on 3-frame
 chunks sharing their boundary frame, exactly as ``daflow estimate`` does.
 """
 
@@ -84,11 +86,13 @@ class FlowModel:
         from daflow.inference import clip_pair_flows
 
         as_numpy = not isinstance(frames, torch.Tensor)
-        x = torch.as_tensor(np.asarray(frames)) if as_numpy else frames
-        if x.ndim != 4 or x.shape[-1] != 3 or x.shape[0] < 2:
-            raise ValueError(f"frames must be [F, H, W, 3] RGB with F >= 2, got {tuple(x.shape)}")
-        if x.dtype != torch.uint8:
-            raise ValueError(f"frames must be uint8 (0..255), got {x.dtype}")
+        given = np.asarray(frames) if as_numpy else frames
+        if given.ndim != 4 or given.shape[-1] != 3 or given.shape[0] < 2:
+            raise ValueError(f"frames must be [F, H, W, 3] RGB with F >= 2, got {tuple(given.shape)}")
+        if given.dtype not in (np.uint8, torch.uint8):
+            kind = "numpy" if as_numpy else "torch"
+            raise ValueError(f"frames must be uint8 (0..255), got {kind} {given.dtype}")
+        x = torch.from_numpy(np.ascontiguousarray(given)) if as_numpy else given
         flows, _ = clip_pair_flows(self.clip, x.cpu().numpy(), device=self.device)
         flows = flows.permute(0, 2, 3, 1)
         return flows.numpy() if as_numpy else flows

@@ -42,8 +42,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     ``open()`` would give it (0666 minus the umask), not the private 0600 of the temporary file.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".part{path.suffix}", dir=path.parent)
+    except OSError as err:
+        raise ValueError(f"cannot write {path}: {err.strerror or err}") from None
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -57,11 +60,34 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def check_output_dir(path: str | os.PathLike[str], flag: str = "-o") -> Path:
-    """An output folder: it may exist (runs resume) but must not be a file; returns it as a Path."""
+    """An output folder: it may exist (runs resume) but must not be a file, and it must be writable (checked before
+    any work starts); returns it as a Path."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ValueError(f"{flag} {path}: exists and is not a folder; give a folder (new or from an earlier run)")
+    _check_writable(path, flag)
     return path
+
+
+def check_output_file(path: str | os.PathLike[str], flag: str = "-o") -> Path:
+    """An output file: not a folder, in a folder that can be written (checked before any work starts)."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{flag} {path}: is a folder; give a file name")
+    _check_writable(path.parent if str(path.parent) else Path("."), flag, target=path)
+    return path
+
+
+def _check_writable(folder: Path, flag: str, *, target: Path | None = None) -> None:
+    """Refuse, as one line, an output whose folder (or nearest existing parent, where it will be made) is not
+    writable."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ValueError(f"cannot write {target or folder}: {existing} is not a folder ({flag})")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(f"cannot write {target or folder}: permission denied in {existing} ({flag})")
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
@@ -118,6 +144,27 @@ def claim_run(
 def _short(value, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def image_size(path: str | os.PathLike[str]) -> tuple[int, int]:
+    """``(height, width)`` of an image file, from its header for PNG and JPEG (no decoding), else by decoding it."""
+    path = Path(path)
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+        if head[:8] == b"\x89PNG\r\n\x1a\n" and len(head) >= 24:
+            return int.from_bytes(head[20:24], "big"), int.from_bytes(head[16:20], "big")
+        if head[:2] == b"\xff\xd8":
+            fh.seek(2)
+            while True:
+                marker = fh.read(4)
+                if len(marker) < 4 or marker[0] != 0xFF:
+                    break
+                kind, length = marker[1], int.from_bytes(marker[2:4], "big")
+                if 0xC0 <= kind <= 0xCF and kind not in (0xC4, 0xC8, 0xCC):  # start of frame: P, H, W
+                    sof = fh.read(5)
+                    return int.from_bytes(sof[1:3], "big"), int.from_bytes(sof[3:5], "big")
+                fh.seek(length - 2, os.SEEK_CUR)
+    return read_image(path).shape[:2]
 
 
 def read_image(path: str | os.PathLike[str], *, strict: bool = False) -> np.ndarray:

@@ -29,7 +29,7 @@ from daflow.choices import FLOW_FILE_FORMATS as FORMATS
 from daflow.data.base import CHUNKS, window_plan
 from daflow.data.video import FrameSource
 from daflow.files import atomic_write_text, check_output_dir, write_image
-from daflow.flow.io import write_flow
+from daflow.flow.io import read_flow, write_flow
 
 
 @dataclass
@@ -96,12 +96,15 @@ def estimate_video(
     backward: bool = False,
     occlusion: bool = False,
     viz: bool = False,
+    max_flow: float | None = None,
     batch: int = 1,
     device: str | torch.device = "cpu",
     progress: bool = True,
     settings: dict | None = None,
 ) -> EstimateReport:
-    """Write the flow of every consecutive pair of a video or frame folder (see the module docstring)."""
+    """Write the flow of every consecutive pair of a video or frame folder (see the module docstring). The ``viz``
+    pictures share one colour scale, ``max_flow`` px (default :func:`clip_flow_scale` of the clip's flows), written
+    once every flow is there, so that colours compare across frames."""
     if fmt not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
     if batch < 1:
@@ -118,10 +121,10 @@ def estimate_video(
         paths = [out / "flow" / f"{names[k]}.{fmt}"]
         paths += [out / "backward" / f"{names[k]}.{fmt}"] if backward else []
         paths += [out / "occlusion" / f"{names[k]}.png"] if occlusion else []
-        paths += [out / "viz" / f"{names[k]}.png"] if viz else []
         return paths
 
     record = {
+        "threads": torch.get_num_threads(),
         "input": str(src.path),
         "frames": len(src),
         "model": estimator.name,
@@ -145,7 +148,6 @@ def estimate_video(
             fmt=fmt,
             backward=backward,
             occlusion=occlusion,
-            viz=viz,
             batch=batch,
             device=device,
             progress=progress,
@@ -157,6 +159,9 @@ def estimate_video(
             shutil.rmtree(out, ignore_errors=True)  # a run that wrote nothing leaves nothing behind
         raise
     record["pairs"] = report.pairs
+    if viz:
+        files = [out / "flow" / f"{n}.{fmt}" for n in names[:-1]]
+        record["viz_max_flow"] = write_viz(files, out / "viz", max_flow)
     atomic_write_text(out / "estimate.json", json.dumps(record, indent=2))  # written once every pair has its flow
     return report
 
@@ -199,14 +204,12 @@ def _run_chunks(
     fmt: str,
     backward: bool,
     occlusion: bool,
-    viz: bool,
     batch: int,
     device,
     progress: bool,
 ) -> EstimateReport:
     import time
 
-    from daflow.flow.viz import flow_to_color
     from daflow.flow.warp import forward_backward_occlusion
 
     names = src.frame_names()
@@ -229,12 +232,36 @@ def _run_chunks(
         if occlusion:
             occ = forward_backward_occlusion(f[None], b[None])[0]
             write_image(out / "occlusion" / f"{names[k]}.png", occ.cpu().numpy().astype(np.uint8) * 255)
-        if viz:
-            write_image(out / "viz" / f"{names[k]}.png", flow_to_color(f.permute(1, 2, 0).cpu().numpy()))
         written += 1
         bar.update(1)
     bar.close()
     return EstimateReport(pairs=total_pairs, written=written, skipped=done_pairs, seconds=time.perf_counter() - t0)
+
+
+VIZ_PERCENTILE = 99.0  # the clip-wide colour scale: the largest per-pair 99th percentile of |flow|
+
+
+def clip_flow_scale(files: list[Path]) -> float:
+    """One colour scale (px) for a clip's flow pictures: the largest per-pair :data:`VIZ_PERCENTILE` percentile of the
+    flow magnitude (robust to a few wild pixels), at least 1 px (a static clip stays dark, not noise)."""
+    scale = 0.0
+    for path in files:
+        flow, _ = read_flow(path)
+        scale = max(scale, float(np.percentile(np.linalg.norm(flow, axis=-1), VIZ_PERCENTILE)))
+    return max(scale, 1.0)
+
+
+def write_viz(files: list[Path], folder: Path, max_flow: float | None = None) -> float:
+    """Colour-wheel pictures ``folder/<name>.png`` of the flow ``files``, all on one scale (``max_flow`` px, default
+    :func:`clip_flow_scale`); returns the scale."""
+    from daflow.flow.viz import flow_to_color
+
+    if max_flow is not None and max_flow <= 0:
+        raise ValueError(f"--max-flow must be > 0 px, got {max_flow}")
+    scale = clip_flow_scale(files) if max_flow is None else float(max_flow)
+    for path in files:
+        write_image(folder / f"{path.stem}.png", flow_to_color(read_flow(path)[0], max_flow=scale))
+    return scale
 
 
 def clip_pair_flows(

@@ -38,8 +38,9 @@ def output_dir(path: Path) -> Path:
 
 
 def default_threads() -> int:
-    """``OMP_NUM_THREADS`` when set; else the CPUs this process may use minus those other processes keep busy
-    (the 1-minute load average), at least 1: torch's default of every core is 7-30x slower on a loaded machine."""
+    """``OMP_NUM_THREADS`` when set; else the CPUs this process may use (its affinity). Never the machine's load:
+    the thread count changes the order of floating-point sums, so a load-dependent default would make the same
+    command give other bytes on a busy machine (``--threads`` chooses fewer; every run record says how many)."""
     import os
 
     env = os.environ.get("OMP_NUM_THREADS", "").strip()
@@ -48,12 +49,7 @@ def default_threads() -> int:
             return max(1, int(env))
         except ValueError:
             raise ValueError(f"OMP_NUM_THREADS must be a positive integer, got {env!r}") from None
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = int(round(os.getloadavg()[0]))
-    except OSError:
-        busy = 0
-    return max(1, min(cpus, cpus - busy))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def apply_threads(threads: int | None) -> int:
@@ -77,8 +73,8 @@ def add_threads(parser: argparse.ArgumentParser) -> None:
             "--threads",
             type=int,
             default=None,
-            help="CPU threads for torch and OpenCV (default: "
-            "OMP_NUM_THREADS if set, else the CPUs not kept busy by other processes)",
+            help="CPU threads for torch and OpenCV (default: OMP_NUM_THREADS if set, else every CPU this process may "
+            "use; the count is recorded, and the same count gives the same bytes whatever the machine's load)",
         )
     for action in subs:
         for child in action.choices.values():

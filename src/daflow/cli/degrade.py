@@ -48,9 +48,17 @@ def _add_degrade(sub) -> None:
     )
     p.add_argument("--copy-gt", action="store_true", help="copy ground truth instead of symlinking it")
     p.add_argument(
-        "--preview", action="store_true", help="write OUT/preview.png: HQ | LQ | difference of up to 8 clips"
+        "--preview",
+        action="store_true",
+        help="write OUT/.daflow-degrade/preview.png: HQ | LQ | difference of up to 8 clips (kept out of the frames)",
     )
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--write-clean",
+        action="store_true",
+        help="frames/video: also write the clean frames of the same range and names to OUT/clean/, for `daflow "
+        "evaluate --data video:OUT?clean=OUT/clean`",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument(
         "--shard",
         metavar="K/N",
@@ -80,9 +88,10 @@ def _run_degrade(args) -> int:
         max_clip_frames=args.max_clip_frames,
         copy_gt=args.copy_gt,
         preview=args.preview,
-        progress=not args.quiet,
+        progress=not args.no_progress,
         frame_range=(args.start, args.end, args.stride),
         shard=shard,
+        write_clean=args.write_clean,
     )
     if "pending" in manifest:
         print(
@@ -95,6 +104,10 @@ def _run_degrade(args) -> int:
         f"{len(manifest['clips'])} clips, {n} frames ({args.preset}, seed {args.seed}) in {args.output} "
         f"[{time.perf_counter() - t0:.1f} s]; parameters in {args.output / 'manifest.json'}"
     )
+    if args.preview:
+        from daflow.data.degrade.mirror import PREVIEW
+
+        print(f"preview: {args.output / PREVIEW}")
     return 0
 
 

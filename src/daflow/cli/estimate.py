@@ -42,7 +42,9 @@ def _add_estimate(sub) -> None:
         "accurate model that runs without downloads: see BENCHMARKS.md), daflow (DA-Flow: --weights FOLDER), "
         "daflow-tiny (the bundled DA-Flow-tiny), or any `evaluate` model (raft, sea-raft-m, dis, ...)",
     )
-    add_model_args(p, default_iters_help="refinement iterations (default: dis-raft 8, DA-Flow 20, RAFT 12)")
+    add_model_args(
+        p, default_iters_help="refinement iterations (default: dis-raft 2 a pyramid level, DA-Flow 20, RAFT 12)"
+    )
     add_daflow_args(p)
     p.add_argument(
         "--step",
@@ -53,7 +55,16 @@ def _add_estimate(sub) -> None:
     p.add_argument("--format", default="flo", choices=FORMATS, help="flow file format (default flo)")
     p.add_argument("--backward", action="store_true", help="also write the backward flow k+1 -> k")
     p.add_argument("--occlusion", action="store_true", help="also write forward-backward occlusion masks")
-    p.add_argument("--viz", action="store_true", help="also write colour-wheel pictures")
+    p.add_argument(
+        "--viz",
+        action="store_true",
+        help="also write colour-wheel pictures, all on one colour scale (--max-flow) so that frames compare",
+    )
+    p.add_argument(
+        "--max-flow",
+        type=float,
+        help="--viz: the flow magnitude (px) of full colour (default: the clip's largest per-pair 99th percentile)",
+    )
     p.add_argument("--batch", type=int, default=1, help="chunks per forward pass (default 1)")
     add_range_args(p)
     p.set_defaults(func=_run_estimate)
@@ -65,6 +76,8 @@ def _run_estimate(args) -> int:
     from daflow.models.catalog import entry, min_input_side
 
     entry(args.model)
+    if args.max_flow is not None and args.max_flow <= 0:
+        raise ValueError(f"--max-flow must be > 0 px, got {args.max_flow}")
     output_dir(args.output)
     # the input is checked before any model is built: missing, unreadable, too short or too small
     source = FrameSource(args.input)
@@ -72,7 +85,7 @@ def _run_estimate(args) -> int:
         source = FrameRange(source, args.start, args.end, args.stride)
     if len(source) < 2:
         raise ValueError(f"{args.input}: {len(source)} frame(s) selected; flow needs at least 2")
-    h, w = source.read(0, 1).shape[1:3]
+    h, w = source.check_sizes()
     side = min_input_side(args.model, scale=args.scale)
     if side is not None and min(h, w) < side:
         raise ValueError(
@@ -98,6 +111,7 @@ def _run_estimate(args) -> int:
         backward=args.backward,
         occlusion=args.occlusion,
         viz=args.viz,
+        max_flow=args.max_flow,
         batch=args.batch,
         device=model.device,
         progress=not args.no_progress,

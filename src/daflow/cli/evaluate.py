@@ -77,9 +77,11 @@ def _add_evaluate(sub) -> None:
 
 
 def _run_evaluate(args) -> int:
+    import torch
+
     from daflow.data.specs import parse_dataset_spec
     from daflow.eval.benchmark import add_sintel_mean, eval_sets_for, evaluate_model
-    from daflow.files import atomic_write_text
+    from daflow.files import atomic_write_text, check_output_file
     from daflow.shard import parse_shard
 
     if args.merge:
@@ -87,6 +89,8 @@ def _run_evaluate(args) -> int:
     for flag in ("model", "data"):
         if getattr(args, flag) is None:
             raise ValueError(f"--{flag} is required (unless --merge)")
+    if args.output is not None:
+        check_output_file(args.output)  # before the evaluation, not after it
     shard = parse_shard(args.shard)
     if not shard.whole and args.output is None:
         raise ValueError("--shard needs -o PART.json: the part's per-image sums are what --merge combines")
@@ -127,6 +131,7 @@ def _run_evaluate(args) -> int:
             "reduce": args.reduce,
             "max_pairs": args.max_pairs,
             "daflow": daflow.__version__,
+            "threads": torch.get_num_threads(),
             "results": results,
         }
         if model.num_steps is not None:
@@ -180,10 +185,12 @@ def _merge(args) -> int:
 
 def _evaluate_video(args, specs) -> int:
     """``--data video:PATH[?clean=CLEAN]``: warping error and FB consistency, zero flow and DIS as reference rows."""
+    import torch
+
     from daflow.eval.video_quality import evaluate_video, markdown, video_pairs
     from daflow.files import atomic_write_text
 
-    pairs = [video_pairs(s.target, s.options.get("clean")) for s in specs]  # inputs checked first
+    pairs = [video_pairs(s.target, **s.options) for s in specs]  # inputs checked first
     if args.max_pairs is not None and args.max_pairs < 1:
         raise ValueError(f"--max-pairs must be >= 1, got {args.max_pairs}")
     if args.model == "dis":  # DIS is a reference row already
@@ -210,7 +217,14 @@ def _evaluate_video(args, specs) -> int:
         atomic_write_text(
             args.output,
             json.dumps(
-                {"model": args.model, **model_record(args), "daflow": daflow.__version__, "results": results}, indent=2
+                {
+                    "model": args.model,
+                    **model_record(args),
+                    "daflow": daflow.__version__,
+                    "threads": torch.get_num_threads(),
+                    "results": results,
+                },
+                indent=2,
             ),
         )
         print(f"wrote {args.output}")

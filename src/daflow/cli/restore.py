@@ -120,6 +120,8 @@ def _add_temporal_options(p) -> None:
 
 
 def _run_restore(args) -> int:
+    import torch
+
     from daflow.data.video import FrameSource
     from daflow.restoration import RestoreSettings, restore_video
 
@@ -144,6 +146,7 @@ def _run_restore(args) -> int:
     source = FrameSource(args.input)
     if len(source) < 1:
         raise ValueError(f"{args.input}: no frames")
+    source.check_sizes()
     args.device = resolve_device(args.device)
     estimator = (
         flow_model(args.flow_model, args.flow_weights, args.device, seed=args.seed).clip
@@ -170,6 +173,7 @@ def _run_restore(args) -> int:
         "vae": str(args.vae) if args.vae else None,
         "null_prompt": str(args.null_prompt) if args.null_prompt else None,
         "flow": estimator.description if estimator else None,
+        "threads": torch.get_num_threads(),
     }
     how = (
         f"temporal filter, radius {args.radius}"

@@ -18,9 +18,10 @@ kind               target              options
 ``labeled``        LQ clips root       ``labels=DIR`` (required): flow labels of every clip, e.g. the
                                        teacher pseudo ground truth of ``daflow pseudo-gt`` on the HQ clips
                                        (:mod:`daflow.data.labeled`)
-``video``          video or frames     ``clean=PATH``: the clean frames of a degraded input. No ground truth:
-                                       warping error, forward-backward consistency, zero flow and DIS as
-                                       reference rows (:mod:`daflow.eval.video_quality`)
+``video``          video or frames     ``clean=PATH``: the clean frames of a degraded input; ``start=S``,
+                                       ``end=E``, ``stride=N``: a range of both. No ground truth: warping
+                                       error (all visible and moving pixels), forward-backward consistency,
+                                       zero flow and DIS as reference rows (:mod:`daflow.eval.video_quality`)
 =================  ==================  ===================================================================
 
 Examples: ``sintel-final:/data/Sintel``, ``sintel:/data/Sintel-LQ``, ``spring:/data/spring?scenes=val``,
@@ -47,7 +48,12 @@ _OPTIONS = {
     "synthetic": {"n", "seed", "degrade", "size"},
     "labeled": {"labels"},
     "youhq": {"lq", "degrade"},  # training only (no ground truth): daflow.train.data
-    "video": {"clean"},  # no ground truth: warping error and FB consistency (daflow.eval.video_quality)
+    "video": {
+        "clean",
+        "start",
+        "end",
+        "stride",
+    },  # no ground truth: warping error and FB consistency (daflow.eval.video_quality)
 }
 
 

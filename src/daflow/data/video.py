@@ -7,6 +7,7 @@ Video files are decoded with PyAV; frame folders are read in natural order (``fr
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -15,7 +16,7 @@ import numpy as np
 
 from daflow.data.base import ClipDataset, DatasetLayoutError, FlowSample, natural_key, window_plan
 from daflow.data.degrade.ops import codec_options
-from daflow.files import IMAGE_EXTENSIONS, atomic_path, read_image
+from daflow.files import IMAGE_EXTENSIONS, atomic_path, image_size, read_image
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".avi", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".y4m")
 
@@ -157,6 +158,22 @@ class FrameSource:
             return [f"{i:06d}" for i in range(len(self))]
         return [p.stem for p in self.files]
 
+    def check_sizes(self) -> tuple[int, int]:
+        """``(H, W)`` of every frame; a frame folder whose images differ in size is refused before any work starts,
+        naming the odd files (a picture that is not a frame, say)."""
+        if self.files is None:
+            return read_video(self.path, 0, 1).shape[1:3]
+        sizes = [image_size(p) for p in self.files]
+        common = Counter(sizes).most_common(1)[0][0]
+        odd = [f"{p.name} ({w}x{h})" for p, (h, w) in zip(self.files, sizes) if (h, w) != common]
+        if odd:
+            raise ValueError(
+                f"{self.path}: {len(odd)} of {len(sizes)} images differ in size from the frames ({common[1]}x"
+                f"{common[0]}): {', '.join(odd[:3])}{' ...' if len(odd) > 3 else ''}; move what is not a frame out "
+                "of the folder"
+            )
+        return common
+
 
 def frame_indices(
     n: int, start: int = 0, end: int | None = None, stride: int = 1, *, what: str = "the input"
@@ -195,6 +212,9 @@ class FrameRange:
     def frame_names(self) -> list[str]:
         names = self.source.frame_names()
         return [names[i] for i in self.indices]
+
+    def check_sizes(self) -> tuple[int, int]:
+        return self.source.check_sizes()
 
 
 def window_meta(dataset: str, source, start: int, num_frames: int, first_pair: int) -> dict:

@@ -155,7 +155,7 @@ def paper_row(model: str, results: list[dict]) -> str:
     return "\n".join([head, sep, row])
 
 
-SHARD_FREE = ("shard", "results")  # record keys that may differ between the parts of one sharded evaluation
+SHARD_FREE = ("shard", "results", "threads")  # record keys that may differ between the parts of one evaluation
 
 
 def merge_records(records: Sequence[dict]) -> dict:
@@ -195,5 +195,8 @@ def merge_records(records: Sequence[dict]) -> dict:
         merged.append(result)
     merged = add_sintel_mean(merged)
     out = {k: v for k, v in first.items() if k not in SHARD_FREE}
+    threads = sorted({r.get("threads") for r in records if r.get("threads") is not None})
+    if threads:  # the parts' thread counts: one number when they agree
+        out["threads"] = threads[0] if len(threads) == 1 else threads
     out["results"] = merged
     return out

@@ -1,14 +1,16 @@
 """Flow quality on real video without ground truth: warping error and forward–backward consistency.
 
-``daflow evaluate --model M --data video:PATH[?clean=CLEAN_PATH]`` scores any model on any footage. For every
-consecutive pair (k, k+1) of the input video (e.g. degraded frames), the model's forward flow ``F`` and backward
-flow ``B`` are estimated on the input frames; then
+``daflow evaluate --model M --data video:PATH[?clean=CLEAN_PATH&start=S&end=E&stride=N]`` scores any model on any
+footage. For every consecutive pair (k, k+1) of the input video (e.g. degraded frames), the model's forward flow
+``F`` and backward flow ``B`` are estimated on the input frames; then
 
 - **warping error** (0..255): the mean over visible pixels of ``|C_k(x) − C_{k+1}(x + F(x))|`` averaged over the
   RGB channels, with ``C`` the clean frames when ``clean=`` is given (else the input frames) and ``C_{k+1}``
   sampled bilinearly. The visible pixels are those that stay inside the frame and that a forward–backward check
   of OpenCV's DIS **on C** marks consistent: the mask does not depend on the model being scored, so every row is
-  measured on the same pixels;
+  measured on the same pixels. The same error is also given over the **moving** pixels alone: the visible pixels
+  that DIS on C sees move by ``MIN_MOTION`` (1 px) or more. On a static camera most pixels stand still and the
+  score over all visible pixels ranks zero flow well; the moving pixels are where the models differ;
 - **FB-consistent %**: the share of pixels where the model's own ``F`` and ``B`` agree
   (:func:`daflow.flow.warp.forward_backward_occlusion`), a self-consistency check that needs nothing else.
 
@@ -38,10 +40,21 @@ def _t(array: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1)[None].float()
 
 
+MIN_MOTION = 1.0  # px: a visible pixel whose reference (DIS on the clean pair) moves at least this much is "moving"
+
+
+def reference_masks(clean1: np.ndarray, clean2: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(visible, moving)`` ``[H, W]`` bool of a clean pair: the in-frame pixels whose DIS forward and backward flows
+    agree, and those of them that DIS sees move by :data:`MIN_MOTION` px or more. On a static camera most pixels do
+    not move, and the score over all visible pixels ranks zero flow well; the moving pixels are where models differ."""
+    fw, bw = classical_flow(clean1, clean2, "dis"), classical_flow(clean2, clean1, "dis")
+    visible = ~forward_backward_occlusion(_t(fw), _t(bw))[0].numpy()
+    return visible, visible & (np.linalg.norm(fw, axis=-1) >= MIN_MOTION)
+
+
 def visible_mask(clean1: np.ndarray, clean2: np.ndarray) -> np.ndarray:
     """``[H, W]`` bool: in-frame pixels whose DIS forward and backward flows on the clean pair agree."""
-    fw, bw = classical_flow(clean1, clean2, "dis"), classical_flow(clean2, clean1, "dis")
-    return ~forward_backward_occlusion(_t(fw), _t(bw))[0].numpy()
+    return reference_masks(clean1, clean2)[0]
 
 
 def photometric_error(clean1: np.ndarray, clean2: np.ndarray, flow: np.ndarray, visible: np.ndarray) -> float:
@@ -116,7 +129,7 @@ def evaluate_video(
             f"clean={pairs.clean.path}: frames are {clean.shape[2]}x{clean.shape[1]}, the input "
             f"{pairs.source.path} {lq.shape[2]}x{lq.shape[1]}"
         )
-    visible = [visible_mask(clean[k], clean[k + 1]) for k in range(n - 1)]
+    visible, moving = zip(*(reference_masks(clean[k], clean[k + 1]) for k in range(n - 1)))
     flows = {
         "zero flow": (np.zeros((n - 1, *lq.shape[1:3], 2), np.float32),) * 2,
         "DIS (input)": (
@@ -132,6 +145,9 @@ def evaluate_video(
             "warp_error": float(
                 np.nanmean([photometric_error(clean[k], clean[k + 1], fw[k], visible[k]) for k in range(n - 1)])
             ),
+            "warp_error_moving": _nanmean(
+                [photometric_error(clean[k], clean[k + 1], fw[k], moving[k]) for k in range(n - 1)]
+            ),
             "fb_consistent": float(np.mean([fb_consistent(fw[k], bw[k]) for k in range(n - 1)])),
             "mean_flow_px": float(np.linalg.norm(fw, axis=-1).mean()),
         }
@@ -140,25 +156,56 @@ def evaluate_video(
         "rows": rows,
         "scored_on": "clean" if pairs.clean is not None else "input",
         "visible_pct": float(100 * np.mean([v.mean() for v in visible])),
+        "moving_pct": float(100 * np.mean([m.mean() for m in moving])),
     }
+
+
+def _nanmean(values: list[float]) -> float:
+    """The mean of the finite values (NaN when none: no pair has a moving pixel)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def markdown(result: dict, *, title: str = "") -> str:
     lines = [
         f"{title} ({result['pairs']} pairs; warping error on the {result['scored_on']} frames over "
-        f"{result['visible_pct']:.1f}% visible pixels)"
+        f"{result['visible_pct']:.1f}% visible pixels, of which {result['moving_pct']:.1f}% move by "
+        f"{MIN_MOTION:g} px or more by DIS on those frames)"
         if title
         else "",
-        "| model | warping error (0-255) | FB-consistent % | mean |flow| px |",
-        "|---|---|---|---|",
+        "| model | warping error, visible pixels (0-255) | warping error, moving pixels | FB-consistent % | "
+        "mean |flow| px |",
+        "|---|---|---|---|---|",
     ]
     for label, r in result["rows"].items():
-        lines.append(f"| {label} | {r['warp_error']:.3f} | {r['fb_consistent']:.1f} | {r['mean_flow_px']:.2f} |")
+        lines.append(
+            f"| {label} | {r['warp_error']:.3f} | {r['warp_error_moving']:.3f} | {r['fb_consistent']:.1f} | "
+            f"{r['mean_flow_px']:.2f} |"
+        )
     return "\n".join(line for line in lines if line)
 
 
-def video_pairs(target: str, clean: str | None) -> VideoPairs:
-    """The :class:`VideoPairs` of a ``video:PATH[?clean=CLEAN]`` spec."""
-    from daflow.data.video import FrameSource
+def video_pairs(
+    target: str, clean: str | None = None, start: str | int = 0, end: str | int | None = None, stride: str | int = 1
+) -> VideoPairs:
+    """The :class:`VideoPairs` of a ``video:PATH[?clean=CLEAN&start=S&end=E&stride=N]`` spec: the same range of the
+    input and of the clean frames (0-based, ``end`` excluded)."""
+    from daflow.data.video import FrameRange, FrameSource
 
-    return VideoPairs(FrameSource(Path(target)), FrameSource(Path(clean)) if clean else None)
+    def number(name: str, value) -> int | None:
+        try:
+            return None if value is None else int(value)
+        except ValueError:
+            raise ValueError(f"video:{target}: {name}={value!r} is not an integer") from None
+
+    first, last, step = number("start", start), number("end", end), number("stride", stride)
+
+    def frames(path: str):
+        source = FrameSource(Path(path))
+        return source if (first, last, step) == (0, None, 1) else FrameRange(source, first, last, step)
+
+    pairs = VideoPairs(frames(target), frames(clean) if clean else None)
+    for source in (pairs.source, pairs.clean):
+        if source is not None:
+            source.check_sizes()
+    return pairs

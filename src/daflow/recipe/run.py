@@ -221,46 +221,32 @@ class Recipe:
         from daflow.train.one_step import OneStepConfig, train_one_step
 
         c = self.config
-        dataset, spec = self.restoration_data()
-        config = OneStepConfig(
-            steps=c.one_step_steps,
-            frames=c.frames,
-            crop=c.crop,
-            lr=c.one_step_lr,
-            seed=c.seed,
-            save_every=max(c.one_step_steps // 8, 1),
-        )
-        return train_one_step(
-            self.backbone(self.layout.transformer("lift")),
-            dataset,
-            self.layout.stage("one_step"),
-            config,
-            data_spec=spec,
-            model_info={"transformer": str(self.layout.transformer("lift"))},
-            progress=self.progress,
+        return self._restorer_stage(
+            "one_step", "lift", train_one_step, OneStepConfig, c.one_step_steps, 8, lr=c.one_step_lr
         )
 
     def stage_fidelity(self) -> dict:
         from daflow.train.fidelity import FidelityTrainConfig, train_fidelity
 
+        sigma = json.loads((self.layout.stage("one_step") / "train_one_step.json").read_text())["sigma"]
+        steps = self.config.fidelity_steps
+        return self._restorer_stage("fidelity", "one_step", train_fidelity, FidelityTrainConfig, steps, 6, sigma=sigma)
+
+    def _restorer_stage(self, stage: str, dit: str, train, config_type, steps: int, saves: int, **fields) -> dict:
+        """A stage of the restorer trained beside the DiT of stage ``dit`` on :meth:`restoration_data`: ``steps``
+        steps of ``config_type`` (the recipe's frames, crop and seed; ``saves`` checkpoints; ``fields``)."""
         c = self.config
         dataset, spec = self.restoration_data()
-        sigma = json.loads((self.layout.stage("one_step") / "train_one_step.json").read_text())["sigma"]
-        config = FidelityTrainConfig(
-            steps=c.fidelity_steps,
-            frames=c.frames,
-            crop=c.crop,
-            sigma=sigma,
-            seed=c.seed,
-            save_every=max(c.fidelity_steps // 6, 1),
-        )
-        return train_fidelity(
-            self.backbone(self.layout.transformer("one_step")),
+        save_every = max(steps // saves, 1)
+        config = config_type(steps=steps, frames=c.frames, crop=c.crop, seed=c.seed, save_every=save_every, **fields)
+        transformer = self.layout.transformer(dit)
+        return train(
+            self.backbone(transformer),
             dataset,
-            self.layout.stage("fidelity"),
+            self.layout.stage(stage),
             config,
             data_spec=spec,
-            model_info={"transformer": str(self.layout.transformer("one_step"))},
+            model_info={"transformer": str(transformer)},
             progress=self.progress,
         )
 

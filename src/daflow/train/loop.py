@@ -152,7 +152,7 @@ def train_loop(
     would). Returns ``{"start", "steps", "first_loss", "last_loss", "trainable_parameters", "seconds"}``."""
     run = Path(run)
     acc, mp = _accelerator(settings, device)
-    record = json.loads(json.dumps(stage.record))
+    record = {**json.loads(json.dumps(stage.record)), "threads": torch.get_num_threads()}
     start, state = _resume(stage, run, record)
     optimizer = stage.make_optimizer(stage.params)
     if state is not None:

@@ -76,6 +76,7 @@ def write_pseudo_gt(
         "random_init": teacher.random_init,
         "format": fmt,
         "daflow": daflow.__version__,
+        "threads": torch.get_num_threads(),
         **(settings or {}),
     }
     claim_run(out / MANIFEST, record, keys=("teacher", "iters", "scale", "random_init"), what="pseudo-GT labels")

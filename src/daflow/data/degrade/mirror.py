@@ -30,6 +30,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 import daflow
@@ -39,6 +40,7 @@ from daflow.data.degrade.config import DegradationConfig, get_preset
 from daflow.data.degrade.params import DegradationParams, sample_params
 from daflow.data.degrade.pipeline import check_clip, degrade_clip, init_worker
 from daflow.data.video import (
+    FrameSource,
     count_video_frames,
     frame_indices,
     list_frame_files,
@@ -55,6 +57,7 @@ from daflow.files import (
 from daflow.shard import WHOLE, Shard
 
 STATE_DIR = ".daflow-degrade"
+PREVIEW = f"{STATE_DIR}/preview.png"  # --preview's contact sheet
 
 
 @dataclass(frozen=True)
@@ -108,7 +111,10 @@ def plan_mirror(kind: str, root: Path) -> MirrorPlan:
     seqs: list[Sequence_] = []
     links: list[tuple[Path, Path]] = []
     if kind == "frames":
+        if root.is_file():
+            raise ValueError(f"frames: {root} is a file; give the folder of frames (or use `daflow degrade video`)")
         seqs.append(_frame_seq(root, require_dir(root, "frames: a folder of frames")))
+        FrameSource(root).check_sizes()
     elif kind == "video":
         if not root.is_file():
             raise FileNotFoundError(f"video: expected a video file, {root} not found")
@@ -252,6 +258,20 @@ def check_output_location(root: Path, out: Path) -> None:
         raise ValueError(f"input {root} is inside the output folder {out}; choose another output folder")
 
 
+def _check_request(kind: str, root: Path, out: Path, max_clip_frames: int, write_clean: bool) -> None:
+    """One-line errors for a degrade request that cannot run, before any work."""
+    if not root.exists():
+        raise FileNotFoundError(f"input not found: {root}")
+    check_output_location(root, out)
+    if max_clip_frames < 2:
+        raise ValueError(f"max_clip_frames must be >= 2, got {max_clip_frames}")
+    check_output_dir(out)
+    if write_clean and kind not in ("frames", "video"):
+        raise ValueError(
+            f"--write-clean applies to `frames` and `video` inputs (a {kind} dataset has its own clean tree)"
+        )
+
+
 def degrade_tree(
     kind: str,
     root: str | os.PathLike[str],
@@ -266,6 +286,7 @@ def degrade_tree(
     progress: bool = True,
     frame_range: tuple[int, int | None, int] | None = None,
     shard: Shard = WHOLE,
+    write_clean: bool = False,
 ) -> dict:
     """Degrade a dataset into a mirror at ``out``; returns the manifest (also written to ``out/manifest.json`` once
     every clip is done; until then the returned dict has ``"pending"``, the clips other shards still owe).
@@ -275,13 +296,8 @@ def degrade_tree(
     from tqdm import tqdm
 
     root, out = Path(root), Path(out)
-    if not root.exists():
-        raise FileNotFoundError(f"input not found: {root}")
-    check_output_location(root, out)
     config = get_preset(preset) if isinstance(preset, str) else preset
-    if max_clip_frames < 2:
-        raise ValueError(f"max_clip_frames must be >= 2, got {max_clip_frames}")
-    check_output_dir(out)
+    _check_request(kind, root, out, max_clip_frames, write_clean)
     plan = plan_mirror(kind, root)
     run_info = {
         "kind": kind,
@@ -318,16 +334,34 @@ def degrade_tree(
             if "preview" in entry:
                 rows.append(entry)
     bar.close()
-    if preview and rows:
-        write_preview(out / "preview.png", sorted(rows, key=lambda e: natural_key(e["id"]))[:8])
+    if preview and rows:  # beside the state, never among the frames (a frame folder is read as frames)
+        write_preview(out / PREVIEW, sorted(rows, key=lambda e: natural_key(e["id"]))[:8])
+    if write_clean:
+        _write_clean(shard.select(jobs), out)
     finished = [j for j in jobs if _marker(out, j.clip_id).is_file()]
     if len(finished) < len(jobs):  # other shards' clips: no manifest yet
         done = [json.loads(_marker(out, j.clip_id).read_text()) for j in finished]
         return {"daflow": daflow.__version__, **run_info, "clips": done, "pending": len(jobs) - len(finished)}
     entries = [json.loads(_marker(out, j.clip_id).read_text()) for j in jobs]
     manifest = {"daflow": daflow.__version__, **run_info, "root": str(root.resolve()), "clips": entries}
+    manifest["threads"] = cv2.getNumThreads()
     atomic_write_text(out / "manifest.json", json.dumps(manifest, indent=1))
     return manifest
+
+
+CLEAN_DIR = "clean"  # --write-clean: the clean frames of the degraded range, same names, below OUT/clean/
+
+
+def _write_clean(jobs: list[ClipJob], out: Path) -> None:
+    """The clean frames of every job (the same range and names as its degraded frames) below ``out/clean/``, so that
+    ``daflow evaluate --data video:OUT?clean=OUT/clean`` scores a range of a video; existing files are kept."""
+    for job in jobs:
+        names = job.seq.out_names[job.start : job.start + job.count]
+        paths = [out / CLEAN_DIR / job.seq.out_dir / name for name in names]
+        if all(p.is_file() for p in paths):
+            continue
+        for path, frame in zip(paths, read_job_frames(job)):
+            write_image(path, frame, jpeg_quality=100)
 
 
 def write_preview(path: Path, entries: list[dict]) -> None:
