@@ -61,6 +61,7 @@ def test_every_command_has_its_own_module():
         "evaluate",
         "pseudo_gt",
         "restore",
+        "robustness",
         "synth",
         "train",
         "viz",

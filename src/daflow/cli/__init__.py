@@ -20,6 +20,7 @@ from daflow.cli import (
     evaluate,
     pseudo_gt,
     restore,
+    robustness,
     synth,
     train,
     viz,
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"daflow {daflow.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for module in (demo, analyze, degrade, estimate, evaluate, pseudo_gt, restore, synth, train, viz):
+    for module in (demo, analyze, degrade, estimate, evaluate, pseudo_gt, restore, robustness, synth, train, viz):
         module.register(sub)
     add_threads(parser)
     return parser

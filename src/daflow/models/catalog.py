@@ -113,6 +113,7 @@ MODELS: dict[str, ModelEntry] = {
     ),
     "dis": ModelEntry("OpenCV DIS optical flow (classical, no weights)", "classical", padded_min=12),
     "farneback": ModelEntry("OpenCV Farneback (classical, no weights)", "classical"),
+    "zero": ModelEntry("zero flow: no motion, the reference every model must beat", "classical"),
 }
 
 

@@ -1,4 +1,4 @@
-"""Classical optical-flow references from OpenCV: DIS (Kroeger et al. 2016) and Farnebäck (2003).
+"""Classical optical-flow references: OpenCV's DIS (Kroeger et al. 2016) and Farnebäck (2003), and zero flow.
 
 They need no weights, so they are the honest baselines of the demo and of the small-scale reproduction.
 Frames are uint8 RGB ``[H, W, 3]``; flows come back as float32 ``[H, W, 2]``.
@@ -31,7 +31,8 @@ def _grey(frame: np.ndarray) -> np.ndarray:
 def classical_flow(
     frame1: np.ndarray, frame2: np.ndarray, method: str = "dis", *, preset: str = "medium"
 ) -> np.ndarray:
-    """Forward flow frame1 → frame2 by a classical method (``"dis"`` or ``"farneback"``)."""
+    """Forward flow frame1 → frame2 by a classical method (``"dis"``, ``"farneback"``, or ``"zero"``: no motion, the
+    reference every flow model must beat)."""
     if method not in CLASSICAL_METHODS:
         raise ValueError(f"classical method must be one of {CLASSICAL_METHODS}, got {method!r}")
     a, b = _grey(frame1), _grey(frame2)
@@ -41,6 +42,8 @@ def classical_flow(
         raise ValueError(
             f"DIS needs frames of at least {DIS_MIN_SIDE}x{DIS_MIN_SIDE} pixels, got {a.shape[1]}x{a.shape[0]}"
         )
+    if method == "zero":
+        return np.zeros((*a.shape, 2), np.float32)
     if method == "dis":
         if preset not in _DIS_PRESETS:
             raise ValueError(f"DIS preset must be one of {tuple(_DIS_PRESETS)}, got {preset!r}")
