@@ -43,7 +43,9 @@ def _add_estimate(sub) -> None:
         "daflow-tiny (the bundled DA-Flow-tiny), or any `evaluate` model (raft, sea-raft-m, dis, ...)",
     )
     add_model_args(
-        p, default_iters_help="refinement iterations (default: dis-raft 2 a pyramid level, DA-Flow 20, RAFT 12)"
+        p,
+        default_iters_help="refinement iterations (default: dis-raft 8 on one pyramid level, 2 a level on more; "
+        "DA-Flow 20; RAFT 12)",
     )
     add_daflow_args(p)
     p.add_argument(

@@ -33,10 +33,13 @@ import torch.nn.functional as F
 from daflow.flow.warp import resize_flow
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
-# refinement iterations at inference: 2 of the training's 8 give the same held-out EPE (within +0.6% / -0.5% on every
-# set, the real pair no worse) at half the time; DIS's start leaves little to correct (BENCHMARKS.md, "The default at
-# video speed")
-DEFAULT_ITERS = 2
+# refinement iterations at inference: a frame small enough for one pyramid level keeps the training's 8 (the time is
+# small there, and 2 cost 0.4% of EPE at 256x256); a pyramid runs 2 a level, which gives the held-out EPE of 8 (within
+# 0.5% on every set, the real pair no worse) at half the time: DIS's start and the coarse level leave little to
+# correct (BENCHMARKS.md, "The default at video speed")
+SINGLE_LEVEL_ITERS = 8
+PYRAMID_ITERS = 2
+DEFAULT_ITERS = SINGLE_LEVEL_ITERS  # refine()'s, one level
 DEFAULT_FALLBACK_MARGIN = 16.0  # keep DIS where its 9x9 photometric error is lower by 16 grey levels (BENCHMARKS.md)
 DEFAULT_POLISH = 2  # variational polish rounds after the network (measured: see BENCHMARKS.md "The bundled default")
 MIN_LEVEL_SIDE = 192  # the coarsest pyramid level keeps at least this many pixels on its shorter side
@@ -148,20 +151,23 @@ def refine_pyramid(
     image2: torch.Tensor,
     dis: torch.Tensor | None = None,
     *,
-    iters: int = DEFAULT_ITERS,
+    iters: int | None = None,
     levels: int | None = None,
     polish_rounds: int = 0,
     fallback: Fallback | None = None,
 ) -> torch.Tensor:
     """Coarse-to-fine refinement (module docstring): frames ``[B, 3, H, W]`` (0..255) → flow ``[B, 2, H, W]``.
-    ``levels``: default :func:`pyramid_levels` of the frame size; ``fallback``: :func:`keep_dis_where_better`
-    before ``polish_rounds`` of :func:`polish`."""
+    ``levels``: default :func:`pyramid_levels` of the frame size; ``iters`` a level: default
+    :data:`SINGLE_LEVEL_ITERS` for one level, :data:`PYRAMID_ITERS` for more; ``fallback``:
+    :func:`keep_dis_where_better` before ``polish_rounds`` of :func:`polish`."""
     if dis is None:
         dis = dis_flows(image1, image2)
     size = tuple(image1.shape[-2:])
     levels = pyramid_levels(size) if levels is None else levels
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
+    if iters is None:
+        iters = SINGLE_LEVEL_ITERS if levels == 1 else PYRAMID_ITERS
     flow = dis
     for level in reversed(range(levels)):
         if level:

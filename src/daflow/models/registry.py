@@ -179,11 +179,11 @@ def dis_raft_estimator(
     ``model/raft.safetensors``). ``levels`` / ``polish_rounds`` / ``fallback`` (a :class:`~daflow.models.refine.Fallback`,
     None for never, ``"default"``): those of :mod:`daflow.models.refine`."""
     from daflow.models.bundled import REFINER, bundled_path
-    from daflow.models.refine import DEFAULT_FALLBACK, DEFAULT_ITERS, DEFAULT_POLISH, refine_pyramid
+    from daflow.models.refine import DEFAULT_FALLBACK, DEFAULT_POLISH, PYRAMID_ITERS, SINGLE_LEVEL_ITERS, refine_pyramid
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
-    n = DEFAULT_ITERS if iters is None else iters
+    n = f"{SINGLE_LEVEL_ITERS} (one level) or {PYRAMID_ITERS} a level" if iters is None else iters
     rounds = DEFAULT_POLISH if polish_rounds is None else polish_rounds
     keep = DEFAULT_FALLBACK if fallback == "default" else fallback
     source = "bundled" if weights is None else str(weights)
@@ -191,7 +191,7 @@ def dis_raft_estimator(
     return FlowEstimator(
         "dis-raft",
         f"DIS->RAFT refiner ({source}), {n} iterations, {shape}, {rounds} polish round(s)",
-        lambda a, b: refine_pyramid(model, a, b, iters=n, levels=levels, polish_rounds=rounds, fallback=keep),
+        lambda a, b: refine_pyramid(model, a, b, iters=iters, levels=levels, polish_rounds=rounds, fallback=keep),
         torch.device(device),
         module=model,
     )
