@@ -58,7 +58,7 @@ def test_eval_sets_for_every_benchmark_layout(tmp_path):
     np.testing.assert_array_equal(syn.dataset[1].frames, syn.dataset[1].frames)  # deterministic
 
 
-def test_evaluate_pairs_oracle_zero_and_tables(tmp_path):
+def test_evaluate_model_oracle_zero_and_tables(tmp_path):
     make_sintel(tmp_path / "sintel")
     sets = build_eval_sets(f"sintel:{tmp_path / 'sintel'}")
 
