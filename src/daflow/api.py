@@ -92,8 +92,8 @@ class FlowModel:
         if given.dtype not in (np.uint8, torch.uint8):
             kind = "numpy" if as_numpy else "torch"
             raise ValueError(f"frames must be uint8 (0..255), got {kind} {given.dtype}")
-        x = torch.from_numpy(np.ascontiguousarray(given)) if as_numpy else given
-        flows, _ = clip_pair_flows(self.clip, x.cpu().numpy(), device=self.device)
+        clip = np.ascontiguousarray(given) if as_numpy else given.cpu().numpy()
+        flows, _ = clip_pair_flows(self.clip, clip, device=self.device)
         flows = flows.permute(0, 2, 3, 1)
         return flows.numpy() if as_numpy else flows
 

@@ -37,6 +37,7 @@ class VideoSample:
 
     frames: np.ndarray
     clean: np.ndarray
+    visible: np.ndarray  # [F-1, H, W] bool: the pixels each clean pair is scored on (video_quality.visible_mask)
     meta: dict = field(default_factory=dict)
     flow: None = None
     valid: None = None
@@ -53,14 +54,18 @@ class VideoSet:
 def video_set(spec, chunk: int) -> VideoSet:
     """The :class:`VideoSet` of a parsed ``video:PATH[?clean=…&start=…]`` spec for a model taking ``chunk`` frames."""
     from daflow.data.base import CHUNKS, window_plan
-    from daflow.eval.video_quality import video_pairs
+    from daflow.eval.video_quality import video_pairs, visible_mask
 
     pairs = video_pairs(spec.target, **spec.options)
     n = len(pairs.source)
     frames = pairs.source.read(0, n)
     clean = pairs.clean.read(0, n) if pairs.clean is not None else frames
+    visible = np.stack([visible_mask(clean[k], clean[k + 1]) for k in range(n - 1)])  # once, for every row
     windows = window_plan(n, min(chunk, n), CHUNKS)
-    samples = [VideoSample(frames[s : s + chunk], clean[s : s + chunk], {"first_pair": first}) for s, first in windows]
+    samples = [
+        VideoSample(frames[s : s + chunk], clean[s : s + chunk], visible[s : s + chunk - 1], {"first_pair": first})
+        for s, first in windows
+    ]
     return VideoSet(f"video-{Path(spec.target).stem}", samples)
 
 
@@ -93,7 +98,7 @@ def score_row(samples: list, flows: list, clean: list) -> dict:
     """EPE and outliers against the ground truth (for a ``video:`` spec, without ground truth, the warping error of the
     flow on the clean frames over their visible pixels instead, as ``daflow evaluate`` scores video), and the
     robustness score against the clean predictions."""
-    from daflow.eval.video_quality import photometric_error, reference_masks
+    from daflow.eval.video_quality import photometric_error
 
     metrics, change, warp = FlowMetrics(), [], []
     for i, (s, f, c) in enumerate(zip(samples, flows, clean)):
@@ -103,8 +108,7 @@ def score_row(samples: list, flows: list, clean: list) -> dict:
             metrics.update(f[first:], s.flow[first:], None if s.valid is None else s.valid[first:], key=i)
             continue
         for k in range(first, len(f)):
-            visible = reference_masks(s.clean[k], s.clean[k + 1])[0]
-            warp.append(photometric_error(s.clean[k], s.clean[k + 1], f[k], visible))
+            warp.append(photometric_error(s.clean[k], s.clean[k + 1], f[k], s.visible[k]))
     scores = {"robustness": float(np.mean(change))}
     if warp:
         return {"epe": None, "px1": None, "px3": None, "px5": None, "warp_error": float(np.nanmean(warp)), **scores}
