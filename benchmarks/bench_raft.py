@@ -16,16 +16,14 @@ import sys
 
 CHILD = r"""
 import json, resource, sys, time, torch
-from daflow.models.raft import RAFT, InputPadder
-from daflow.models.sea_raft import SEARAFT, get_sea_raft_config
+import daflow
+from daflow.models.raft import InputPadder
 model_name, mode, iters, repeats, h, w, device, amp = sys.argv[1:9]
 iters, repeats, h, w, amp = int(iters), int(repeats), int(h), int(w), amp == "1"
-torch.manual_seed(0)
 dev = torch.device(device)
+model = daflow.load_model(model_name, random_init=True, corr_mode=mode, device=dev).module.eval()
 if model_name == "raft":
-    model = RAFT(corr_mode=mode, mixed_precision=amp).eval().to(dev)
-else:
-    model = SEARAFT(get_sea_raft_config(model_name), corr_mode=mode).eval().to(dev)
+    model.mixed_precision = amp
 x1, x2 = torch.rand(1, 3, h, w, device=dev) * 255, torch.rand(1, 3, h, w, device=dev) * 255
 if model_name == "raft":
     x1, x2 = InputPadder(x1.shape).pad_images(x1, x2)

@@ -21,15 +21,15 @@ import numpy as np
 
 CHILD = r"""
 import json, resource, sys, time, numpy as np, torch
-from daflow.models.raft import RAFT, InputPadder
+import daflow
+from daflow.models.raft import InputPadder
 mode, iters, repeats, h, w, out = sys.argv[1:7]
 iters, repeats, h, w = int(iters), int(repeats), int(h), int(w)
 mode, _, cap = mode.partition(":")  # lean:ENTRIES sets the stored-volume budget (lean_direct_levels)
 if cap:
     import daflow.models.corr as corr
     corr.LEAN_MAX_STORED_ENTRIES = int(float(cap))
-torch.manual_seed(0)
-model = RAFT(corr_mode=mode).eval()
+model = daflow.load_model("raft", random_init=True, corr_mode=mode).module.eval()
 g = torch.Generator().manual_seed(1)
 tex = torch.nn.functional.interpolate(torch.rand(1, 3, h // 16 + 2, w // 16 + 2, generator=g), size=(h + 32, w + 32),
                                       mode="bicubic", align_corners=False) * 200 + 25

@@ -126,14 +126,20 @@ def stage1(preset: str, device: torch.device, crop: int, batches: list[int], ste
     return largest_batch(make_loss, opt, batches, device, steps, out, "stage 1")
 
 
+def daflow_module(preset: str, device: torch.device):
+    """DA-Flow at ``preset`` size with random weights, built by the one loader (``daflow.load_model``), its whole
+    diffusion backbone in bfloat16."""
+    import daflow
+
+    model = daflow.load_model("daflow", random_init=True, preset=preset, device=device).module
+    model.backbone.to(torch.bfloat16)
+    return model
+
+
 def stage2(preset: str, device: torch.device, crop: int, batches: list[int], steps: int) -> dict:
-    from daflow.models.daflow import DAFlow
     from daflow.train.flow import FLOW_PRESETS, flow_loss
 
-    with device:
-        model = DAFlow(preset)
-    model.to(device)
-    model.backbone.to(torch.bfloat16)
+    model = daflow_module(preset, device)
     model.train()
     if model.config.raft == "large":
         model.raft.freeze_bn()
@@ -159,12 +165,7 @@ def stage2(preset: str, device: torch.device, crop: int, batches: list[int], ste
 
 
 def estimate(preset: str, device: torch.device, size: tuple[int, int], iters: int) -> dict:
-    from daflow.models.daflow import DAFlow
-
-    with device:
-        model = DAFlow(preset)
-    model.to(device).eval()
-    model.backbone.to(torch.bfloat16)
+    model = daflow_module(preset, device)
     chunk = torch.rand(1, 3, 3, *size, device=device) * 255
     out = {"size": f"{size[1]}x{size[0]}", "iters": iters}
     for label, steps in (("single-step", [0]), ("10-step mean", list(range(10)))):

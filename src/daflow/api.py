@@ -246,7 +246,8 @@ def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, p
     if name == "daflow-tiny":
         model = bundled.load_daflow_tiny(device=device)
     elif random_init:
-        model = DAFlow(preset, seed=seed)
+        with device:  # built where it runs (a paper-size model on a GPU never passes through host memory)
+            model = DAFlow(preset, seed=seed)
         model.backbone.transformer.to(dtype)
         model = model.to(device)
     else:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from daflow.flow.metrics import pair_warp_error
 from daflow.flow.warp import backward_warp
 
 ALPHA, BETA = 0.01, 0.5  # forward–backward test (squared magnitudes), Lai et al.
@@ -51,17 +52,6 @@ def occlusion_lai(flow_fw: torch.Tensor, flow_bw: torch.Tensor) -> torch.Tensor:
     return fb | boundary
 
 
-def pair_warp_error(
-    frame1: torch.Tensor, frame2: torch.Tensor, flow_fw: torch.Tensor, occlusion: torch.Tensor
-) -> torch.Tensor:
-    """Per-pair E_warp ``[B]``: frames ``[B, C, H, W]`` in [0, 1], flow ``[B, 2, H, W]``, occlusion ``[B, H, W]``."""
-    visible = (~occlusion).to(frame1.dtype)[:, None]
-    diff = (frame1 - backward_warp(frame2, flow_fw)) * visible
-    n = visible.sum((1, 2, 3))
-    n = torch.where(n > 0, n, torch.full_like(n, float(np.prod(frame1.shape[1:]))))
-    return (diff**2).sum((1, 2, 3)) / n
-
-
 def ewarp(frames: np.ndarray, flows_fw: np.ndarray, flows_bw: np.ndarray) -> float:
     """E_warp of one video: ``frames`` ``[T, H, W, 3]`` (uint8, or float in [0, 1]); flows ``[T−1, H, W, 2]`` of the
     reference video (forward t→t+1 and backward t+1→t)."""
@@ -78,7 +68,7 @@ def ewarp(frames: np.ndarray, flows_fw: np.ndarray, flows_bw: np.ndarray) -> flo
     fw = torch.from_numpy(flows_fw.astype(np.float64)).permute(0, 3, 1, 2)
     bw = torch.from_numpy(flows_bw.astype(np.float64)).permute(0, 3, 1, 2)
     occ = occlusion_lai(fw, bw)
-    return float(pair_warp_error(x[:-1], x[1:], fw, occ).mean())
+    return float(pair_warp_error(x[:-1], x[1:], fw, ~occ).mean())
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
