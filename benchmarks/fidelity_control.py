@@ -32,13 +32,15 @@ def main() -> None:
     shipped = json.loads((args.run / "fidelity" / "train_fidelity.json").read_text())
     keep = {f.name for f in dataclasses.fields(FidelityTrainConfig)}
     config = FidelityTrainConfig(**{k: (tuple(v) if k == "crop" else v) for k, v in shipped.items() if k in keep})
-    dataset, spec = recipe.restoration_data()
+    backbone = recipe.backbone(recipe.layout.transformer("one_step"))
+    head = FidelityConfig(**{**shipped["head"], "use_prior": False})
+    dataset, spec = recipe.prepared_data(backbone, config.sigma, head.neighbours > 0)  # the shipped head's own data
     summary = train_fidelity(
-        recipe.backbone(recipe.layout.transformer("one_step")),
+        backbone,
         dataset,
         args.run / "fidelity_blind",
         config,
-        head_config=FidelityConfig(**{**shipped["head"], "use_prior": False}),
+        head_config=head,
         data_spec=spec,
     )
     print(json.dumps(summary, indent=2, default=str))

@@ -7,9 +7,9 @@ Three sets, each clip restored by ``daflow.restoration.restore_video`` (the code
   ``realbasicvsr``;
 - ``codec``: the same real footage at 176×144 through H.264 at 800 bits a frame (real codec damage only).
 
-Rows: the LQ input, each restorer setting (the default: the temporal filter, then the one-step DiT with its fidelity
-head, guided; without the prefilter; unguided; the one-step DiT alone; the full 10-step sampler; the temporal filter
-alone, with the default flow), the control (the
+Rows: the LQ input, each restorer setting (the default, ``RestoreSettings()``; the one-step DiT with the bundled
+video fidelity head unguided and at two guidance weights, with and without the temporal prefilter; the one-step DiT
+alone; the full 10-step sampler; the temporal filter alone, with the default flow), the control (the
 same fidelity head trained blind to the diffusion output, ``--blind-head``, made by ``benchmarks/fidelity_control.py``:
 what the diffusion prior adds), and the HQ clip. Scores: PSNR and SSIM against HQ, E*warp
 (Lai et al.; flow and occlusion of DIS on the HQ clip, the same pixels for every row), seconds per frame. The real
@@ -42,23 +42,35 @@ from daflow.restoration.consistency import ewarp, psnr, ssim
 from real_footage import HOW, find_videos, real_clips
 
 SETTINGS = {
-    "default: temporal prefilter, one-step DiT + fidelity head, guided": RestoreSettings(),
-    "one-step DiT + fidelity head, guided (no prefilter)": RestoreSettings(prefilter=False),
-    "one-step DiT + fidelity head, unguided (no prefilter)": RestoreSettings(prefilter=False, guidance=0.0),
-    "one-step DiT alone, guided (no prefilter)": RestoreSettings(prefilter=False, fidelity=False),
-    "full 10-step sampler, guided": RestoreSettings(prefilter=False, sampler="full"),
+    "default (RestoreSettings())": RestoreSettings(),
+    "one-step DiT + video head, unguided": RestoreSettings(prefilter=False, guidance=0.0),
+    "one-step DiT + video head, guided w 0.05": RestoreSettings(prefilter=False, guidance=0.05),
+    "one-step DiT + video head, guided w 0.2": RestoreSettings(prefilter=False, guidance=0.2),
+    "temporal prefilter, one-step DiT + video head, unguided": RestoreSettings(prefilter=True, guidance=0.0),
+    "temporal prefilter, one-step DiT + video head, guided w 0.2": RestoreSettings(prefilter=True, guidance=0.2),
+    "one-step DiT alone, unguided (no head)": RestoreSettings(prefilter=False, guidance=0.0, fidelity=False),
+    "full 10-step sampler, guided": RestoreSettings(prefilter=False, sampler="full", guidance=0.2),
     "full 10-step sampler, unguided": RestoreSettings(prefilter=False, sampler="full", guidance=0.0),
     "temporal filter (dis-raft flow)": RestoreSettings(method="temporal"),
 }
 BLIND = "control: fidelity head blind to the diffusion output"
 
 
-def blind_head_restore(head, lq: np.ndarray) -> np.ndarray:
-    """The control row: the blind head on the LQ frames ``[F, H, W, 3]`` (padded to even sides)."""
+def blind_head_restore(head, lq: np.ndarray, flow_model) -> np.ndarray:
+    """The control row: the blind head on the LQ frames ``[F, H, W, 3]`` (padded to even sides); a video head's
+    neighbours aligned by ``flow_model``'s flow on the LQ frames, as ``daflow restore`` aligns them."""
+    from daflow.inference import clip_pair_flows
+    from daflow.restoration.temporal import align_neighbours
+
     h, w = lq.shape[1:3]
-    x = torch.from_numpy(np.pad(lq, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")).permute(0, 3, 1, 2)
+    padded = np.pad(lq, ((0, 0), (0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+    x = torch.from_numpy(padded).permute(0, 3, 1, 2).float()
+    nbr = None
+    if head.config.neighbours:
+        fw, bw = clip_pair_flows(flow_model.clip, padded, backward=True)
+        nbr = align_neighbours(x, fw, bw, range(len(x)))
     with torch.no_grad():
-        out = head(x.float(), x.float())
+        out = head(x, x, nbr)
     return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()[:, :h, :w]
 
 
@@ -97,7 +109,9 @@ def run_set(clips, settings: dict, backbone, flow_model, blind=None) -> tuple[di
                 shown.setdefault(label, restored[n // 2])
         if blind is not None:
             t = time.perf_counter()
-            rows.setdefault(BLIND, []).append(score(blind_head_restore(blind, lq), time.perf_counter() - t))
+            restored = blind_head_restore(blind, lq, flow_model)
+            rows.setdefault(BLIND, []).append(score(restored, time.perf_counter() - t))
+            shown.setdefault(BLIND, restored[n // 2])
         rows.setdefault("HQ (reference)", []).append(score(hq, 0.0))
         shown.setdefault("HQ (clean)", hq[n // 2])
     return {k: np.mean(v, axis=0).tolist() for k, v in rows.items()}, shown
@@ -145,7 +159,7 @@ def main() -> None:
         print("| restoration | E*warp | PSNR | SSIM | ΔPSNR | ΔSSIM | s/frame |\n|---|---|---|---|---|---|---|")
         for label, (e, p, s, sec) in table.items():
             print(f"| {label} | {e:.3f} | {p:.2f} | {s:.3f} | {p - base[1]:+.2f} | {s - base[2]:+.3f} | {sec:.2f} |")
-        default = next(iter(settings))
+        default = next(iter(settings), BLIND if blind is not None else "LQ input")
         tiles += [(f"{name}: input", shown["LQ input"]), (f"{name}: restored", shown[default])]
         tiles.append((f"{name}: clean", shown["HQ (clean)"]))
     if args.figure is not None and tiles:

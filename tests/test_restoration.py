@@ -194,3 +194,20 @@ def test_a_video_input_gives_a_video_back(tmp_path):
     video = FrameSource(out / "restored.mp4")
     assert len(video) == 4 and video.read(0, 1).shape == (1, 32, 48, 3)
     assert json.loads((out / "restore.json").read_text())["frames"] == 4
+
+
+def test_cli_defaults_are_the_library_defaults(clip_dir, tmp_path, monkeypatch):
+    """`daflow restore IN -o OUT` with no flags restores with exactly ``RestoreSettings()``."""
+    import daflow.restoration as restoration
+    from daflow.cli import main
+
+    seen = []
+
+    def capture(backbone, source, out, settings, **kwargs):
+        seen.append(settings)
+        raise SystemExit(0)
+
+    monkeypatch.setattr(restoration, "restore_video", capture)
+    with pytest.raises(SystemExit):
+        main(["restore", str(clip_dir), "-o", str(tmp_path / "r"), "--no-progress"])
+    assert seen == [RestoreSettings()]

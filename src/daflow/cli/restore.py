@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -15,6 +16,8 @@ from daflow.cli.common import (
     resolve_device,
 )
 
+PREFILTER, GUIDANCE = True, 0.05  # RestoreSettings()'s (a test holds them equal), literal here to keep --help light
+
 
 def _add_restore(sub) -> None:
     p = command_parser(
@@ -22,15 +25,16 @@ def _add_restore(sub) -> None:
         "restore",
         help="restore a degraded video: one-step diffusion (default) or a flow-guided temporal filter",
         description=(
-            "Restore a video or frame folder. --method diffusion (default): the flow-guided temporal filter first\n"
-            "(--no-prefilter to skip it), then the lifted DiT4SR restores overlapping\n"
+            "Restore a video or frame folder. --method diffusion (default): the lifted DiT4SR restores overlapping\n"
             "chunks of --chunk frames at once (full spatio-temporal attention). --sampler one-step (the default for\n"
             "the bundled restorer, which is trained for it) is one deterministic DiT call from the LQ latent, its\n"
-            "output then fused with the LQ frame by the restorer's fidelity head (--no-fidelity: without it);\n"
+            "output then fused by the restorer's video fidelity head with the LQ frame and its two neighbours, warped\n"
+            "onto it by the flow of --flow-model on the LQ input (--no-fidelity: the DiT's output alone);\n"
             "--sampler full runs the 10-step rectified-flow sampler from noise (sharper, less faithful).\n"
-            "MGLD-style motion guidance (paper App. C.4): the predicted clean frames are warped onto their neighbours\n"
-            "with the flow of --flow-model (estimated on the LQ input) and take a gradient step on the occlusion-masked\n"
-            "warping loss (weight --guidance; 0 = none). --method temporal: the classical baseline, each frame averaged\n"
+            "The flow-guided temporal filter runs first (--no-prefilter to skip it). MGLD-style motion guidance\n"
+            "(paper App. C.4; --guidance W, default 0.05, 0 = none): the predicted clean frames are warped onto their\n"
+            "neighbours with the flow and take a gradient step on the occlusion-masked warping loss.\n"
+            "--method temporal: the classical baseline, each frame averaged\n"
             "with its --radius neighbours on each side warped onto it by --flow-model, occlusion-aware, robust weights.\n"
             "Writes OUT/frames/*.png at the input size, OUT/restored.mp4 for a video input, OUT/restore.json.\n"
             "Resumable: finished chunks are kept. Score it with `daflow evaluate-restoration OUT --reference HQ`."
@@ -65,16 +69,23 @@ def _add_diffusion_options(p) -> None:
         help="diffusion, one-step: the noise level of the call (default: the level the restorer was fine-tuned at)",
     )
     p.add_argument(
-        "--no-prefilter",
-        action="store_true",
-        help="diffusion: restore the input itself, not the temporal filter's output (--method temporal's settings)",
+        "--prefilter",
+        action=argparse.BooleanOptionalAction,
+        default=PREFILTER,
+        help="diffusion: run the temporal filter first (--method temporal's settings) and restore its output "
+        "(default on; --no-prefilter restores the input itself)",
     )
     p.add_argument(
         "--no-fidelity",
         action="store_true",
         help="diffusion, one-step: skip the restorer's fidelity head (the DiT's output alone)",
     )
-    p.add_argument("--guidance", type=float, default=0.2, help="guidance weight w (default 0.2; 0 = off)")
+    p.add_argument(
+        "--guidance",
+        type=float,
+        default=GUIDANCE,
+        help=f"motion-guidance weight w (default {GUIDANCE:g}; 0 = off)",
+    )
     p.add_argument(
         "--guidance-space",
         default="latent",
@@ -124,6 +135,7 @@ def _run_restore(args) -> int:
 
     from daflow.data.video import FrameSource
     from daflow.restoration import RestoreSettings, restore_video
+    from daflow.restoration.video import uses_video_head
 
     settings = RestoreSettings(
         method=args.method,
@@ -132,7 +144,7 @@ def _run_restore(args) -> int:
         radius=args.radius,
         strength=args.strength,
         fidelity=not args.no_fidelity,
-        prefilter=not args.no_prefilter,
+        prefilter=args.prefilter,
         guidance=args.guidance,
         space=args.guidance_space,
         flow_model=args.flow_model,
@@ -148,18 +160,15 @@ def _run_restore(args) -> int:
         raise ValueError(f"{args.input}: no frames")
     source.check_sizes()
     args.device = resolve_device(args.device)
-    estimator = (
-        flow_model(args.flow_model, args.flow_weights, args.device, seed=args.seed).clip
-        if settings.needs_flow
-        else None
+    backbone = (
+        build_backbone(args, bundled_fallback=True, use="restoring with it") if settings.method == "diffusion" else None
     )
+    needs_flow = settings.needs_flow or uses_video_head(backbone, settings.resolved(backbone))
+    estimator = flow_model(args.flow_model, args.flow_weights, args.device, seed=args.seed).clip if needs_flow else None
     if settings.method == "temporal" or settings.prefilter:
         from daflow.restoration.temporal import pair_flow_fn
 
         pair_flow_fn(estimator)  # a pairwise model, or a one-line error before any work
-    backbone = (
-        build_backbone(args, bundled_fallback=True, use="restoring with it") if settings.method == "diffusion" else None
-    )
     if backbone is not None and backbone.one_step_sigma is not None and settings.sampler == "full":
         print(
             "warning: this restorer is fine-tuned for the one-step call; its full sampler gives frames far below "

@@ -9,7 +9,18 @@ pixel loss beside a frozen diffusion prior)::
     x̂ = x_LQ + 127.5 · PixelShuffle₂( N( PixelUnshuffle₂( [x_LQ/127.5 − 1,  (x̂_D − x_LQ)/127.5] ) ) )
 
 ``N``: a 3×3 convolution to ``channels``, ``blocks`` residual blocks (conv–ReLU–conv), a 3×3 convolution to 12
-channels, **zero-initialised**, so that an untrained head returns its input unchanged. It works at half resolution
+channels, **zero-initialised**, so that an untrained head returns its input unchanged.
+
+With ``neighbours = 2`` the head is a video head: it also sees the LQ frames t − 1 and t + 1 warped onto frame t by
+the flow (:func:`daflow.restoration.temporal.align_neighbours`), each as ``(W(x_s) − x_LQ)/127.5 · v_s`` and its
+visibility ``v_s`` (0 where the forward–backward check fires, the sample leaves the frame or the neighbour does not
+exist), four more channels a neighbour: what the temporal filter averages by hand, weighted by what the network
+learns (the recurrent alignment of video restorers such as BasicVSR, one step wide).
+
+With ``context`` every residual block's input is modulated, ``h ↦ h·(1 + γ) + β``, by ``(γ, β)`` computed from the
+mean of the first features over the whole frame (FiLM from global statistics, zero-initialised): a convolution sees
+a few dozen pixels and cannot tell codec damage on sharp footage from noise on a blurred frame; the frame's
+statistics can, and the head is trained on a mixture of both. It works at half resolution
 (the pixel unshuffle), so frame sides must be even (callers pad). Trained by :mod:`daflow.train.fidelity` with an L1
 loss to the clean frames while the DiT stays frozen. ``use_prior=False`` builds the same head blind to the diffusion
 output (its second input zeroed): the control that says what the diffusion prior adds.
@@ -36,49 +47,76 @@ class FidelityConfig:
     channels: int = 48
     blocks: int = 6
     use_prior: bool = True
+    neighbours: int = 0  # 0: per frame; 2: the frames t − 1 and t + 1 aligned onto t (module docstring)
+    context: bool = False  # modulate every block by statistics of the whole frame (module docstring)
 
     def __post_init__(self):
         if self.channels < 1 or self.blocks < 0:
             raise ValueError(f"channels must be >= 1 and blocks >= 0, got {self.channels}, {self.blocks}")
+        if self.neighbours not in (0, 2):
+            raise ValueError(f"neighbours must be 0 or 2, got {self.neighbours}")
 
 
-FIDELITY_PRESETS = {"tiny": FidelityConfig()}
+FIDELITY_PRESETS = {"tiny": FidelityConfig(), "video": FidelityConfig(neighbours=2, context=True)}
 
 
 class _Block(nn.Module):
-    def __init__(self, channels: int):
+    def __init__(self, channels: int, context: bool = False):
         super().__init__()
         self.conv1 = nn.Conv2d(channels, channels, 3, padding=1)
         self.conv2 = nn.Conv2d(channels, channels, 3, padding=1)
+        self.film = None
+        if context:  # (scale, shift) of the block's input from the frame's statistics, zero-initialised
+            self.film = nn.Linear(channels, 2 * channels)
+            nn.init.zeros_(self.film.weight)
+            nn.init.zeros_(self.film.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.relu(self.conv1(x)))
+    def forward(self, x: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        h = x
+        if self.film is not None:
+            scale, shift = self.film(stats)[..., None, None].chunk(2, dim=1)
+            h = x * (1 + scale) + shift
+        return x + self.conv2(F.relu(self.conv1(h)))
 
 
 class FidelityHead(nn.Module):
-    """``forward(lq, prior)``: ``[N, 3, H, W]`` RGB 0..255 each (H, W even) → the final frames ``[N, 3, H, W]``
-    (0..255, unclamped); see the module docstring."""
+    """``forward(lq, prior, neighbours=None)``: ``[N, 3, H, W]`` RGB 0..255 each (H, W even), and for a video head
+    ``neighbours`` ``[N, 2, 4, H, W]`` (the aligned frames t − 1, t + 1: RGB 0..255 and visibility 0/1) → the final
+    frames ``[N, 3, H, W]`` (0..255, unclamped); see the module docstring."""
 
     def __init__(self, config: FidelityConfig = FidelityConfig()):
         super().__init__()
         self.config = config
         c = config.channels
-        self.conv_in = nn.Conv2d(6 * 4, c, 3, padding=1)
-        self.blocks = nn.Sequential(*[_Block(c) for _ in range(config.blocks)])
+        self.conv_in = nn.Conv2d((6 + 4 * config.neighbours) * 4, c, 3, padding=1)
+        self.blocks = nn.ModuleList([_Block(c, config.context) for _ in range(config.blocks)])
+        self.stats = nn.Sequential(nn.Linear(c, c), nn.ReLU()) if config.context else None
         self.conv_out = nn.Conv2d(c, 3 * 4, 3, padding=1)
         nn.init.zeros_(self.conv_out.weight)
         nn.init.zeros_(self.conv_out.bias)
 
-    def forward(self, lq: torch.Tensor, prior: torch.Tensor) -> torch.Tensor:
+    def forward(self, lq: torch.Tensor, prior: torch.Tensor, neighbours: torch.Tensor | None = None) -> torch.Tensor:
         if lq.shape != prior.shape or lq.ndim != 4 or lq.shape[1] != 3:
             raise ValueError(f"lq and prior must both be [N, 3, H, W], got {tuple(lq.shape)} and {tuple(prior.shape)}")
         if lq.shape[-2] % 2 or lq.shape[-1] % 2:
             raise ValueError(
                 f"frame sides must be even (the head works at half resolution), got {tuple(lq.shape[-2:])}"
             )
+        k = self.config.neighbours
+        if k and (neighbours is None or neighbours.shape != (len(lq), k, 4, *lq.shape[-2:])):
+            got = None if neighbours is None else tuple(neighbours.shape)
+            raise ValueError(f"this video head needs neighbours [N, {k}, 4, H, W] for lq {tuple(lq.shape)}, got {got}")
         hint = (prior - lq) / 127.5 if self.config.use_prior else torch.zeros_like(lq)
-        x = F.pixel_unshuffle(torch.cat([lq / 127.5 - 1.0, hint], 1), 2)
-        y = self.conv_out(self.blocks(F.relu(self.conv_in(x))))
+        parts = [lq / 127.5 - 1.0, hint]
+        for s in range(k):
+            vis = neighbours[:, s, 3:]
+            parts += [(neighbours[:, s, :3] - lq) / 127.5 * vis, vis]
+        x = F.pixel_unshuffle(torch.cat(parts, 1), 2)
+        h = F.relu(self.conv_in(x))
+        stats = self.stats(h.mean((2, 3))) if self.stats is not None else None
+        for block in self.blocks:
+            h = block(h, stats)
+        y = self.conv_out(h)
         return lq + 127.5 * F.pixel_shuffle(y, 2)
 
 

@@ -60,6 +60,13 @@ class RecipeConfig:
     one_step_steps: int = 1200  # the one-step restorer fine-tune (daflow.train.one_step)
     one_step_lr: float = 1e-3
     fidelity_steps: int = 2500  # the restorer's fidelity head (daflow.train.fidelity)
+    fidelity_head: str = "video"  # its preset (daflow.models.fidelity.FIDELITY_PRESETS)
+    # the head's training mixture, one LQ mirror per slot (the recipe's `degrade` preset or one of `extra_degrades`); a
+    # mirror named twice is drawn twice as often (codec damage: a head trained on an even mixture fell below the input
+    # on real H.264 damage, one trained on it alone rose above it)
+    fidelity_mix: tuple[str, ...] = ("realbasicvsr", "h264", "mild", "h264")
+    fidelity_flow: str = "dis-raft"  # the flow model that aligns a video head's neighbours
+    fidelity_batch: int = 4
     stages: tuple[str, ...] = FLOW_STAGES  # the stages this preset runs
 
     def __post_init__(self):
@@ -67,12 +74,20 @@ class RecipeConfig:
         object.__setattr__(self, "stages", tuple(self.stages))
         object.__setattr__(self, "vae_images", tuple(self.vae_images))
         object.__setattr__(self, "extra_degrades", tuple(self.extra_degrades))
+        object.__setattr__(self, "fidelity_mix", tuple(self.fidelity_mix))
         unknown = set(self.stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
         object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
         if self.teacher not in TEACHERS + ("best",):
             raise ValueError(f"teacher must be one of {TEACHERS + ('best',)}, got {self.teacher!r}")
+        if "fidelity" in self.stages:
+            mirrors = (self.degrade, *self.extra_degrades)
+            unknown = [m for m in self.fidelity_mix if m not in mirrors]
+            if unknown or not self.fidelity_mix:
+                raise ValueError(
+                    f"fidelity_mix must name LQ mirrors of this recipe ({mirrors}), got {self.fidelity_mix}"
+                )
         if self.taps > self.dit_layers:
             raise ValueError(f"taps ({self.taps}) cannot exceed dit_layers ({self.dit_layers})")
 
@@ -109,6 +124,7 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         dit_head_dim=16,
         dit0_steps=6000,
         lift_steps=2000,
+        fidelity_steps=5000,
     ),
     "restore-smoke": RecipeConfig(
         size=(64, 64),
@@ -119,6 +135,7 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         vae_preset="small",
         vae_images=("hq",),
         extra_degrades=("h264",),
+        fidelity_mix=("realbasicvsr", "h264"),
         stages=("data", "vae", "dit0", "lift", "one_step", "fidelity"),
         vae_steps=2,
         dit0_steps=2,

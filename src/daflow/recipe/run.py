@@ -12,7 +12,9 @@ Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each
 ``lift``        stage 1 (§4.2): the DiT lifted and fine-tuned on 3-frame clips
 ``one_step``    the lifted DiT fine-tuned for ``daflow restore``'s one-step call (:mod:`daflow.train.one_step`) on the
                 ``realbasicvsr`` mirror and the ``extra_degrades`` mirrors (``…/lq_<preset>``) of the training clips
-``fidelity``    the restorer's fidelity head (:mod:`daflow.train.fidelity`) beside the frozen one-step DiT, same data
+``fidelity``    the restorer's fidelity head (:mod:`daflow.train.fidelity`) beside the frozen one-step DiT, same data;
+                the DiT's output and the neighbours aligned by ``fidelity_flow`` computed once per clip
+                (``fidelity/prepared_<mirror>.pt``)
 ``raft``        RAFT on clean frames with exact ground truth: the "RAFT" baseline and a teacher candidate
 ``pseudo_gt``   the teacher's flow on the HQ frames of the training and validation clips (``daflow pseudo-gt``); the
                 teacher is the candidate (``teacher``: the ``raft`` stage's model, OpenCV's ``dis``, or ``best``
@@ -221,34 +223,85 @@ class Recipe:
         from daflow.train.one_step import OneStepConfig, train_one_step
 
         c = self.config
-        return self._restorer_stage(
-            "one_step", "lift", train_one_step, OneStepConfig, c.one_step_steps, 8, lr=c.one_step_lr
-        )
-
-    def stage_fidelity(self) -> dict:
-        from daflow.train.fidelity import FidelityTrainConfig, train_fidelity
-
-        sigma = json.loads((self.layout.stage("one_step") / "train_one_step.json").read_text())["sigma"]
-        steps = self.config.fidelity_steps
-        return self._restorer_stage("fidelity", "one_step", train_fidelity, FidelityTrainConfig, steps, 6, sigma=sigma)
-
-    def _restorer_stage(self, stage: str, dit: str, train, config_type, steps: int, saves: int, **fields) -> dict:
-        """A stage of the restorer trained beside the DiT of stage ``dit`` on :meth:`restoration_data`: ``steps``
-        steps of ``config_type`` (the recipe's frames, crop and seed; ``saves`` checkpoints; ``fields``)."""
-        c = self.config
         dataset, spec = self.restoration_data()
-        save_every = max(steps // saves, 1)
-        config = config_type(steps=steps, frames=c.frames, crop=c.crop, seed=c.seed, save_every=save_every, **fields)
-        transformer = self.layout.transformer(dit)
-        return train(
+        save_every = max(c.one_step_steps // 8, 1)
+        config = OneStepConfig(
+            steps=c.one_step_steps, frames=c.frames, crop=c.crop, seed=c.seed, save_every=save_every, lr=c.one_step_lr
+        )
+        transformer = self.layout.transformer("lift")
+        return train_one_step(
             self.backbone(transformer),
             dataset,
-            self.layout.stage(stage),
+            self.layout.stage("one_step"),
             config,
             data_spec=spec,
             model_info={"transformer": str(transformer)},
             progress=self.progress,
         )
+
+    def stage_fidelity(self) -> dict:
+        from daflow.models.fidelity import FIDELITY_PRESETS
+        from daflow.train.fidelity import FidelityTrainConfig, train_fidelity
+
+        c = self.config
+        sigma = json.loads((self.layout.stage("one_step") / "train_one_step.json").read_text())["sigma"]
+        if c.fidelity_head not in FIDELITY_PRESETS:
+            raise ValueError(f"fidelity_head must be one of {sorted(FIDELITY_PRESETS)}, got {c.fidelity_head!r}")
+        head = FIDELITY_PRESETS[c.fidelity_head]
+        transformer = self.layout.transformer("one_step")
+        backbone = self.backbone(transformer)
+        dataset, spec = self.prepared_data(backbone, sigma, head.neighbours > 0)
+        config = FidelityTrainConfig(
+            steps=c.fidelity_steps,
+            frames=c.frames,
+            crop=c.crop,
+            seed=c.seed,
+            save_every=max(c.fidelity_steps // 6, 1),
+            sigma=sigma,
+            batch=c.fidelity_batch,
+        )
+        return train_fidelity(
+            backbone,
+            dataset,
+            self.layout.stage("fidelity"),
+            config,
+            head_config=head,
+            data_spec=spec,
+            model_info={"transformer": str(transformer), "flow": c.fidelity_flow if head.neighbours else None},
+            progress=self.progress,
+        )
+
+    def prepared_data(self, backbone, sigma: float, aligned: bool):
+        """The training clips of the LQ mirrors of ``fidelity_mix`` as :class:`~daflow.train.fidelity.PreparedClips`
+        mixed in its order (what the frozen one-step DiT makes of them, and with ``aligned`` their neighbours aligned
+        by ``fidelity_flow``), each mirror computed once into ``fidelity/prepared_<mirror>.pt``; (the dataset, its
+        spec)."""
+        from daflow.files import atomic_path
+        from daflow.train.data import MixedClips, build_clip_source
+        from daflow.train.fidelity import PreparedClips, prepare_clips
+
+        c = self.config
+        flow = None
+        if aligned:
+            from daflow.api import load_model
+
+            flow = load_model(c.fidelity_flow, device=self.device)
+        prepared, parts, specs = {}, [], []
+        for k, preset in enumerate(c.fidelity_mix):
+            mirror = "lq" if preset == c.degrade else f"lq_{preset}"
+            spec = f"youhq:{self.data('train', 'hq')}?lq={self.data('train', mirror)}"
+            path = self.layout.stage("fidelity") / f"prepared_{mirror}.pt"
+            if mirror not in prepared:
+                if not path.is_file():
+                    source = build_clip_source(spec, num_frames=c.frames)
+                    clips = prepare_clips(backbone, source, sigma=sigma, flow_model=flow, progress=self.progress)
+                    with atomic_path(path) as tmp:
+                        torch.save(clips, tmp)
+                prepared[mirror] = torch.load(path)
+            repeat = c.fidelity_mix[:k].count(preset)  # a mirror drawn again draws other crops
+            parts.append(PreparedClips(prepared[mirror], crop=c.crop, seed=c.seed + repeat))
+            specs.append(spec)
+        return MixedClips(parts), " + ".join(specs)
 
     def _raft(self, stage: str, spec: str, steps: int, init: Path | None) -> dict:
         from daflow.train.data import build_clip_source

@@ -154,22 +154,44 @@ def _pad16(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return frames, (h, w)
 
 
-def restore_chunk(backbone, frames: np.ndarray, settings, *, flow_estimator=None, anchors=None, seed: int = 0):
+def restore_chunk(
+    backbone,
+    frames: np.ndarray,
+    settings,
+    *,
+    flow_estimator=None,
+    anchors=None,
+    seed: int = 0,
+    context: tuple[np.ndarray | None, np.ndarray | None] = (None, None),
+):
     """One chunk of a video: ``frames`` ``[F, H, W, 3]`` uint8 (any size) → (final latents ``[F, 16, h, w]`` of
     the padded frames, the restored new frames ``[F − A, H, W, 3]`` uint8), ``settings`` a
-    :class:`~daflow.restoration.video.RestoreSettings`. One-step outputs are image residuals (module docstring)."""
+    :class:`~daflow.restoration.video.RestoreSettings`. One-step outputs are image residuals (module docstring).
+    ``context``: the video's frames just before and after the chunk (``[H, W, 3]`` or None), which a video fidelity
+    head aligns onto the chunk's first and last frames (:func:`daflow.restoration.temporal.align_neighbours`)."""
     from daflow.models.vae import decode_differentiable
+    from daflow.restoration.temporal import align_neighbours
 
-    padded, (h, w) = _pad16(frames)
-    x = torch.from_numpy(padded).permute(0, 3, 1, 2).float()
+    before, after = context
+    ext = np.concatenate(
+        [f[None] for f in (before,) if f is not None] + [frames] + [f[None] for f in (after,) if f is not None]
+    )
+    lo, f = int(before is not None), len(frames)
+    padded_ext, (h, w) = _pad16(ext)
+    x_ext = torch.from_numpy(padded_ext).permute(0, 3, 1, 2).float()
+    padded, x = padded_ext[lo : lo + f], x_ext[lo : lo + f]
+    head = backbone.fidelity if settings.sampler == "one-step" and settings.fidelity else None
+    video_head = head is not None and head.config.neighbours > 0
+    flows = None
+    if settings.guidance > 0 or video_head:
+        flows = clip_flows(flow_estimator, ext, backbone.device)
+        pad = (0, padded.shape[2] - w, 0, padded.shape[1] - h)
+        flows = PairFlows(*(torch.nn.functional.pad(f, pad, mode="replicate") for f in (flows.fw, flows.bw)))
     lq = backbone.encode_lq(x[None])
     guidance = None
     if settings.guidance > 0:
-        flows = clip_flows(flow_estimator, frames, backbone.device)
-        pad = (0, padded.shape[2] - w, 0, padded.shape[1] - h)
-        flows = PairFlows(*(torch.nn.functional.pad(f, pad, mode="replicate") for f in (flows.fw, flows.bw)))
         guidance = MotionGuidance(
-            flows,
+            PairFlows(flows.fw[lo : lo + f - 1], flows.bw[lo : lo + f - 1]),
             settings.guidance,
             space=settings.space,
             vae=backbone.vae,
@@ -191,8 +213,12 @@ def restore_chunk(backbone, frames: np.ndarray, settings, *, flow_estimator=None
         if settings.sampler == "one-step":
             new = x[n_anchor:]
             images = one_step_images(backbone, new[None], sigma=settings.sigma, z0=latents[n_anchor:], lq=lq[n_anchor:])
-            if settings.fidelity and backbone.fidelity is not None:
-                images = backbone.fidelity(new.to(images.device), images)
+            if head is not None:
+                nbr = None
+                if video_head:
+                    nbr = align_neighbours(x_ext, flows.fw.cpu(), flows.bw.cpu(), range(lo + n_anchor, lo + f))
+                    nbr = nbr.to(images.device)
+                images = head(new.to(images.device), images, nbr)
         else:
             images = decode_differentiable(backbone.vae, latents[n_anchor:])
     images = images.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()

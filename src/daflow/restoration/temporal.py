@@ -95,6 +95,32 @@ def _patch_distance(warped: torch.Tensor, centre: torch.Tensor, patch: int) -> t
     return F.avg_pool2d(F.pad(d, (patch // 2,) * 4, mode="replicate"), patch, stride=1)
 
 
+def aligned(frame_s: torch.Tensor, f_ts: torch.Tensor, f_st: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frame s ``[B, C, H, W]`` warped onto frame t by ``f_ts`` ``[B, 2, H, W]`` (border padding), and its
+    visibility ``[B, 1, H, W]`` (bool): False where the forward–backward test between ``f_ts`` and ``f_st`` fires
+    (MGLD's plain norms) or where ``x + f_ts(x)`` leaves the frame."""
+    warped, inside = backward_warp(frame_s, f_ts, padding_mode="border", return_mask=True)
+    occluded = forward_backward_occlusion(f_ts, f_st, squared=False)
+    return warped, (inside & ~occluded)[:, None]
+
+
+def align_neighbours(frames: torch.Tensor, fw: torch.Tensor, bw: torch.Tensor, targets: range) -> torch.Tensor:
+    """The frames t − 1 and t + 1 of ``frames`` ``[F, 3, H, W]`` (0..255) aligned onto every frame t of ``targets``
+    by the consecutive-pair flows ``fw``/``bw`` ``[F − 1, 2, H, W]`` (frame k → k + 1 and back) →
+    ``[len(targets), 2, 4, H, W]``: the warped RGB and the visibility (:func:`aligned`; all zeros where the neighbour
+    lies outside ``frames``). The neighbours of the video fidelity head (:mod:`daflow.models.fidelity`)."""
+    n, (h, w) = len(frames), frames.shape[-2:]
+    out = torch.zeros(len(targets), 2, 4, h, w, dtype=torch.float32)
+    for i, t in enumerate(targets):
+        for slot, (s, f_ts, f_st) in enumerate(((t - 1, bw, fw), (t + 1, fw, bw))):
+            if not 0 <= s < n:
+                continue
+            k = min(s, t)  # the pair (k, k + 1) that joins t and s
+            warped, vis = aligned(frames[s : s + 1].float(), f_ts[k : k + 1].float(), f_st[k : k + 1].float())
+            out[i, slot, :3], out[i, slot, 3:] = warped[0], vis[0].float()
+    return out
+
+
 def temporal_filter(
     frames: np.ndarray,
     flows: dict[tuple[int, int], torch.Tensor],
@@ -112,12 +138,8 @@ def temporal_filter(
     warped, dist, vis = {}, {}, {}
     for t, others in pairs.items():
         for s in others:
-            f_ts, f_st = flows[(t, s)][None], flows[(s, t)][None]
-            w, inside = backward_warp(x[s : s + 1], f_ts, padding_mode="border", return_mask=True)
-            occluded = forward_backward_occlusion(f_ts, f_st, squared=False)
-            warped[(t, s)] = w
-            vis[(t, s)] = (inside & ~occluded)[:, None]
-            dist[(t, s)] = _patch_distance(w, x[t : t + 1], settings.patch)
+            warped[(t, s)], vis[(t, s)] = aligned(x[s : s + 1], flows[(t, s)][None], flows[(s, t)][None])
+            dist[(t, s)] = _patch_distance(warped[(t, s)], x[t : t + 1], settings.patch)
     two_sigma2 = 2.0 * max(noise_sigma(x), MIN_SIGMA) ** 2
     out = []
     for t, others in pairs.items():

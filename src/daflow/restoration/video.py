@@ -50,7 +50,7 @@ class RestoreSettings:
     method: str = "diffusion"
     sampler: str = "auto"
     sigma: float | None = None
-    guidance: float = 0.2
+    guidance: float = 0.05
     space: str = "latent"
     flow_model: str = "dis-raft"
     steps: int = DEFAULT_STEPS
@@ -117,11 +117,20 @@ def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     )
 
 
+def uses_video_head(backbone, settings: RestoreSettings) -> bool:
+    """Whether the resolved ``settings`` pass the output through a video fidelity head of ``backbone`` (one that
+    aligns neighbouring frames by the flow, :mod:`daflow.models.fidelity`)."""
+    head = getattr(backbone, "fidelity", None)
+    on = settings.method == "diffusion" and settings.sampler == "one-step" and settings.fidelity
+    return on and head is not None and head.config.neighbours > 0
+
+
 def _diffusion_units(backbone, source, out: Path, settings: RestoreSettings, estimator, bar) -> tuple[int, int]:
     from safetensors.torch import load_file, save_file
 
-    names, state = source.frame_names(), out / STATE
-    plan = chunk_plan(len(source), settings.chunk, settings.overlap)
+    names, state, n = source.frame_names(), out / STATE, len(source)
+    plan = chunk_plan(n, settings.chunk, settings.overlap)
+    video_head = uses_video_head(backbone, settings)  # it also sees the frames around the chunk
     previous: tuple[int, torch.Tensor] | None = None  # (start, final latents) of the last chunk
     skipped = 0
     for start, count, n_anchor in bar(plan):
@@ -135,8 +144,19 @@ def _diffusion_units(backbone, source, out: Path, settings: RestoreSettings, est
             p_start, p_latents = previous
             anchors = p_latents[start - p_start : start - p_start + n_anchor]
         frames = _upscale(source.read(start, count), settings.scale)
+        context = (None, None)
+        if video_head:
+            before = _upscale(source.read(start - 1, 1), settings.scale)[0] if start > 0 else None
+            after = _upscale(source.read(start + count, 1), settings.scale)[0] if start + count < n else None
+            context = (before, after)
         latents, images = restore_chunk(
-            backbone, frames, settings, flow_estimator=estimator, anchors=anchors, seed=settings.seed + start
+            backbone,
+            frames,
+            settings,
+            flow_estimator=estimator,
+            anchors=anchors,
+            seed=settings.seed + start,
+            context=context,
         )
         for k, image in enumerate(images):
             write_image(out / "frames" / f"{names[start + n_anchor + k]}.png", image)
@@ -179,12 +199,13 @@ def restore_video(
     flows (required when ``settings.needs_flow``; ``temporal`` needs a pairwise one)."""
     from tqdm import tqdm
 
-    if settings.needs_flow and flow_estimator is None:
-        raise ValueError(
-            f"--method {settings.method} (prefilter {settings.prefilter}, guidance {settings.guidance}) needs a flow "
-            "model (--flow-model): the temporal filter and the guidance use its flow"
-        )
     settings = settings.resolved(backbone)
+    if (settings.needs_flow or uses_video_head(backbone, settings)) and flow_estimator is None:
+        raise ValueError(
+            f"--method {settings.method} (prefilter {settings.prefilter}, guidance {settings.guidance}, fidelity "
+            f"{settings.fidelity}) needs a flow model (--flow-model): the temporal filter, the guidance and the "
+            "restorer's video fidelity head use its flow"
+        )
     out = Path(out)
     state = out / STATE
     wanted = {"settings": dataclasses.asdict(settings), "input": str(source.path), "frames": len(source)}

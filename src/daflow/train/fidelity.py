@@ -4,6 +4,11 @@ Per step, for B clips of F frames (HQ and LQ crops): the frozen restorer's one-s
 (:func:`daflow.restoration.diffusion.one_step_images`, no gradients), the head's final frames
 ``x̂ = H(x_LQ, x̂_D)``, and the L1 loss ``|x̂ − x_HQ|`` on the 0..1 scale. With ``use_prior=False`` the head never
 sees ``x̂_D`` (the control of the module :mod:`daflow.models.fidelity`), and the DiT is not run.
+
+The DiT is frozen, so what the head sees of a training clip never changes: :class:`PreparedClips` computes it once
+per clip, on the whole frames as ``daflow restore`` does (the one-step output, and for a video head the neighbours
+aligned by the flow model of ``daflow restore``), keeps it in memory (and in a file of the run, so a resumed run
+does not recompute it), and serves crops of it. A step then costs only the head's own pass.
 """
 
 from __future__ import annotations
@@ -12,10 +17,12 @@ import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from daflow.models.backbone import DiffusionBackbone
 from daflow.models.fidelity import FIDELITY_PRESETS, FidelityConfig, FidelityHead, load_fidelity, save_fidelity
+from daflow.train.data import epoch_clip_index
 from daflow.train.loop import Stage, saved_as, train_loop
 from daflow.train.one_step import OneStepCallSettings
 
@@ -28,6 +35,59 @@ class FidelityTrainConfig(OneStepCallSettings):
 
     steps: int = 3000
     lr: float = 5e-4
+
+
+class PreparedClips(torch.utils.data.Dataset):
+    """Sample ``i`` (the sample counter of :mod:`daflow.train.data`): a ``crop`` of a prepared clip as float tensors
+    ``hq``, ``lq``, ``prior`` ``[F, 3, h, w]`` (0..255) and ``neighbours`` ``[F, 2, 4, h, w]`` (see
+    :func:`daflow.restoration.temporal.align_neighbours`; zeros when prepared without a flow model).
+
+    ``clips``: ``{"hq", "lq", "prior", "neighbours"}`` ``[N, F, …]`` from :func:`prepare_clips`."""
+
+    def __init__(self, clips: dict[str, torch.Tensor], *, crop: tuple[int, int], seed: int = 0):
+        self.clips, self.crop, self.seed = clips, crop, seed
+        h, w = clips["hq"].shape[-2:]
+        if crop[0] > h or crop[1] > w:
+            raise ValueError(f"--crop {crop[0]}x{crop[1]} is larger than the prepared frames {h}x{w}")
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        index = epoch_clip_index(i, len(self.clips["hq"]), self.seed)
+        rng = np.random.default_rng(np.random.SeedSequence([self.seed, i]))
+        (h, w), (ch, cw) = self.clips["hq"].shape[-2:], self.crop
+        top, left = int(rng.integers(0, h - ch + 1)), int(rng.integers(0, w - cw + 1))
+        return {k: v[index, ..., top : top + ch, left : left + cw].float() for k, v in self.clips.items()}
+
+
+def prepare_clips(backbone, source, *, sigma: float, flow_model=None, progress: bool = True) -> dict[str, torch.Tensor]:
+    """What the head sees of every clip of ``source`` (a ClipSource with HQ frames and an LQ mirror), on whole
+    frames: ``hq``, ``lq`` (uint8), ``prior`` (the one-step output, float16; the LQ frames themselves when
+    ``sigma`` is None) ``[N, F, 3, H, W]``, and ``neighbours`` ``[N, F, 2, 4, H, W]`` (float16) aligned by
+    ``flow_model`` (a loaded :class:`~daflow.api.FlowModel`; zeros when None)."""
+    from tqdm import tqdm
+
+    from daflow.restoration.diffusion import one_step_images
+    from daflow.restoration.temporal import align_neighbours
+
+    out: dict[str, list[torch.Tensor]] = {"hq": [], "lq": [], "prior": [], "neighbours": []}
+    for index in tqdm(range(len(source.clips)), desc="prepare", unit="clip", disable=not progress):
+        hq, lq = source.clips[index].frames, source.lq_mirror[index].frames
+        x = torch.from_numpy(np.ascontiguousarray(lq)).permute(0, 3, 1, 2).float()
+        prior = x if sigma is None else one_step_images(backbone, x[None], sigma=sigma).cpu()
+        n, _, h, w = x.shape
+        if flow_model is None:
+            nbr = torch.zeros(n, 2, 4, h, w)
+        else:
+            fw = torch.from_numpy(flow_model(lq)).permute(0, 3, 1, 2)
+            bw = torch.from_numpy(flow_model(np.ascontiguousarray(lq[::-1]))[::-1].copy()).permute(0, 3, 1, 2)
+            nbr = align_neighbours(x, fw, bw, range(n))
+        out["hq"].append(torch.from_numpy(np.ascontiguousarray(hq)).permute(0, 3, 1, 2))
+        out["lq"].append(x.byte())
+        out["prior"].append(prior.half())
+        out["neighbours"].append(nbr.half())
+    return {k: torch.stack(v) for k, v in out.items()}
 
 
 def train_fidelity(
@@ -55,8 +115,12 @@ def train_fidelity(
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
         hq, lq = batch["hq"], batch["lq"]
         flat = lq.flatten(0, 1)
-        prior = one_step_images(backbone, lq, sigma=config.sigma) if head_config.use_prior else flat
-        return ((module(flat, prior) - hq.flatten(0, 1)) / 255.0).abs().mean()
+        if "prior" in batch:  # PreparedClips
+            prior = batch["prior"].flatten(0, 1) if head_config.use_prior else flat
+        else:
+            prior = one_step_images(backbone, lq, sigma=config.sigma) if head_config.use_prior else flat
+        nbr = batch["neighbours"].flatten(0, 1) if head_config.neighbours else None
+        return ((module(flat, prior, nbr) - hq.flatten(0, 1)) / 255.0).abs().mean()
 
     stage = Stage(
         name="fidelity",
@@ -65,7 +129,7 @@ def train_fidelity(
         dataset=dataset,
         loss=loss,
         make_optimizer=lambda ps: torch.optim.Adam(ps, lr=config.lr),
-        lr=lambda step: config.lr,
+        lr=lambda step: config.lr * 0.5 * (1 + np.cos(np.pi * step / config.steps)),  # cosine decay
         **saved_as(head, "fidelity", save_fidelity, load_fidelity),
         record={
             **dataclasses.asdict(config),
