@@ -165,3 +165,21 @@ def test_context_lets_the_whole_frame_steer_every_pixel():
         with torch.no_grad():
             changed = (head(lq, lq) - head(far, far))[..., :32].abs().max()  # the left quarter
         assert (changed > 0) == context
+
+
+def test_a_single_frame_is_restored_without_neighbours(tmp_path):
+    """One frame has no pair: no guidance, no neighbour to align; the video head still restores it."""
+    write_image(tmp_path / "lq" / "frame_0000.png", np.random.default_rng(0).integers(0, 256, (32, 48, 3), np.uint8))
+    backbone = DiffusionBackbone.from_preset("tiny", seed=0).eval()
+    backbone.fidelity = FidelityHead(FidelityConfig(channels=8, blocks=1, neighbours=2, context=True)).eval()
+    from daflow.api import load_model
+
+    report = restore_video(
+        backbone,
+        FrameSource(tmp_path / "lq"),
+        tmp_path / "out",
+        RestoreSettings(sampler="one-step", sigma=0.5, flow_model="dis"),
+        flow_estimator=load_model("dis").clip,
+        progress=False,
+    )
+    assert report.frames == 1 and FrameSource(tmp_path / "out" / "frames").read(0, 1).shape == (1, 32, 48, 3)

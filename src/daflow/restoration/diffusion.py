@@ -182,14 +182,14 @@ def restore_chunk(
     padded, x = padded_ext[lo : lo + f], x_ext[lo : lo + f]
     head = backbone.fidelity if settings.sampler == "one-step" and settings.fidelity else None
     video_head = head is not None and head.config.neighbours > 0
-    flows = None
-    if settings.guidance > 0 or video_head:
+    flows = None  # a single frame has no pair: nothing to guide, no neighbour to align
+    if (settings.guidance > 0 or video_head) and len(ext) > 1:
         flows = clip_flows(flow_estimator, ext, backbone.device)
         pad = (0, padded.shape[2] - w, 0, padded.shape[1] - h)
         flows = PairFlows(*(torch.nn.functional.pad(f, pad, mode="replicate") for f in (flows.fw, flows.bw)))
     lq = backbone.encode_lq(x[None])
     guidance = None
-    if settings.guidance > 0:
+    if settings.guidance > 0 and f > 1:
         guidance = MotionGuidance(
             PairFlows(flows.fw[lo : lo + f - 1], flows.bw[lo : lo + f - 1]),
             settings.guidance,
@@ -215,7 +215,9 @@ def restore_chunk(
             images = one_step_images(backbone, new[None], sigma=settings.sigma, z0=latents[n_anchor:], lq=lq[n_anchor:])
             if head is not None:
                 nbr = None
-                if video_head:
+                if video_head and flows is None:
+                    nbr = torch.zeros(len(new), 2, 4, *new.shape[-2:], device=images.device)
+                elif video_head:
                     nbr = align_neighbours(x_ext, flows.fw.cpu(), flows.bw.cpu(), range(lo + n_anchor, lo + f))
                     nbr = nbr.to(images.device)
                 images = head(new.to(images.device), images, nbr)
