@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 
 import daflow
-from daflow.cli.common import add_diffusion_args, build_backbone, command_parser, output_dir
+from daflow.cli.common import add_denoise_steps, add_diffusion_args, build_backbone, command_parser, output_dir
 
 
 def _add_analyze(sub) -> None:
@@ -38,14 +38,7 @@ def _add_analyze(sub) -> None:
         help="name of this model in tables and figures (default: Lifting, or Random with --random-init)",
     )
     p.add_argument("--frames", type=int, default=3, help="frames per clip (default 3)")
-    p.add_argument(
-        "--denoise-steps",
-        "--steps",
-        dest="denoise_steps",
-        type=int,
-        default=10,
-        help="denoising schedule length (default 10)",
-    )
+    add_denoise_steps(p)
     p.add_argument(
         "--features",
         default="qk",

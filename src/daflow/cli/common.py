@@ -243,6 +243,18 @@ def add_daflow_args(p) -> None:
     g.add_argument("--denoise-steps", type=int, default=10, help="denoising schedule length (default 10, the paper's)")
 
 
+def add_denoise_steps(p, what: str = "") -> None:
+    """``--denoise-steps`` (alias ``--steps``): the rectified-flow schedule length, 10 as in the paper."""
+    p.add_argument(
+        "--denoise-steps",
+        "--steps",
+        dest="denoise_steps",
+        type=int,
+        default=10,
+        help=f"{what}denoising schedule length (default 10)",
+    )
+
+
 def int_list(text: str, name: str) -> list[int]:
     try:
         return [int(v) for v in text.split(",") if v.strip()]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from daflow.cli.common import (
+    add_denoise_steps,
     add_diffusion_args,
     build_backbone,
     command_parser,
@@ -92,14 +93,7 @@ def _add_diffusion_options(p) -> None:
         choices=("latent", "image"),
         help="latent (MGLD's, default) or image (the paper's variant, through the VAE decoder)",
     )
-    p.add_argument(
-        "--denoise-steps",
-        "--steps",
-        dest="denoise_steps",
-        type=int,
-        default=10,
-        help="diffusion, full sampler: denoising schedule length (default 10)",
-    )
+    add_denoise_steps(p, "diffusion, full sampler: ")
     p.add_argument("--chunk", type=int, default=3, help="frames restored together (default 3, the lifting's F)")
     p.add_argument("--overlap", type=int, default=1, help="frames shared with the previous chunk (default 1)")
     p.add_argument(
@@ -124,7 +118,7 @@ def _add_temporal_options(p) -> None:
     p.add_argument(
         "--flow-model",
         default="dis-raft",
-        help="flow for the guidance: any `evaluate` model (dis-raft, "
+        help="flow for the prefilter, the video head and the guidance: any `evaluate` model (dis-raft, "
         "dis, raft, sea-raft-m, raft-star-tiny, ...) or daflow-tiny (default dis-raft)",
     )
     p.add_argument("--flow-weights", type=Path, help="weights of --flow-model where it needs them")
