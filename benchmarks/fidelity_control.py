@@ -36,10 +36,10 @@ def main() -> None:
     head = FidelityConfig(**{**shipped["head"], "use_prior": False})
     dataset, spec = recipe.prepared_data(backbone, config.sigma, head.neighbours > 0)  # the shipped head's own data
     summary = train_fidelity(
-        backbone,
         dataset,
         args.run / "fidelity_blind",
         config,
+        device=recipe.device,
         head_config=head,
         data_spec=spec,
     )

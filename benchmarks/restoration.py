@@ -59,7 +59,7 @@ BLIND = "control: fidelity head blind to the diffusion output"
 def blind_head_restore(head, lq: np.ndarray, flow_model) -> np.ndarray:
     """The control row: the blind head on the LQ frames ``[F, H, W, 3]`` (padded to even sides); a video head's
     neighbours aligned by ``flow_model``'s flow on the LQ frames, as ``daflow restore`` aligns them."""
-    from daflow.inference import clip_pair_flows
+    from daflow.restoration.diffusion import clip_flows
     from daflow.restoration.temporal import align_neighbours
 
     h, w = lq.shape[1:3]
@@ -67,8 +67,8 @@ def blind_head_restore(head, lq: np.ndarray, flow_model) -> np.ndarray:
     x = torch.from_numpy(padded).permute(0, 3, 1, 2).float()
     nbr = None
     if head.config.neighbours:
-        fw, bw = clip_pair_flows(flow_model.clip, padded, backward=True)
-        nbr = align_neighbours(x, fw, bw, range(len(x)))
+        flows = clip_flows(flow_model.clip, padded, flow_model.device)
+        nbr = align_neighbours(x, flows.fw, flows.bw, range(len(x)))
     with torch.no_grad():
         out = head(x, x, nbr)
     return out.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()[:, :h, :w]

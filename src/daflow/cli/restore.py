@@ -129,7 +129,7 @@ def _run_restore(args) -> int:
 
     from daflow.data.video import FrameSource
     from daflow.restoration import RestoreSettings, restore_video
-    from daflow.restoration.video import uses_video_head
+    from daflow.restoration.diffusion import uses_video_head
 
     settings = RestoreSettings(
         method=args.method,
@@ -154,15 +154,20 @@ def _run_restore(args) -> int:
         raise ValueError(f"{args.input}: no frames")
     source.check_sizes()
     args.device = resolve_device(args.device)
-    backbone = (
-        build_backbone(args, bundled_fallback=True, use="restoring with it") if settings.method == "diffusion" else None
-    )
-    needs_flow = settings.needs_flow or uses_video_head(backbone, settings.resolved(backbone))
-    estimator = flow_model(args.flow_model, args.flow_weights, args.device, seed=args.seed).clip if needs_flow else None
+
+    def load_flow():
+        return flow_model(args.flow_model, args.flow_weights, args.device, seed=args.seed).clip
+
+    estimator = load_flow() if settings.needs_flow else None
     if settings.method == "temporal" or settings.prefilter:
         from daflow.restoration.temporal import pair_flow_fn
 
-        pair_flow_fn(estimator)  # a pairwise model, or a one-line error before any work
+        pair_flow_fn(estimator)  # a pairwise model, or a one-line error before any work (and before the restorer)
+    backbone = (
+        build_backbone(args, bundled_fallback=True, use="restoring with it") if settings.method == "diffusion" else None
+    )
+    if estimator is None and uses_video_head(backbone, settings.resolved(backbone)):
+        estimator = load_flow()  # the restorer's video head aligns the neighbours by it
     if backbone is not None and backbone.one_step_sigma is not None and settings.sampler == "full":
         print(
             "warning: this restorer is fine-tuned for the one-step call; its full sampler gives frames far below "

@@ -238,22 +238,30 @@ def warping_error(frame, next_frame, flow_fw, occlusion=None) -> float:
         raise ValueError(
             f"frames {tuple(a.shape)}, {tuple(b.shape)} and flow {tuple(f.shape)} must agree (as [B, C, H, W])"
         )
-    _, inside = backward_warp(b[:, :1], f, return_mask=True)
-    visible = inside if occlusion is None else inside & ~_as_bhw(occlusion, a.shape[0], "occlusion")
-    return float(pair_warp_error(a, b, f, visible).mean())
+    visible = None if occlusion is None else ~_as_bhw(occlusion, a.shape[0], "occlusion")
+    return float(pair_warp_error(a, b, f, visible, in_bounds=True).mean())
 
 
 def pair_warp_error(
-    frame1: torch.Tensor, frame2: torch.Tensor, flow_fw: torch.Tensor, visible: torch.Tensor
+    frame1: torch.Tensor,
+    frame2: torch.Tensor,
+    flow_fw: torch.Tensor,
+    visible: torch.Tensor | None = None,
+    *,
+    in_bounds: bool = False,
 ) -> torch.Tensor:
     """The warping error of each pair ``[B]``: ``Σ_{x,c} M(x)·(V₁(x, c) − V₂(x + f(x), c))² / Σ_x M(x)`` with frames
-    ``[B, C, H, W]``, the forward flow ``[B, 2, H, W]`` and the mask ``M`` = ``visible`` ``[B, H, W]`` (bool); bilinear
-    sampling with zeros outside; a pair with no visible pixel divides by ``H·W·C`` (its error is 0), as Lai et al.'s
-    ``evaluate_WarpError.py`` does. The one implementation behind :func:`warping_error` (mask: in-bounds and
-    not occluded) and the restoration protocol's E_warp (:func:`daflow.restoration.consistency.ewarp`, mask: not
-    occluded by Lai et al.'s tests)."""
-    m = visible.to(frame1.dtype)[:, None]
-    diff = (frame1 - backward_warp(frame2, flow_fw)) * m
+    ``[B, C, H, W]``, the forward flow ``[B, 2, H, W]`` and the mask ``M`` = ``visible`` ``[B, H, W]`` (bool; None: all
+    pixels), and with ``in_bounds`` only where ``x + f(x)`` lies inside the frame; bilinear sampling with zeros outside;
+    a pair with no visible pixel divides by ``H·W·C`` (its error is 0), as Lai et al.'s ``evaluate_WarpError.py``
+    does. The one implementation behind :func:`warping_error` (in-bounds and not occluded) and the restoration
+    protocol's E_warp (:func:`daflow.restoration.consistency.ewarp`, not occluded by Lai et al.'s tests)."""
+    warped, inside = backward_warp(frame2, flow_fw, return_mask=True)
+    mask = torch.ones_like(inside) if visible is None else visible
+    if in_bounds:
+        mask = mask & inside
+    m = mask.to(frame1.dtype)[:, None]
+    diff = (frame1 - warped) * m
     n = m.sum((1, 2, 3))
     n = torch.where(n > 0, n, torch.full_like(n, float(np.prod(frame1.shape[1:]))))
     return (diff**2).sum((1, 2, 3)) / n

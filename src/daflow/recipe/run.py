@@ -261,10 +261,10 @@ class Recipe:
             batch=c.fidelity_batch,
         )
         return train_fidelity(
-            backbone,
             dataset,
             self.layout.stage("fidelity"),
             config,
+            device=self.device,
             head_config=head,
             data_spec=spec,
             model_info={"transformer": str(transformer), "flow": c.fidelity_flow if head.neighbours else None},

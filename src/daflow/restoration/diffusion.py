@@ -154,6 +154,15 @@ def _pad16(frames: np.ndarray) -> tuple[np.ndarray, tuple[int, int]]:
     return frames, (h, w)
 
 
+def uses_video_head(backbone, settings) -> bool:
+    """Whether the resolved ``settings`` (a :class:`~daflow.restoration.video.RestoreSettings`) pass the output through
+    a video fidelity head of ``backbone`` (one that aligns neighbouring frames by the flow,
+    :mod:`daflow.models.fidelity`)."""
+    head = getattr(backbone, "fidelity", None)
+    on = settings.method == "diffusion" and settings.sampler == "one-step" and settings.fidelity
+    return on and head is not None and head.config.neighbours > 0
+
+
 def restore_chunk(
     backbone,
     frames: np.ndarray,
@@ -181,7 +190,7 @@ def restore_chunk(
     x_ext = torch.from_numpy(padded_ext).permute(0, 3, 1, 2).float()
     padded, x = padded_ext[lo : lo + f], x_ext[lo : lo + f]
     head = backbone.fidelity if settings.sampler == "one-step" and settings.fidelity else None
-    video_head = head is not None and head.config.neighbours > 0
+    video_head = uses_video_head(backbone, settings)
     flows = None  # a single frame has no pair: nothing to guide, no neighbour to align
     if (settings.guidance > 0 or video_head) and len(ext) > 1:
         flows = clip_flows(flow_estimator, ext, backbone.device)

@@ -28,7 +28,7 @@ import torch
 
 from daflow.files import atomic_path, atomic_write_text, claim_run, write_image
 from daflow.models.sampler import DEFAULT_STEPS
-from daflow.restoration.diffusion import ONE_STEP_SIGMA, SAMPLERS, chunk_plan, restore_chunk
+from daflow.restoration.diffusion import ONE_STEP_SIGMA, SAMPLERS, chunk_plan, restore_chunk, uses_video_head
 from daflow.restoration.guidance import GUIDANCE_SPACES
 from daflow.restoration.temporal import TemporalSettings, filter_window
 
@@ -115,14 +115,6 @@ def _upscale(frames: np.ndarray, scale: int) -> np.ndarray:
     return np.stack(
         [cv2.resize(f, (f.shape[1] * scale, f.shape[0] * scale), interpolation=cv2.INTER_CUBIC) for f in frames]
     )
-
-
-def uses_video_head(backbone, settings: RestoreSettings) -> bool:
-    """Whether the resolved ``settings`` pass the output through a video fidelity head of ``backbone`` (one that
-    aligns neighbouring frames by the flow, :mod:`daflow.models.fidelity`)."""
-    head = getattr(backbone, "fidelity", None)
-    on = settings.method == "diffusion" and settings.sampler == "one-step" and settings.fidelity
-    return on and head is not None and head.config.neighbours > 0
 
 
 def _diffusion_units(backbone, source, out: Path, settings: RestoreSettings, estimator, bar) -> tuple[int, int]:

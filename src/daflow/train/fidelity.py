@@ -1,14 +1,12 @@
 """Train the fidelity head of the tiny restorer (:mod:`daflow.models.fidelity`) beside the frozen one-step DiT.
 
-Per step, for B clips of F frames (HQ and LQ crops): the frozen restorer's one-step output ``x̂_D``
-(:func:`daflow.restoration.diffusion.one_step_images`, no gradients), the head's final frames
-``x̂ = H(x_LQ, x̂_D)``, and the L1 loss ``|x̂ − x_HQ|`` on the 0..1 scale. With ``use_prior=False`` the head never
-sees ``x̂_D`` (the control of the module :mod:`daflow.models.fidelity`), and the DiT is not run.
-
-The DiT is frozen, so what the head sees of a training clip never changes: :class:`PreparedClips` computes it once
-per clip, on the whole frames as ``daflow restore`` does (the one-step output, and for a video head the neighbours
-aligned by the flow model of ``daflow restore``), keeps it in memory (and in a file of the run, so a resumed run
-does not recompute it), and serves crops of it. A step then costs only the head's own pass.
+The DiT is frozen, so what the head sees of a training clip never changes: :func:`prepare_clips` computes it once
+per clip, on the whole frames as ``daflow restore`` does (the one-step output ``x̂_D`` of
+:func:`daflow.restoration.diffusion.one_step_images`, and for a video head the neighbours aligned by the flow model
+of ``daflow restore``); the recipe keeps it in a file of the run, so a resumed run does not recompute it, and
+:class:`PreparedClips` serves crops of it. Per step, for B crops of F frames: the head's final frames
+``x̂ = H(x_LQ, x̂_D, N)`` and the L1 loss ``|x̂ − x_HQ|`` on the 0..1 scale, so a step costs only the head's own pass.
+With ``use_prior=False`` the head never sees ``x̂_D`` (the control of the module :mod:`daflow.models.fidelity`).
 """
 
 from __future__ import annotations
@@ -20,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daflow.models.backbone import DiffusionBackbone
 from daflow.models.fidelity import FIDELITY_PRESETS, FidelityConfig, FidelityHead, load_fidelity, save_fidelity
 from daflow.train.data import epoch_clip_index
 from daflow.train.loop import Stage, saved_as, train_loop
@@ -63,26 +60,25 @@ class PreparedClips(torch.utils.data.Dataset):
 
 def prepare_clips(backbone, source, *, sigma: float, flow_model=None, progress: bool = True) -> dict[str, torch.Tensor]:
     """What the head sees of every clip of ``source`` (a ClipSource with HQ frames and an LQ mirror), on whole
-    frames: ``hq``, ``lq`` (uint8), ``prior`` (the one-step output, float16; the LQ frames themselves when
-    ``sigma`` is None) ``[N, F, 3, H, W]``, and ``neighbours`` ``[N, F, 2, 4, H, W]`` (float16) aligned by
-    ``flow_model`` (a loaded :class:`~daflow.api.FlowModel`; zeros when None)."""
+    frames: ``hq``, ``lq`` (uint8), ``prior`` (the one-step output at ``sigma``, float16) ``[N, F, 3, H, W]``, and
+    ``neighbours`` ``[N, F, 2, 4, H, W]`` (float16) aligned by the flows of ``flow_model`` (a loaded
+    :class:`~daflow.api.FlowModel`; zeros when None), computed as ``daflow restore`` computes them."""
     from tqdm import tqdm
 
-    from daflow.restoration.diffusion import one_step_images
+    from daflow.restoration.diffusion import clip_flows, one_step_images
     from daflow.restoration.temporal import align_neighbours
 
     out: dict[str, list[torch.Tensor]] = {"hq": [], "lq": [], "prior": [], "neighbours": []}
     for index in tqdm(range(len(source.clips)), desc="prepare", unit="clip", disable=not progress):
-        hq, lq = source.clips[index].frames, source.lq_mirror[index].frames
-        x = torch.from_numpy(np.ascontiguousarray(lq)).permute(0, 3, 1, 2).float()
-        prior = x if sigma is None else one_step_images(backbone, x[None], sigma=sigma).cpu()
+        hq, lq = source.clips[index].frames, np.ascontiguousarray(source.lq_mirror[index].frames)
+        x = torch.from_numpy(lq).permute(0, 3, 1, 2).float()
+        prior = one_step_images(backbone, x[None], sigma=sigma).cpu()
         n, _, h, w = x.shape
         if flow_model is None:
             nbr = torch.zeros(n, 2, 4, h, w)
         else:
-            fw = torch.from_numpy(flow_model(lq)).permute(0, 3, 1, 2)
-            bw = torch.from_numpy(flow_model(np.ascontiguousarray(lq[::-1]))[::-1].copy()).permute(0, 3, 1, 2)
-            nbr = align_neighbours(x, fw, bw, range(n))
+            flows = clip_flows(flow_model.clip, lq, flow_model.device)
+            nbr = align_neighbours(x, flows.fw, flows.bw, range(n))
         out["hq"].append(torch.from_numpy(np.ascontiguousarray(hq)).permute(0, 3, 1, 2))
         out["lq"].append(x.byte())
         out["prior"].append(prior.half())
@@ -91,11 +87,11 @@ def prepare_clips(backbone, source, *, sigma: float, flow_model=None, progress: 
 
 
 def train_fidelity(
-    backbone: DiffusionBackbone,
     dataset,
     run: str | Path,
     config: FidelityTrainConfig,
     *,
+    device: str | torch.device = "cpu",
     head_config: FidelityConfig | None = None,
     data_spec: str = "",
     model_info: dict | None = None,
@@ -103,11 +99,8 @@ def train_fidelity(
     stop_at: int | None = None,
 ) -> dict:
     """Train (or resume) a fidelity head (``head_config``, default the ``tiny`` preset) into ``run``
-    (``run/fidelity/``) on ``dataset`` (items with ``hq``/``lq``)."""
-    from daflow.restoration.diffusion import one_step_images
-
+    (``run/fidelity/``) on ``dataset`` (:class:`PreparedClips`, or a mixture of them)."""
     head_config = head_config or FIDELITY_PRESETS["tiny"]
-    backbone.transformer.eval().requires_grad_(False)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         head = FidelityHead(head_config)
@@ -115,10 +108,7 @@ def train_fidelity(
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
         hq, lq = batch["hq"], batch["lq"]
         flat = lq.flatten(0, 1)
-        if "prior" in batch:  # PreparedClips
-            prior = batch["prior"].flatten(0, 1) if head_config.use_prior else flat
-        else:
-            prior = one_step_images(backbone, lq, sigma=config.sigma) if head_config.use_prior else flat
+        prior = batch["prior"].flatten(0, 1) if head_config.use_prior else flat
         nbr = batch["neighbours"].flatten(0, 1) if head_config.neighbours else None
         return ((module(flat, prior, nbr) - hq.flatten(0, 1)) / 255.0).abs().mean()
 
@@ -139,6 +129,6 @@ def train_fidelity(
         },
         run_keys=RUN_KEYS,
     )
-    summary = train_loop(stage, run, config, device=backbone.device, progress=progress, stop_at=stop_at)
+    summary = train_loop(stage, run, config, device=torch.device(device), progress=progress, stop_at=stop_at)
     head.eval().requires_grad_(False)
     return summary
