@@ -197,37 +197,17 @@ def load_model(
     if name not in DAFLOW_NAMES and any(x is not None for x in (dit4sr, vae, null_prompt)):
         raise ValueError(f"--dit4sr, --vae and --null-prompt apply to DA-Flow; --model {name} does not take them")
     device = torch.device(device)
+    common = {"device": device, "corr_mode": corr_mode, "random_init": random_init, "seed": seed}
     if name in DAFLOW_NAMES:
-        model = _load_daflow(
-            name,
-            weights,
-            device=device,
-            dtype=dtype,
-            corr_mode=corr_mode,
-            random_init=random_init,
-            preset=preset,
-            seed=seed,
-            dit4sr=dit4sr,
-            vae=vae,
-            null_prompt=null_prompt,
-        )
+        backbone_files = {"dit4sr": dit4sr, "vae": vae, "null_prompt": null_prompt}
+        model = _load_daflow(name, weights, dtype=dtype, preset=preset, **common, **backbone_files)
         if random_init:
             log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
         n = MODELS[name].iters if iters is None else iters
         return FlowModel.from_daflow(
             model, name=name, step=step, num_steps=num_steps, iters=n, seed=seed, random_init=random_init
         )
-    estimator = build_flow_model(
-        name,
-        weights,
-        iters=iters,
-        scale=scale,
-        device=device,
-        corr_mode=corr_mode,
-        random_init=random_init,
-        seed=seed,
-        refiner=refiner,
-    )
+    estimator = build_flow_model(name, weights, iters=iters, scale=scale, refiner=refiner, **common)
     return FlowModel(
         name, estimator.description, estimator.device, pairwise(estimator), estimator.module, estimator, random_init
     )
