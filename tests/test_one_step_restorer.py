@@ -137,6 +137,11 @@ def test_restore_smoke_recipe_bundles_the_one_step_restorer(tmp_path):
     backbone = load_restorer(root=weights)
     assert backbone.one_step_sigma == json.loads((run / "one_step" / "train_one_step.json").read_text())["sigma"]
     assert isinstance(backbone.fidelity, FidelityHead)
+    # the head trained on the LQ frames as restore's default prefilter gives them (fidelity_prefilter)
+    assert sorted(p.name for p in (run / "fidelity").glob("prepared_*.pt")) == [
+        "prepared_lq_h264_prefiltered_r2_h32.pt",
+        "prepared_lq_prefiltered_r2_h32.pt",
+    ]
     record = json.loads((weights / RESTORER / "PROVENANCE.json").read_text())
     assert {"lift", "one_step", "fidelity"} <= set(record["stages"])
     assert record["recipe"]["config"]["vae_preset"] == "small"

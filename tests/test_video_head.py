@@ -136,7 +136,9 @@ def test_restore_gives_the_video_head_the_frames_around_each_chunk(tmp_path, mon
     monkeypatch.setattr(backbone.fidelity, "forward", lambda lq, p, nbr=None: (seen.append(nbr), real(lq, p, nbr))[1])
     from daflow.api import load_model
 
-    settings = RestoreSettings(sampler="one-step", sigma=0.5, guidance=0.0, prefilter=False, flow_model="dis")
+    settings = RestoreSettings(
+        sampler="one-step", sigma=0.5, guidance=0.0, prefilter=False, flow_model="dis", ensemble=1
+    )  # one pass of the head a frame: ``seen`` holds each frame's neighbours once, untransformed
     with pytest.raises(ValueError, match="video fidelity head"):
         restore_video(backbone, FrameSource(tmp_path / "lq"), tmp_path / "x", settings, progress=False)
     est = load_model("dis").clip
@@ -183,3 +185,66 @@ def test_a_single_frame_is_restored_without_neighbours(tmp_path):
         progress=False,
     )
     assert report.frames == 1 and FrameSource(tmp_path / "out" / "frames").read(0, 1).shape == (1, 32, 48, 3)
+
+
+def test_self_ensemble_is_equivariant_and_averages_the_transformed_outputs():
+    """``apply_head`` with 1 transform is the head; with 8 it averages the head over the dihedral group: the same
+    average whichever of the 8 orientations the frame comes in (an untrained head's output is its input); and a bad
+    ensemble size is an error naming the option."""
+    from daflow.models.fidelity import apply_head
+
+    torch.manual_seed(0)
+    head = FidelityHead(FidelityConfig(channels=8, blocks=1, neighbours=2, context=True))
+    torch.nn.init.normal_(head.conv_out.weight, std=0.05)
+    lq, prior = torch.rand(2, 3, 16, 16) * 255, torch.rand(2, 3, 16, 16) * 255
+    nbr = torch.rand(2, 2, 4, 16, 16)
+    assert torch.equal(apply_head(head, lq, prior, nbr, ensemble=1), head(lq, prior, nbr))
+    out = apply_head(head, lq, prior, nbr, ensemble=8)
+    assert not torch.allclose(out, head(lq, prior, nbr), atol=1e-2)  # the transforms change what the head sees
+    for turn in (lambda a: a.flip(-1), lambda a: a.transpose(-1, -2), lambda a: a.flip(-2).transpose(-1, -2)):
+        moved = apply_head(head, turn(lq), turn(prior), turn(nbr), ensemble=8)
+        torch.testing.assert_close(moved, turn(out), atol=1e-3, rtol=0)
+    # a non-square frame: the transposed passes see it lying on its side and are turned back
+    wide = torch.rand(1, 3, 8, 12) * 255
+    wide_nbr = torch.rand(1, 2, 4, 8, 12)
+    assert apply_head(head, wide, wide, wide_nbr, ensemble=8).shape == (1, 3, 8, 12)
+    untrained = FidelityHead(FidelityConfig(channels=8, blocks=1))
+    torch.testing.assert_close(apply_head(untrained, lq, prior, ensemble=4), lq)
+    with pytest.raises(ValueError, match="--ensemble must be one of"):
+        apply_head(head, lq, prior, nbr, ensemble=3)
+    with pytest.raises(ValueError, match="--ensemble must be one of"):
+        RestoreSettings(ensemble=5)
+
+
+def test_prepared_clips_with_the_prefilter_hold_what_restore_gives_the_head():
+    """``prepare_clips(prefilter=…)``: the LQ frames the head trains on are the temporal filter's output of the raw
+    LQ frames (as ``daflow restore``'s default prefilter makes them), the prior and the aligned neighbours are
+    computed from those; without a flow model the prefilter is a clear error."""
+    from types import SimpleNamespace
+
+    from daflow.api import load_model
+    from daflow.restoration.temporal import TemporalSettings, align_neighbours, filter_window
+    from daflow.train.fidelity import prepare_clips
+
+    rng = np.random.default_rng(1)
+    base = rng.integers(0, 256, (40, 60, 3), dtype=np.uint8).astype(np.float32)
+    hq = np.stack([np.roll(base, k, axis=1)[:32, :48] for k in range(3)]).astype(np.uint8)
+    lq = np.clip(hq + rng.normal(0, 12, hq.shape), 0, 255).astype(np.uint8)
+    source = SimpleNamespace(clips=[SimpleNamespace(frames=hq)], lq_mirror=[SimpleNamespace(frames=lq)])
+    backbone = DiffusionBackbone.from_preset("tiny", seed=0).eval()
+    flow = load_model("dis")
+    settings = TemporalSettings()
+    clips = prepare_clips(backbone, source, sigma=0.5, flow_model=flow, prefilter=settings, progress=False)
+    filtered = filter_window(lq, flow.clip, settings)
+    assert not np.array_equal(filtered, lq)
+    assert np.array_equal(clips["lq"][0].permute(0, 2, 3, 1).numpy(), filtered)
+    raw = prepare_clips(backbone, source, sigma=0.5, flow_model=flow, progress=False)
+    assert np.array_equal(raw["lq"][0].permute(0, 2, 3, 1).numpy(), lq)
+    x = torch.from_numpy(filtered).permute(0, 3, 1, 2).float()
+    from daflow.restoration.diffusion import clip_flows
+
+    flows = clip_flows(flow.clip, filtered, flow.device)
+    expected = align_neighbours(x, flows.fw, flows.bw, range(3)).half()
+    assert torch.equal(clips["neighbours"][0], expected)
+    with pytest.raises(ValueError, match="prefilter needs the flow model"):
+        prepare_clips(backbone, source, sigma=0.5, prefilter=settings, progress=False)

@@ -17,7 +17,8 @@ from daflow.cli.common import (
     resolve_device,
 )
 
-PREFILTER, GUIDANCE = True, 0.05  # RestoreSettings()'s (a test holds them equal), literal here to keep --help light
+# RestoreSettings()'s (a test holds them equal), literal here to keep --help light
+PREFILTER, GUIDANCE, ENSEMBLE = True, 0.05, 8
 
 
 def _add_restore(sub) -> None:
@@ -30,7 +31,8 @@ def _add_restore(sub) -> None:
             "chunks of --chunk frames at once (full spatio-temporal attention). --sampler one-step (the default for\n"
             "the bundled restorer, which is trained for it) is one deterministic DiT call from the LQ latent, its\n"
             "output then fused by the restorer's video fidelity head with the LQ frame and its two neighbours, warped\n"
-            "onto it by the flow of --flow-model on the LQ input (--no-fidelity: the DiT's output alone);\n"
+            "onto it by the flow of --flow-model on the LQ input, averaged over --ensemble flips and transposes\n"
+            "(--no-fidelity: the DiT's output alone);\n"
             "--sampler full runs the 10-step rectified-flow sampler from noise (sharper, less faithful).\n"
             "The flow-guided temporal filter runs first (--no-prefilter to skip it). MGLD-style motion guidance\n"
             "(paper App. C.4; --guidance W, default 0.05, 0 = none): the predicted clean frames are warped onto their\n"
@@ -82,6 +84,14 @@ def _add_diffusion_options(p) -> None:
         help="diffusion, one-step: skip the restorer's fidelity head (the DiT's output alone)",
     )
     p.add_argument(
+        "--ensemble",
+        type=int,
+        default=ENSEMBLE,
+        choices=(1, 2, 4, 8),
+        help=f"diffusion, one-step: average the fidelity head over this many flips and transposes of its input "
+        f"(geometric self-ensemble; default {ENSEMBLE}, 1 = off)",
+    )
+    p.add_argument(
         "--guidance",
         type=float,
         default=GUIDANCE,
@@ -112,8 +122,9 @@ def _add_temporal_options(p) -> None:
     p.add_argument(
         "--strength",
         type=float,
-        default=8.0,
-        help="temporal: how much more than the noise a neighbour may differ and still be averaged (h; default 8)",
+        default=32.0,
+        help="temporal and the prefilter: how much more than the noise a neighbour may differ and still be averaged "
+        "(h; default 32)",
     )
     p.add_argument(
         "--flow-model",
@@ -138,6 +149,7 @@ def _run_restore(args) -> int:
         radius=args.radius,
         strength=args.strength,
         fidelity=not args.no_fidelity,
+        ensemble=args.ensemble,
         prefilter=args.prefilter,
         guidance=args.guidance,
         space=args.guidance_space,

@@ -24,6 +24,12 @@ statistics can, and the head is trained on a mixture of both. It works at half r
 (the pixel unshuffle), so frame sides must be even (callers pad). Trained by :mod:`daflow.train.fidelity` with an L1
 loss to the clean frames while the DiT stays frozen. ``use_prior=False`` builds the same head blind to the diffusion
 output (its second input zeroed): the control that says what the diffusion prior adds.
+
+:func:`apply_head` is how ``daflow restore`` calls a head: with ``ensemble`` > 1 it is the geometric self-ensemble
+of image restorers (Lim et al., EDSR, 2017): the head runs on the inputs flipped left–right, top–bottom, both and, at
+8, also transposed, each output is mapped back and the results are averaged. Every input (the LQ frame, the
+diffusion output, the aligned neighbours and their visibility) is a picture of the same frame, so each transform
+moves them together; the frame statistics of ``context`` do not change under it.
 """
 
 from __future__ import annotations
@@ -57,7 +63,11 @@ class FidelityConfig:
             raise ValueError(f"neighbours must be 0 or 2, got {self.neighbours}")
 
 
-FIDELITY_PRESETS = {"tiny": FidelityConfig(), "video": FidelityConfig(neighbours=2, context=True)}
+FIDELITY_PRESETS = {
+    "tiny": FidelityConfig(),
+    "video": FidelityConfig(neighbours=2, context=True),
+    "video-wide": FidelityConfig(channels=64, blocks=8, neighbours=2, context=True),
+}
 
 
 class _Block(nn.Module):
@@ -118,6 +128,45 @@ class FidelityHead(nn.Module):
             h = block(h, stats)
         y = self.conv_out(h)
         return lq + 127.5 * F.pixel_shuffle(y, 2)
+
+
+# ``apply_head``'s ensemble sizes: the identity, + left–right, + top–bottom and both, + the transposes of all four
+ENSEMBLES = (1, 2, 4, 8)
+
+
+def _transform(x: torch.Tensor | None, k: int, inverse: bool = False) -> torch.Tensor | None:
+    """Dihedral transform ``k`` (0..7) of the last two axes of ``x``: bit 0 flips left–right, bit 1 top–bottom,
+    bit 2 transposes (applied after the flips; ``inverse`` undoes it)."""
+    if x is None:
+        return None
+    dims = [d for d, bit in ((-1, 1), (-2, 2)) if k & bit]
+    if inverse and k & 4:
+        x = x.transpose(-1, -2)
+    if dims:
+        x = x.flip(dims)
+    if not inverse and k & 4:
+        x = x.transpose(-1, -2)
+    return x
+
+
+def apply_head(
+    head: FidelityHead,
+    lq: torch.Tensor,
+    prior: torch.Tensor,
+    neighbours: torch.Tensor | None = None,
+    *,
+    ensemble: int = 1,
+) -> torch.Tensor:
+    """``head(lq, prior, neighbours)`` (shapes as :class:`FidelityHead`), averaged over ``ensemble``
+    (:data:`ENSEMBLES`) dihedral transforms of its inputs, each output transformed back (module docstring)."""
+    if ensemble not in ENSEMBLES:
+        raise ValueError(f"--ensemble must be one of {ENSEMBLES}, got {ensemble}")
+    total = None
+    for k in range(ensemble):
+        args = (_transform(a, k) for a in (lq, prior, neighbours))
+        out = _transform(head(*args), k, inverse=True)
+        total = out if total is None else total + out
+    return total / ensemble
 
 
 def save_fidelity(head: FidelityHead, folder: str | os.PathLike) -> Path:

@@ -66,6 +66,7 @@ class RecipeConfig:
     # on real H.264 damage, one trained on it alone rose above it)
     fidelity_mix: tuple[str, ...] = ("realbasicvsr", "h264", "mild", "h264")
     fidelity_flow: str = "dis-raft"  # the flow model that aligns a video head's neighbours
+    fidelity_prefilter: bool = False  # train the head on temporally filtered LQ frames (what `daflow restore` gives it)
     fidelity_batch: int = 4
     stages: tuple[str, ...] = FLOW_STAGES  # the stages this preset runs
 
@@ -125,6 +126,7 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         dit0_steps=6000,
         lift_steps=2000,
         fidelity_steps=5000,
+        fidelity_head="video-wide",
     ),
     "restore-smoke": RecipeConfig(
         size=(64, 64),
@@ -136,6 +138,7 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         vae_images=("hq",),
         extra_degrades=("h264",),
         fidelity_mix=("realbasicvsr", "h264"),
+        fidelity_prefilter=True,
         stages=("data", "vae", "dit0", "lift", "one_step", "fidelity"),
         vae_steps=2,
         dit0_steps=2,

@@ -14,7 +14,8 @@ Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each
                 ``realbasicvsr`` mirror and the ``extra_degrades`` mirrors (``…/lq_<preset>``) of the training clips
 ``fidelity``    the restorer's fidelity head (:mod:`daflow.train.fidelity`) beside the frozen one-step DiT, same data;
                 the DiT's output and the neighbours aligned by ``fidelity_flow`` computed once per clip
-                (``fidelity/prepared_<mirror>.pt``)
+                (``fidelity/prepared_<mirror>.pt``; with ``fidelity_prefilter`` the LQ frames first pass
+                ``daflow restore``'s temporal prefilter, ``prepared_<mirror>_prefiltered_r<radius>_h<strength>.pt``)
 ``raft``        RAFT on clean frames with exact ground truth: the "RAFT" baseline and a teacher candidate
 ``pseudo_gt``   the teacher's flow on the HQ frames of the training and validation clips (``daflow pseudo-gt``); the
                 teacher is the candidate (``teacher``: the ``raft`` stage's model, OpenCV's ``dis``, or ``best``
@@ -274,27 +275,36 @@ class Recipe:
     def prepared_data(self, backbone, sigma: float, aligned: bool):
         """The training clips of the LQ mirrors of ``fidelity_mix`` as :class:`~daflow.train.fidelity.PreparedClips`
         mixed in its order (what the frozen one-step DiT makes of them, and with ``aligned`` their neighbours aligned
-        by ``fidelity_flow``), each mirror computed once into ``fidelity/prepared_<mirror>.pt``; (the dataset, its
-        spec)."""
+        by ``fidelity_flow``; with ``fidelity_prefilter`` from the LQ frames after ``daflow restore``'s default
+        prefilter), each mirror computed once into ``fidelity/prepared_<mirror>[_prefiltered_…].pt``; (the dataset,
+        its spec)."""
         from daflow.files import atomic_path
         from daflow.train.data import MixedClips, build_clip_source
         from daflow.train.fidelity import PreparedClips, prepare_clips
 
         c = self.config
         flow = None
-        if aligned:
+        if aligned or c.fidelity_prefilter:
             from daflow.api import load_model
 
             flow = load_model(c.fidelity_flow, device=self.device)
+        prefilter = None
+        if c.fidelity_prefilter:
+            from daflow.restoration import RestoreSettings
+
+            prefilter = RestoreSettings().temporal()  # the prefilter of `daflow restore`
         prepared, parts, specs = {}, [], []
         for k, preset in enumerate(c.fidelity_mix):
             mirror = "lq" if preset == c.degrade else f"lq_{preset}"
             spec = f"youhq:{self.data('train', 'hq')}?lq={self.data('train', mirror)}"
-            path = self.layout.stage("fidelity") / f"prepared_{mirror}.pt"
+            tag = f"_prefiltered_r{prefilter.radius}_h{prefilter.strength:g}" if prefilter else ""
+            path = self.layout.stage("fidelity") / f"prepared_{mirror}{tag}.pt"
             if mirror not in prepared:
                 if not path.is_file():
                     source = build_clip_source(spec, num_frames=c.frames)
-                    clips = prepare_clips(backbone, source, sigma=sigma, flow_model=flow, progress=self.progress)
+                    clips = prepare_clips(
+                        backbone, source, sigma=sigma, flow_model=flow, prefilter=prefilter, progress=self.progress
+                    )
                     with atomic_path(path) as tmp:
                         torch.save(clips, tmp)
                 prepared[mirror] = torch.load(path)

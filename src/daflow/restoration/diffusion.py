@@ -178,6 +178,7 @@ def restore_chunk(
     :class:`~daflow.restoration.video.RestoreSettings`. One-step outputs are image residuals (module docstring).
     ``context``: the video's frames just before and after the chunk (``[H, W, 3]`` or None), which a video fidelity
     head aligns onto the chunk's first and last frames (:func:`daflow.restoration.temporal.align_neighbours`)."""
+    from daflow.models.fidelity import apply_head
     from daflow.models.vae import decode_differentiable
     from daflow.restoration.temporal import align_neighbours
 
@@ -229,7 +230,7 @@ def restore_chunk(
                 elif video_head:
                     nbr = align_neighbours(x_ext, flows.fw.cpu(), flows.bw.cpu(), range(lo + n_anchor, lo + f))
                     nbr = nbr.to(images.device)
-                images = head(new.to(images.device), images, nbr)
+                images = apply_head(head, new.to(images.device), images, nbr, ensemble=settings.ensemble)
         else:
             images = decode_differentiable(backbone.vae, latents[n_anchor:])
     images = images.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()

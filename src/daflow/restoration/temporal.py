@@ -15,8 +15,10 @@ with per-pixel weights that keep only what the flow aligned:
   their alignment (:func:`noise_sigma`, Immerkær's Laplacian estimator made robust with the median), and never
   below :data:`MIN_SIGMA`. ``h`` (``strength``) sets how much more than that is still averaged: larger h smooths
   more, smaller h rejects misalignment sooner. The estimate sees white noise; the noise of degraded video is
-  blurred and correlated and reads far lower, hence the default h = 8 (measured: h = 2, 4, 8 gave +0.00, +0.03,
-  +0.10 dB on held-out degraded clips, ``BENCHMARKS.md``).
+  blurred and correlated and reads far lower, hence the default h = 32 (measured on held-out degraded clips: h = 2,
+  4, 8, 16, 32 gave +0.00, +0.03, +0.10, +0.19, +0.29 dB on synthetic clips, +0.13 dB at h = 16 and 32 on real H.264
+  damage, ``BENCHMARKS.md``); with the flow's forward–backward test already leaving out what it cannot align,
+  the patch weight matters less than the number of frames averaged.
 
 Independent noise, compression noise and flicker average out over the 2·radius + 1 frames; the blur of a
 downscale does not (it is the same in every frame). This is the temporal filtering of the video-denoising
@@ -45,7 +47,7 @@ class TemporalSettings:
     the patch distance (odd)."""
 
     radius: int = 2
-    strength: float = 8.0
+    strength: float = 32.0
     patch: int = 5
 
     def __post_init__(self):

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from daflow.files import atomic_path, atomic_write_text, claim_run, write_image
+from daflow.models.fidelity import ENSEMBLES
 from daflow.models.sampler import DEFAULT_STEPS
 from daflow.restoration.diffusion import ONE_STEP_SIGMA, SAMPLERS, chunk_plan, restore_chunk, uses_video_head
 from daflow.restoration.guidance import GUIDANCE_SPACES
@@ -43,7 +44,8 @@ class RestoreSettings:
     ``auto``: one-step at the σ* the restorer was fine-tuned for when it was, else full; ``sigma`` None: that σ*, else
     :data:`~daflow.restoration.diffusion.ONE_STEP_SIGMA`), ``guidance`` weight w (0 = none) in ``space`` (``latent`` or
     ``image``), ``chunk``/``overlap``, ``fidelity`` (one-step: pass the output through the restorer's fidelity head
-    when it has one, :mod:`daflow.models.fidelity`), ``prefilter`` (run the temporal filter first and restore its
+    when it has one, :mod:`daflow.models.fidelity`; ``ensemble``: its geometric self-ensemble of 1, 2, 4 or 8
+    transforms, :func:`~daflow.models.fidelity.apply_head`), ``prefilter`` (run the temporal filter first and restore its
     output). Temporal: ``radius``, ``strength``. ``flow_model``: any ``daflow evaluate``
     model name (guidance and temporal flows)."""
 
@@ -57,8 +59,9 @@ class RestoreSettings:
     chunk: int = 3
     overlap: int = 1
     radius: int = 2
-    strength: float = 8.0
+    strength: float = 32.0
     fidelity: bool = True
+    ensemble: int = 8
     prefilter: bool = True
     scale: int = 1
     seed: int = 0
@@ -82,6 +85,8 @@ class RestoreSettings:
             raise ValueError(f"--scale must be 1, 2 or 4, got {self.scale}")
         if self.steps < 1:
             raise ValueError(f"--steps must be >= 1, got {self.steps}")
+        if self.ensemble not in ENSEMBLES:
+            raise ValueError(f"--ensemble must be one of {ENSEMBLES}, got {self.ensemble}")
         self.temporal()  # validates radius and strength
 
     def temporal(self) -> TemporalSettings:

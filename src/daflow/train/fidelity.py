@@ -58,19 +58,27 @@ class PreparedClips(torch.utils.data.Dataset):
         return {k: v[index, ..., top : top + ch, left : left + cw].float() for k, v in self.clips.items()}
 
 
-def prepare_clips(backbone, source, *, sigma: float, flow_model=None, progress: bool = True) -> dict[str, torch.Tensor]:
+def prepare_clips(
+    backbone, source, *, sigma: float, flow_model=None, prefilter=None, progress: bool = True
+) -> dict[str, torch.Tensor]:
     """What the head sees of every clip of ``source`` (a ClipSource with HQ frames and an LQ mirror), on whole
     frames: ``hq``, ``lq`` (uint8), ``prior`` (the one-step output at ``sigma``, float16) ``[N, F, 3, H, W]``, and
     ``neighbours`` ``[N, F, 2, 4, H, W]`` (float16) aligned by the flows of ``flow_model`` (a loaded
-    :class:`~daflow.api.FlowModel`; zeros when None), computed as ``daflow restore`` computes them."""
+    :class:`~daflow.api.FlowModel`; zeros when None), computed as ``daflow restore`` computes them. With
+    ``prefilter`` (:class:`~daflow.restoration.temporal.TemporalSettings`; needs ``flow_model``) the LQ frames are
+    first temporally filtered with its flows, as ``daflow restore --prefilter`` does, and ``lq`` holds the result."""
     from tqdm import tqdm
 
     from daflow.restoration.diffusion import clip_flows, one_step_images
-    from daflow.restoration.temporal import align_neighbours
+    from daflow.restoration.temporal import align_neighbours, filter_window
 
+    if prefilter is not None and flow_model is None:
+        raise ValueError("prepare_clips: a prefilter needs the flow model that aligns the frames")
     out: dict[str, list[torch.Tensor]] = {"hq": [], "lq": [], "prior": [], "neighbours": []}
     for index in tqdm(range(len(source.clips)), desc="prepare", unit="clip", disable=not progress):
         hq, lq = source.clips[index].frames, np.ascontiguousarray(source.lq_mirror[index].frames)
+        if prefilter is not None:
+            lq = filter_window(lq, flow_model.clip, prefilter)
         x = torch.from_numpy(lq).permute(0, 3, 1, 2).float()
         prior = one_step_images(backbone, x[None], sigma=sigma).cpu()
         n, _, h, w = x.shape
