@@ -293,11 +293,11 @@ class Recipe:
             from daflow.restoration import RestoreSettings
 
             prefilter = RestoreSettings().temporal()  # the prefilter of `daflow restore`
+        tag = f"_prefiltered_r{prefilter.radius}_h{prefilter.strength:g}" if prefilter else ""
         prepared, parts, specs = {}, [], []
         for k, preset in enumerate(c.fidelity_mix):
             mirror = "lq" if preset == c.degrade else f"lq_{preset}"
             spec = f"youhq:{self.data('train', 'hq')}?lq={self.data('train', mirror)}"
-            tag = f"_prefiltered_r{prefilter.radius}_h{prefilter.strength:g}" if prefilter else ""
             path = self.layout.stage("fidelity") / f"prepared_{mirror}{tag}.pt"
             if mirror not in prepared:
                 if not path.is_file():
