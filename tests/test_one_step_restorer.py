@@ -124,6 +124,24 @@ def test_h264_preset_is_codec_damage_alone():
     assert lq.shape == hq.shape and 20.0 < psnr(lq, hq) < 60.0
 
 
+def test_h264_low_preset_is_h264_at_lower_rates():
+    from daflow.data.degrade.config import get_preset
+
+    low, base = get_preset("h264-low"), get_preset("h264")
+    assert low.bitrate[1] < base.bitrate[1] and low.bitrate[0] < base.bitrate[0]
+    assert (low.stage1, low.stage2, low.codecs, low.scale) == (base.stage1, base.stage2, base.codecs, base.scale)
+    rates = [sample_params("h264-low", 3, (64, 64), s).frames[0].final_codec.bitrate for s in range(20)]
+    assert all(low.bitrate[0] <= r <= low.bitrate[1] for r in rates) and len(set(rates)) > 10
+
+
+def test_recipe_mixtures_must_name_its_mirrors():
+    from daflow.recipe.presets import RecipeConfig
+
+    with pytest.raises(ValueError, match="one_step_mix must name LQ mirrors"):
+        RecipeConfig(extra_degrades=("h264",), one_step_mix=("realbasicvsr", "mild"))
+    assert RecipeConfig(extra_degrades=("h264",), one_step_mix=("h264",)).one_step_mix == ("h264",)
+
+
 def test_restore_smoke_recipe_bundles_the_one_step_restorer(tmp_path):
     from daflow.cli import main
     from daflow.models.bundled import RESTORE_JSON, RESTORER, load_restorer
@@ -133,6 +151,9 @@ def test_restore_smoke_recipe_bundles_the_one_step_restorer(tmp_path):
     assert main(args) == 0
     assert (run / "data" / "train" / "lq_h264").is_dir()
     assert not (run / "raft").exists()  # the restorer's recipe stops after its own stages
+    # one_step_mix: the one-step DiT on the realbasicvsr mirror alone, the head on both
+    one_step_data = json.loads((run / "one_step" / "train_one_step.json").read_text())["data"]
+    assert "lq_h264" not in one_step_data and one_step_data.endswith("/lq")
     assert json.loads((weights / RESTORER / RESTORE_JSON).read_text())["sampler"] == "one-step"
     backbone = load_restorer(root=weights)
     assert backbone.one_step_sigma == json.loads((run / "one_step" / "train_one_step.json").read_text())["sigma"]

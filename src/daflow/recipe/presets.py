@@ -58,6 +58,9 @@ class RecipeConfig:
     vae_images: tuple[str, ...] = ("hq", "lq")  # the frames the VAE learns to reconstruct
     extra_degrades: tuple[str, ...] = ()  # more LQ mirrors of the training clips (data/train/lq_<preset>)
     one_step_steps: int = 1200  # the one-step restorer fine-tune (daflow.train.one_step)
+    one_step_mix: tuple[
+        str, ...
+    ] = ()  # its LQ mirrors (the recipe's `degrade` or `extra_degrades`); empty: all of them
     one_step_lr: float = 1e-3
     fidelity_steps: int = 2500  # the restorer's fidelity head (daflow.train.fidelity)
     fidelity_head: str = "video"  # its preset (daflow.models.fidelity.FIDELITY_PRESETS)
@@ -76,14 +79,17 @@ class RecipeConfig:
         object.__setattr__(self, "vae_images", tuple(self.vae_images))
         object.__setattr__(self, "extra_degrades", tuple(self.extra_degrades))
         object.__setattr__(self, "fidelity_mix", tuple(self.fidelity_mix))
+        object.__setattr__(self, "one_step_mix", tuple(self.one_step_mix))
         unknown = set(self.stages) - set(STAGES)
         if unknown:
             raise ValueError(f"unknown recipe stages {sorted(unknown)}; stages: {', '.join(STAGES)}")
         object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
         if self.teacher not in TEACHERS + ("best",):
             raise ValueError(f"teacher must be one of {TEACHERS + ('best',)}, got {self.teacher!r}")
+        mirrors = (self.degrade, *self.extra_degrades)
+        if [m for m in self.one_step_mix if m not in mirrors]:
+            raise ValueError(f"one_step_mix must name LQ mirrors of this recipe ({mirrors}), got {self.one_step_mix}")
         if "fidelity" in self.stages:
-            mirrors = (self.degrade, *self.extra_degrades)
             unknown = [m for m in self.fidelity_mix if m not in mirrors]
             if unknown or not self.fidelity_mix:
                 raise ValueError(
@@ -137,6 +143,7 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         vae_preset="small",
         vae_images=("hq",),
         extra_degrades=("h264",),
+        one_step_mix=("realbasicvsr",),
         fidelity_mix=("realbasicvsr", "h264"),
         fidelity_prefilter=True,
         stages=("data", "vae", "dit0", "lift", "one_step", "fidelity"),

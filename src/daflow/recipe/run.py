@@ -11,8 +11,9 @@ Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each
                 (stand-in for the published ``dit4sr_q``)
 ``lift``        stage 1 (§4.2): the DiT lifted and fine-tuned on 3-frame clips
 ``one_step``    the lifted DiT fine-tuned for ``daflow restore``'s one-step call (:mod:`daflow.train.one_step`) on the
-                ``realbasicvsr`` mirror and the ``extra_degrades`` mirrors (``…/lq_<preset>``) of the training clips
-``fidelity``    the restorer's fidelity head (:mod:`daflow.train.fidelity`) beside the frozen one-step DiT, same data;
+                LQ mirrors of ``one_step_mix`` (``…/lq`` for ``degrade``, ``…/lq_<preset>`` for ``extra_degrades``)
+``fidelity``    the restorer's fidelity head (:mod:`daflow.train.fidelity`) beside the frozen one-step DiT, on the
+                mirrors of ``fidelity_mix``;
                 the DiT's output and the neighbours aligned by ``fidelity_flow`` computed once per clip
                 (``fidelity/prepared_<mirror>.pt``; with ``fidelity_prefilter`` the LQ frames first pass
                 ``daflow restore``'s temporal prefilter, ``prepared_<mirror>_prefiltered_r<radius>_h<strength>.pt``)
@@ -85,6 +86,10 @@ class Recipe:
 
     def data(self, split: str, kind: str) -> Path:
         return self.layout.data(split, kind)
+
+    def mirror(self, preset: str) -> str:
+        """The folder name of a degradation preset's LQ mirror of the training clips (``lq`` for ``degrade``)."""
+        return "lq" if preset == self.config.degrade else f"lq_{preset}"
 
     def spec(self, split: str, labels: str) -> str:
         """``labeled:`` spec of a split's LQ frames with ``labels`` (``gt`` or ``pgt``); ``hq`` frames with ``hq:``."""
@@ -208,11 +213,12 @@ class Recipe:
         return self._lift("lift", self.layout.transformer("dit0"), self.config.frames, self.config.lift_steps)
 
     def restoration_data(self):
-        """(the training clips of every LQ mirror as one :class:`~daflow.train.data.MixedClips`, its spec)."""
+        """(the training clips of the LQ mirrors of ``one_step_mix``, every mirror when it is empty, as one
+        :class:`~daflow.train.data.MixedClips`, its spec)."""
         from daflow.train.data import MixedClips, TrainingClips, build_clip_source
 
         c = self.config
-        mirrors = ["lq"] + [f"lq_{p}" for p in c.extra_degrades]
+        mirrors = [self.mirror(p) for p in (c.one_step_mix or (c.degrade, *c.extra_degrades))]
         specs = [f"youhq:{self.data('train', 'hq')}?lq={self.data('train', m)}" for m in mirrors]
         clips = [
             TrainingClips(build_clip_source(s, num_frames=c.frames), crop=c.crop, seed=c.seed, require=("hq", "lq"))
@@ -296,7 +302,7 @@ class Recipe:
         tag = f"_prefiltered_r{prefilter.radius}_h{prefilter.strength:g}" if prefilter else ""
         prepared, parts, specs = {}, [], []
         for k, preset in enumerate(c.fidelity_mix):
-            mirror = "lq" if preset == c.degrade else f"lq_{preset}"
+            mirror = self.mirror(preset)
             spec = f"youhq:{self.data('train', 'hq')}?lq={self.data('train', mirror)}"
             path = self.layout.stage("fidelity") / f"prepared_{mirror}{tag}.pt"
             if mirror not in prepared:
