@@ -17,7 +17,9 @@ from daflow.train.checkpoint import list_checkpoints, optimizer_from_tensors, op
 from daflow.train.data import StepSampler, TrainingClips, build_clip_source
 from daflow.train.lift import (
     LIFT_PRESETS,
+    LiftConfig,
     flow_matching_loss,
+    mask_lq_tokens,
     sample_sigmas,
     train_lift,
     trainable_parameters,
@@ -120,6 +122,40 @@ def test_stage1_loss_goes_down_on_tiny_synthetic_clips(tmp_path):
     assert log[-1] == {"step": 40, "val_loss": pytest.approx(after)}
 
 
+def test_cross_frame_completion_masks_whole_tokens_per_frame():
+    lq = torch.randn(6, 16, 8, 12) + 3.0  # no entry is zero by chance
+    g = torch.Generator().manual_seed(0)
+    out = mask_lq_tokens(lq, 0.75, g)
+    masked = out == 0
+    # whole 2x2 latent patches (tokens), every channel at once, the rest untouched
+    tokens = masked.view(6, 16, 4, 2, 6, 2)
+    assert bool((tokens.all(dim=(1, 3, 5)) == tokens.any(dim=(1, 3, 5))).all())
+    assert torch.equal(out[~masked], lq[~masked])
+    shares = masked[:, 0].float().mean(dim=(1, 2))
+    assert float(shares.max()) <= 0.95 and len(set(shares.tolist())) > 1  # each frame its own share
+    again = mask_lq_tokens(lq, 0.75, torch.Generator().manual_seed(0))
+    assert torch.equal(out, again)  # a function of the step's generator (exact resume)
+    assert torch.equal(mask_lq_tokens(lq, 0.0, g), lq)
+    with pytest.raises(ValueError, match="lq_mask"):
+        LiftConfig(lq_mask=1.0)
+
+
+def test_stage1_with_cross_frame_completion_trains_and_records_it(tmp_path):
+    source = build_clip_source(DATA, num_frames=3)
+    config = dataclasses.replace(TINY, steps=2, lq_mask=0.5)
+    summary = train_lift(DiffusionBackbone.from_preset("tiny", seed=0), source, tmp_path / "m", config, progress=False)
+    assert summary["steps"] == 2
+    assert json.loads((tmp_path / "m" / "train_lift.json").read_text())["lq_mask"] == 0.5
+    with pytest.raises(ValueError, match="lq_mask"):  # a resume with another share is refused
+        train_lift(
+            DiffusionBackbone.from_preset("tiny"),
+            source,
+            tmp_path / "m",
+            dataclasses.replace(config, steps=3, lq_mask=0.25),
+            progress=False,
+        )
+
+
 def test_stage1_resume_continues_exactly(tmp_path):
     source = build_clip_source(DATA, num_frames=3)
     straight = DiffusionBackbone.from_preset("tiny", seed=0)
@@ -162,12 +198,15 @@ def test_daflow_train_lift_cli(tmp_path, capsys):
         "2",
         "--save-every",
         "1",
+        "--lq-mask",
+        "0.25",
         "--no-progress",
         "-o",
         str(out),
     ]
     assert main(args) == 0
     assert "steps 0 -> 2" in capsys.readouterr().out
+    assert json.loads((out / "train_lift.json").read_text())["lq_mask"] == 0.25
     for name in (
         "transformer/config.json",
         "transformer/diffusion_pytorch_model.safetensors",

@@ -154,6 +154,12 @@ def _add_train_lift(stages) -> None:
         "--loss", choices=("x0", "velocity"), help="x0: DiT4SR's preconditioned loss (default); velocity: Eq. 6"
     )
     p.add_argument(
+        "--lq-mask",
+        type=float,
+        help="cross-frame completion (not in the paper; default 0): mask up to this share of each frame's LQ tokens, "
+        "so that restoring them needs the other frames",
+    )
+    p.add_argument(
         "--gradient-checkpointing",
         action=argparse.BooleanOptionalAction,
         default=None,
@@ -170,7 +176,9 @@ def _run_train_lift(args) -> int:
     from daflow.train.lift import LIFT_PRESETS, train_lift
 
     output_dir(args.output)
-    overrides = _overrides(args, trainable="trainable", loss="loss", gradient_checkpointing="gradient_checkpointing")
+    overrides = _overrides(
+        args, trainable="trainable", loss="loss", gradient_checkpointing="gradient_checkpointing", lq_mask="lq_mask"
+    )
     settings = training_settings(args)
     config = dataclasses.replace(LIFT_PRESETS[settings], **overrides)
     source = build_clip_source(args.data, num_frames=config.frames, degrade=args.degrade)

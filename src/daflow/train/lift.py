@@ -11,6 +11,12 @@ spatio-temporal attention) conditioned on the LQ latents and the null prompt.
 ``precondition_outputs``): ``‖(z_σ − σ·v) − z₀‖²`` = ``σ²·‖v − (ε − z₀)‖²``; ``loss="velocity"``: Eq. 6 as written,
 ``‖v − (ε − z₀)‖²``. Both are means over all latent entries; the logit-normal scheme has unit weights.
 
+**Cross-frame completion** (``lq_mask`` > 0, not in the paper): in every frame, independently, a share of the LQ
+latent's tokens (2×2 latent patches), drawn uniformly from ``[0, lq_mask]``, is set to zero before the transformer
+sees it (:func:`mask_lq_tokens`), so that restoring those tokens needs the same content in the other frames of the
+clip: a restoration target that rewards attention that finds corresponding tokens across frames (the idea of
+cross-view completion and masked video modelling). The loss is unchanged; validation sees unmasked latents.
+
 **What trains.** ``control`` (DiT4SR's own choice: every parameter whose name contains ``control``: the LQ
 projections of both attentions and the FFN's control conv), ``attention`` (every parameter of ``attn`` and
 ``attn2``, the layers lifting changes) or ``all``.
@@ -63,10 +69,13 @@ class LiftConfig(TrainSettings):
     gradient_checkpointing: bool = True
     save_every: int = 1000
     workers: int = 4
+    lq_mask: float = 0.0  # cross-frame completion: the largest share of LQ tokens masked per frame (module docstring)
 
     crop_multiple: ClassVar[int] = TOKEN_STRIDE
 
     def __post_init__(self):
+        if not 0.0 <= self.lq_mask < 1.0:
+            raise ValueError(f"lq_mask must be in [0, 1), got {self.lq_mask}")
         if self.trainable not in TRAINABLE:
             raise ValueError(f"trainable must be one of {TRAINABLE}, got {self.trainable!r}")
         if self.loss not in LOSSES:
@@ -103,6 +112,7 @@ RUN_KEYS = (
     "logit_std",
     "shift",
     "seed",
+    "lq_mask",
     "data",
     "model",
 )
@@ -134,6 +144,15 @@ def sample_sigmas(
     sigmas = training_sigmas(shift=shift)
     u = torch.sigmoid(torch.randn(batch, generator=generator) * std + mean)
     return sigmas[(u * len(sigmas)).long().clamp(max=len(sigmas) - 1)]
+
+
+def mask_lq_tokens(lq: torch.Tensor, max_share: float, generator: torch.Generator) -> torch.Tensor:
+    """``lq`` ``[B·F, C, h, w]`` (h, w even) with, in each frame, a share ``U(0, max_share)`` of its tokens (2×2
+    latent patches) set to zero, drawn independently per frame from ``generator``."""
+    n, _, h, w = lq.shape
+    share = torch.rand(n, 1, 1, 1, generator=generator) * max_share
+    keep = (torch.rand(n, 1, h // 2, w // 2, generator=generator) >= share).to(lq.dtype)
+    return lq * keep.repeat_interleave(2, 2).repeat_interleave(2, 3).to(lq.device)
 
 
 def flow_matching_loss(
@@ -240,6 +259,8 @@ def train_lift(
         with torch.no_grad():
             z0 = encode(backbone.vae, hq.flatten(0, 1), sample=True, generator=g).float()
             zl = encode(backbone.vae, lq.flatten(0, 1), sample=True, generator=g).float()
+            if config.lq_mask > 0:
+                zl = mask_lq_tokens(zl, config.lq_mask, g)
         sigma = sample_sigmas(b, g, mean=config.logit_mean, std=config.logit_std, shift=config.shift)
         noise = torch.randn(z0.shape, generator=g).to(z0.device)
         return flow_matching_loss(
