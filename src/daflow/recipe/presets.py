@@ -58,9 +58,8 @@ class RecipeConfig:
     vae_images: tuple[str, ...] = ("hq", "lq")  # the frames the VAE learns to reconstruct
     extra_degrades: tuple[str, ...] = ()  # more LQ mirrors of the training clips (data/train/lq_<preset>)
     one_step_steps: int = 1200  # the one-step restorer fine-tune (daflow.train.one_step)
-    one_step_mix: tuple[
-        str, ...
-    ] = ()  # its LQ mirrors (the recipe's `degrade` or `extra_degrades`); empty: all of them
+    # the one-step fine-tune's LQ mirrors (the recipe's `degrade` preset or ones of `extra_degrades`); empty: all of them
+    one_step_mix: tuple[str, ...] = ()
     one_step_lr: float = 1e-3
     fidelity_steps: int = 2500  # the restorer's fidelity head (daflow.train.fidelity)
     fidelity_head: str = "video"  # its preset (daflow.models.fidelity.FIDELITY_PRESETS)
@@ -86,7 +85,7 @@ class RecipeConfig:
         object.__setattr__(self, "crop", tuple(int(v) for v in self.crop))
         if self.teacher not in TEACHERS + ("best",):
             raise ValueError(f"teacher must be one of {TEACHERS + ('best',)}, got {self.teacher!r}")
-        mirrors = (self.degrade, *self.extra_degrades)
+        mirrors = self.degrades
         if [m for m in self.one_step_mix if m not in mirrors]:
             raise ValueError(f"one_step_mix must name LQ mirrors of this recipe ({mirrors}), got {self.one_step_mix}")
         if "fidelity" in self.stages:
@@ -97,6 +96,11 @@ class RecipeConfig:
                 )
         if self.taps > self.dit_layers:
             raise ValueError(f"taps ({self.taps}) cannot exceed dit_layers ({self.dit_layers})")
+
+    @property
+    def degrades(self) -> tuple[str, ...]:
+        """The degradation presets of the training clips' LQ mirrors: ``degrade``, then ``extra_degrades``."""
+        return (self.degrade, *self.extra_degrades)
 
 
 RECIPE_PRESETS: dict[str, RecipeConfig] = {

@@ -218,7 +218,7 @@ class Recipe:
         from daflow.train.data import MixedClips, TrainingClips, build_clip_source
 
         c = self.config
-        mirrors = [self.mirror(p) for p in (c.one_step_mix or (c.degrade, *c.extra_degrades))]
+        mirrors = [self.mirror(p) for p in (c.one_step_mix or c.degrades)]
         specs = [f"youhq:{self.data('train', 'hq')}?lq={self.data('train', m)}" for m in mirrors]
         clips = [
             TrainingClips(build_clip_source(s, num_frames=c.frames), crop=c.crop, seed=c.seed, require=("hq", "lq"))
