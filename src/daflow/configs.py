@@ -3,7 +3,7 @@
 A key that is neither a field of the dataclass, nor private (``_class_name``, ``_diffusers_version``, …), nor in
 the reader's declared list of keys it knows and ignores, is refused with one message naming the file's kind, the
 unknown keys and the accepted ones: a misspelt key never falls back silently to a default. Tuples arrive from JSON
-as lists and are converted back.
+as lists and are converted back; :func:`config_to_dict` writes them as lists.
 """
 
 from __future__ import annotations
@@ -30,3 +30,9 @@ def config_from_dict(cls: type[T], data: dict[str, Any], *, what: str, ignored: 
         if key in fields:
             values[key] = tuple(value) if isinstance(value, list) else value
     return cls(**values)
+
+
+def config_to_dict(config) -> dict[str, Any]:
+    """The dataclass ``config`` as a JSON-ready dict: its fields, tuples as lists (what :func:`config_from_dict`
+    reads back)."""
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(config).items()}

@@ -17,6 +17,13 @@ def command_parser(sub, name: str, *, help: str, description: str) -> argparse.A
     )
 
 
+def add_input_output(p, input_help: str) -> None:
+    """The positional ``input`` (frames or a video) and the required ``-o/--output`` folder of a command that turns a
+    clip into files."""
+    p.add_argument("input", type=Path, help=input_help)
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+
+
 def resolve_device(name: str) -> str:
     """``--device``: ``auto`` is cuda when available, else cpu; anything else as given, if torch knows it."""
     import torch

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from daflow.cli.common import (
     add_daflow_args,
+    add_input_output,
     add_model_args,
     add_range_args,
     command_parser,
@@ -33,8 +32,7 @@ def _add_estimate(sub) -> None:
             "every file is written atomically."
         ),
     )
-    p.add_argument("input", type=Path, help="video file or folder of frames")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    add_input_output(p, "video file or folder of frames")
     p.add_argument(
         "--model",
         default="dis-raft",

@@ -10,6 +10,7 @@ from pathlib import Path
 from daflow.cli.common import (
     add_denoise_steps,
     add_diffusion_args,
+    add_input_output,
     build_backbone,
     command_parser,
     flow_model,
@@ -43,8 +44,7 @@ def _add_restore(sub) -> None:
             "Resumable: finished chunks are kept. Score it with `daflow evaluate-restoration OUT --reference HQ`."
         ),
     )
-    p.add_argument("input", type=Path, help="video file or folder of frames (degraded)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
+    add_input_output(p, "video file or folder of frames (degraded)")
     p.add_argument(
         "--method",
         default="diffusion",

@@ -86,6 +86,13 @@ def window_plan(length: int, num_frames: int, stride: int) -> list[tuple[int, in
     return plan
 
 
+def require_choice(value: str, choices: Sequence[str], what: str) -> str:
+    """``value`` when it is one of ``choices``; a ``ValueError`` naming ``what`` and the choices otherwise."""
+    if value not in choices:
+        raise ValueError(f"{what} must be one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
+
+
 def require_dir(path: Path, what: str) -> Path:
     if not path.is_dir():
         raise DatasetLayoutError(f"{what}: expected folder {path} not found")

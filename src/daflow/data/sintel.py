@@ -20,6 +20,7 @@ from daflow.data.base import (
     DatasetLayoutError,
     natural_key,
     require_all,
+    require_choice,
     require_dir,
     select_scenes,
     sequence_items,
@@ -42,10 +43,8 @@ class Sintel(ClipDataset):
         scenes: list[str] | None = None,
         transform=None,
     ):
-        if dstype not in SINTEL_PASSES:
-            raise ValueError(f"Sintel pass must be one of {SINTEL_PASSES}, got {dstype!r}")
-        if split not in ("training", "test"):
-            raise ValueError(f"Sintel split must be 'training' or 'test', got {split!r}")
+        require_choice(dstype, SINTEL_PASSES, "Sintel pass")
+        require_choice(split, ("training", "test"), "Sintel split")
         self.root = Path(root)
         frames_root = require_dir(
             self.root / split / dstype, f"Sintel ({dstype} pass) frames as <scene>/frame_0001.png"

@@ -23,6 +23,7 @@ from daflow.data.base import (
     DatasetLayoutError,
     natural_key,
     require_all,
+    require_choice,
     require_dir,
     select_scenes,
     sequence_items,
@@ -47,10 +48,8 @@ class Spring(ClipDataset):
         full_resolution_gt: bool = False,
         transform=None,
     ):
-        if camera not in ("left", "right"):
-            raise ValueError(f"Spring camera must be 'left' or 'right', got {camera!r}")
-        if split not in ("train", "test"):
-            raise ValueError(f"Spring split must be 'train' or 'test', got {split!r}")
+        require_choice(camera, ("left", "right"), "Spring camera")
+        require_choice(split, ("train", "test"), "Spring split")
         self.root = Path(root)
         self.full_resolution_gt = full_resolution_gt
         split_root = require_dir(self.root / split, "Spring split folder with <scene>/frame_left/frame_left_0001.png")

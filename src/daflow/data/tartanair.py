@@ -16,7 +16,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from daflow.data.base import ClipDataset, DatasetLayoutError, natural_key, require_all, sequence_items
+from daflow.data.base import (
+    ClipDataset,
+    DatasetLayoutError,
+    natural_key,
+    require_all,
+    require_choice,
+    sequence_items,
+)
 
 TARTANAIR_VAL_ENVS = ("westerndesert", "soulcity")
 
@@ -44,8 +51,7 @@ class TartanAir(ClipDataset):
         stride: int = 1,
         transform=None,
     ):
-        if split not in ("val", "train", "all"):
-            raise ValueError(f"TartanAir split must be 'val', 'train' or 'all', got {split!r}")
+        require_choice(split, ("val", "train", "all"), "TartanAir split")
         self.root = Path(root)
         if not self.root.is_dir():
             raise DatasetLayoutError(f"TartanAir: expected folder {self.root} not found")

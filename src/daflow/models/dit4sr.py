@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -103,9 +103,9 @@ class DiT4SRConfig:
         return config_from_dict(cls, data, what="DiT4SR config")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["dual_attention_layers"] = list(self.dual_attention_layers)
-        return d
+        from daflow.configs import config_to_dict
+
+        return config_to_dict(self)
 
 
 DIT4SR_PRESETS: dict[str, DiT4SRConfig] = {

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -102,9 +102,9 @@ class SEARAFTConfig:
         return config_from_dict(cls, data, what="SEA-RAFT config", ignored=OFFICIAL_TRAINING_KEYS)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["block_dims"] = list(self.block_dims)
-        return d
+        from daflow.configs import config_to_dict
+
+        return config_to_dict(self)
 
 
 #: Official eval configs. S and M are the released weights at 4 iterations; L is **the M weights** at 12.

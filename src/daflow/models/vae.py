@@ -13,7 +13,7 @@ The published weights are ``vae/diffusion_pytorch_model.safetensors`` (+ ``confi
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 from diffusers import AutoencoderKL
@@ -77,9 +77,9 @@ class VAEConfig:
         return config_from_dict(cls, data, what="VAE config", ignored=known)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["block_out_channels"] = list(self.block_out_channels)
-        return d
+        from daflow.configs import config_to_dict
+
+        return config_to_dict(self)
 
 
 VAE_PRESETS: dict[str, VAEConfig] = {

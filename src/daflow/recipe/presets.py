@@ -4,7 +4,7 @@ report (:mod:`daflow.recipe.reproduce`) can name a run's preset without importin
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 TEACHERS = ("raft", "dis")  # pseudo-GT teacher candidates (see ``pseudo_gt`` above)
 STAGES = (
@@ -103,23 +103,26 @@ class RecipeConfig:
         return (self.degrade, *self.extra_degrades)
 
 
+# every stage for a few steps: what the test suite runs
+_SMOKE = RecipeConfig(
+    size=(64, 64),
+    train_clips=4,
+    val_clips=1,
+    eval_clips=1,
+    dit_layers=5,
+    vae_steps=2,
+    dit0_steps=2,
+    lift_steps=2,
+    raft_steps=2,
+    flow_steps=2,
+    star_steps=2,
+    analysis_steps=2,
+)
+_RESTORE_RECIPE = ("data", "vae", "dit0", "lift", *RESTORER_STAGES)
+
 RECIPE_PRESETS: dict[str, RecipeConfig] = {
     "tiny": RecipeConfig(),
-    # every stage for a few steps: what the test suite runs
-    "smoke": RecipeConfig(
-        size=(64, 64),
-        train_clips=4,
-        val_clips=1,
-        eval_clips=1,
-        dit_layers=5,
-        vae_steps=2,
-        dit0_steps=2,
-        lift_steps=2,
-        raft_steps=2,
-        flow_steps=2,
-        star_steps=2,
-        analysis_steps=2,
-    ),
+    "smoke": _SMOKE,
     # the tiny restorer of `daflow restore`: data (with codec-only and mild LQ mirrors too), a wider VAE trained longer
     # on the clean frames only (a restorer's output can be no better than the VAE's reconstruction), a 4x wider DiT
     # (at the tiny width its x0 prediction never beat copying the LQ latent), per frame, lifted, then fine-tuned for
@@ -129,7 +132,7 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         vae_batch=8,
         vae_images=("hq",),
         extra_degrades=("h264", "mild"),
-        stages=("data", "vae", "dit0", "lift", "one_step", "fidelity"),
+        stages=_RESTORE_RECIPE,
         vae_steps=10000,
         dit_heads=4,
         dit_head_dim=16,
@@ -138,22 +141,16 @@ RECIPE_PRESETS: dict[str, RecipeConfig] = {
         fidelity_steps=5000,
         fidelity_head="video-wide",
     ),
-    "restore-smoke": RecipeConfig(
-        size=(64, 64),
-        train_clips=4,
-        val_clips=1,
-        eval_clips=1,
-        dit_layers=5,
+    # the restore preset's stages and options for a few steps
+    "restore-smoke": replace(
+        _SMOKE,
         vae_preset="small",
         vae_images=("hq",),
         extra_degrades=("h264",),
         one_step_mix=("realbasicvsr",),
         fidelity_mix=("realbasicvsr", "h264"),
         fidelity_prefilter=True,
-        stages=("data", "vae", "dit0", "lift", "one_step", "fidelity"),
-        vae_steps=2,
-        dit0_steps=2,
-        lift_steps=2,
+        stages=_RESTORE_RECIPE,
         one_step_steps=2,
         fidelity_steps=2,
     ),

@@ -116,17 +116,21 @@ class Stage:
 
     name: str
     module: torch.nn.Module
-    params: list[torch.nn.Parameter]
     make_optimizer: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer]
     dataset: Any
     loss: Callable[[torch.nn.Module, dict[str, torch.Tensor], int, int], torch.Tensor]
     lr: Callable[[int], float]
     write_model: Callable[[torch.nn.Module, Path], None]
     read_model: Callable[[Path], None]
+    params: list[torch.nn.Parameter] | None = None  # the trained ones: every parameter of ``module`` when None
     on_checkpoint: Callable[[int], dict] | None = None
     final_model: Callable[[torch.nn.Module, Path], None] | None = None
     record: dict = field(default_factory=dict)
     run_keys: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if self.params is None:
+            self.params = list(self.module.parameters())
 
 
 def saved_as(module: torch.nn.Module, subfolder: str, save: Callable, load: Callable) -> dict:

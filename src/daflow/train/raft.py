@@ -143,7 +143,6 @@ def train_raft(
     stage = Stage(
         name="raft",
         module=model,
-        params=list(model.parameters()),
         loss=loss,
         dataset=TrainingClips(source, crop=config.crop, seed=config.seed, require=(key, "flow")),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),

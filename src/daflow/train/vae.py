@@ -106,7 +106,6 @@ def train_vae(
     stage = Stage(
         name="vae",
         module=vae,
-        params=list(vae.parameters()),
         dataset=dataset,
         loss=loss,
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay),
