@@ -30,7 +30,25 @@ def add_train_refine(stages) -> None:
     )
     p.add_argument("--clips", type=int, default=1500, help="mixture clips to render (default 1500)")
     p.add_argument("--mixture", default=None, choices=("default", "tiny"), help="mixture preset (default: as --preset)")
-    p.add_argument("--init", type=Path, help="RAFT-small weights to start from (default: the bundled RAFT*-tiny)")
+    p.add_argument(
+        "--init",
+        type=Path,
+        help="RAFT-small weights to start from (default: the bundled RAFT*-tiny; with --daflow the bundled dis-raft)",
+    )
+    p.add_argument(
+        "--daflow",
+        metavar="PRESET",
+        help="train DA-Flow of this preset (small) on the refiner instead: the hybrid surgery on --init (equal to it "
+        "before training), the DiT of --dit4sr/--vae frozen (default: the bundled restorer's), its DPT heads and "
+        "hybrid RAFT trained on the same clips; RUN/model is a DA-Flow folder",
+    )
+    p.add_argument("--dit4sr", type=Path, help="with --daflow: the DiT4SR transformer folder of its backbone")
+    p.add_argument("--vae", type=Path, help="with --daflow: the VAE folder of its backbone")
+    p.add_argument(
+        "--random-dit",
+        action="store_true",
+        help="with --daflow: the DiT at seeded random weights of the same shape (the control for the features)",
+    )
     p.add_argument("--steps", type=int, help="optimisation steps (default 2500)")
     p.add_argument("--workers", type=int, default=2, help="processes rendering the clips (default 2)")
     p.add_argument(
@@ -54,8 +72,19 @@ def _run_train_refine(args) -> int:
 
     if args.clips < 1:
         raise ValueError(f"--clips must be >= 1, got {args.clips}")
+    if not args.daflow and (args.dit4sr or args.vae or args.random_dit):
+        raise ValueError("--dit4sr, --vae and --random-dit choose DA-Flow's backbone: they need --daflow")
+    if args.bundle_into and args.daflow:
+        raise ValueError("--bundle-into ships the plain refiner; a --daflow model is RUN/model (a DA-Flow folder)")
+    init = args.init or bundled_path("dis-raft" if args.daflow else "raft-star-tiny") / "raft.safetensors"
+    hybrid = info = None
+    if args.daflow:
+        from daflow.train.refine import hybrid_refiner
+
+        hybrid, info = hybrid_refiner(
+            args.daflow, init, dit4sr=args.dit4sr, vae=args.vae, random_dit=args.random_dit, seed=args.seed
+        )
     out = output_dir(args.output)
-    init = args.init or bundled_path("raft-star-tiny") / "raft.safetensors"
     overrides = {"seed": args.seed} | ({"steps": args.steps} if args.steps is not None else {})
     config = dataclasses.replace(REFINE_PRESETS[args.preset], **overrides)
     cache = build_cache(
@@ -67,7 +96,14 @@ def _run_train_refine(args) -> int:
         progress=not args.no_progress,
     )
     summary = train_refiner(
-        cache, out, config, init=init, device=resolve_device(args.device), progress=not args.no_progress
+        cache,
+        out,
+        config,
+        init=init,
+        hybrid=hybrid,
+        hybrid_info=info,
+        device=resolve_device(args.device),
+        progress=not args.no_progress,
     )
     print(
         f"steps {summary['start']} -> {summary['steps']}: loss {summary['first_loss']} -> {summary['last_loss']}; "

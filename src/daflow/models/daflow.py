@@ -11,14 +11,20 @@ For a clip of F frames ``[B, F, 3, H, W]`` (LQ, RGB 0..255):
    before the correlation pyramid; ``F_c`` is appended to RAFT's context; the GRU refines the flow.
 
 Each denoising step gives a flow; :meth:`DAFlow.forward` returns those of the requested steps (all by default), and
-``stop_after`` ends the denoising early (step 0 alone = one DiT call per chunk). The flow network (DPT heads + RAFT)
-is trained in stage 2 with the DiT frozen (:mod:`daflow.train.flow`). Saved as ``config.json`` +
-``flownet.safetensors``; the DiT4SR transformer and VAE in their published layouts beside them or elsewhere.
+``stop_after`` ends the denoising early (step 0 alone = one DiT call per chunk).
+
+With ``refiner=True`` the flow network is the bundled default's DIS→RAFT refiner (:mod:`daflow.models.refine`) made
+hybrid: RAFT-small with the convex upsampler, started from DIS, coarse to fine, DIS kept where much better, polished.
+Each pair is then a 2-frame clip for the DiT, at every pyramid level (:meth:`DAFlow.pair_features`), and
+:meth:`DAFlow.from_refiner` performs the surgery that makes the model equal the refiner before training.
+
+The flow network (DPT heads + RAFT) is trained in stage 2 with the DiT frozen (:mod:`daflow.train.flow`; the refiner
+form by :mod:`daflow.train.refine`). Saved as ``config.json`` + ``flownet.safetensors``; the DiT4SR transformer and
+VAE in their published layouts beside them or elsewhere.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 from collections.abc import Sequence
@@ -27,11 +33,14 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from daflow.models.backbone import DiffusionBackbone
+from daflow.models.catalog import DAFLOW_ITERS
 from daflow.models.dpt import BilinearHead, DPTConfig, DPTHead
 from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import hybrid_state_dict_from_raft
+from daflow.models.refine import Fallback
 from daflow.models.sampler import DEFAULT_SHIFT, DEFAULT_STEPS
 from daflow.models.taps import DEFAULT_BLOCKS, TapSpec
 from daflow.models.vae import TOKEN_STRIDE
@@ -46,7 +55,8 @@ class DAFlowConfig:
     (pretrained backbones bring their own); ``blocks``/``attention``: the taps; ``head``: ``dpt`` (paper) or
     ``bilinear`` (App. C.3); ``feature_dim`` c and ``context_dim`` c′ (Eq. 14); ``dpt_out_channels``, ``dpt_scales``
     (App. A.0.2: (1, 1, 2, 2)) and ``dpt_pos_embed`` of the DPT heads; ``raft``: ``large`` (paper, raft-things) or
-    ``small``; ``corr_scale``: RAFT's 1/sqrt(256) (``raft``, keeps RAFT exact at initialisation) or ``hybrid``."""
+    ``small``; ``corr_scale``: RAFT's 1/sqrt(256) (``raft``, keeps RAFT exact at initialisation) or ``hybrid``;
+    ``refiner``: the flow network is the DIS→RAFT refiner made hybrid (module docstring; needs ``raft="small"``)."""
 
     backbone: str = "paper"
     blocks: tuple[int, ...] = DEFAULT_BLOCKS
@@ -59,6 +69,7 @@ class DAFlowConfig:
     dpt_pos_embed: bool = True
     raft: str = "large"
     corr_scale: str = "raft"
+    refiner: bool = False
 
     def __post_init__(self):
         for name in ("blocks", "dpt_out_channels"):
@@ -68,13 +79,16 @@ class DAFlowConfig:
             raise ValueError(f"head must be 'dpt' or 'bilinear', got {self.head!r}")
         if self.raft not in ("large", "small"):
             raise ValueError(f"raft must be 'large' or 'small', got {self.raft!r}")
+        if self.refiner and self.raft != "small":
+            raise ValueError("refiner=True makes the DIS->RAFT refiner (RAFT-small) hybrid: it needs raft='small'")
         if len(self.blocks) != len(self.dpt_scales):
             raise ValueError(f"{len(self.blocks)} tapped blocks need as many DPT levels, got scales {self.dpt_scales}")
         TapSpec(blocks=self.blocks, attention=self.attention)  # validates the attention name
 
     def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        from daflow.configs import config_to_dict
+
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, data: dict) -> DAFlowConfig:
@@ -92,6 +106,19 @@ DAFLOW_PRESETS: dict[str, DAFlowConfig] = {
         context_dim=16,
         dpt_out_channels=(16, 32, 64, 64),
         raft="small",
+    ),
+    # DA-Flow on the restorer's DiT (6 blocks, 4 heads x 16) and the default's DIS->RAFT refiner: the blocks ranked
+    # best by `daflow analyze` on that DiT (zero-shot, as §4.3 chooses {3, 13, 16, 17}); no position embedding in the
+    # DPT heads, so that a zero key head gives zero features (:meth:`DAFlow.from_refiner`)
+    "small": DAFlowConfig(
+        backbone="tiny",
+        blocks=(0, 2, 3, 5),
+        feature_dim=32,
+        context_dim=16,
+        dpt_out_channels=(16, 32, 64, 64),
+        dpt_pos_embed=False,
+        raft="small",
+        refiner=True,
     ),
 }
 
@@ -159,6 +186,7 @@ class DAFlow(nn.Module):
             extra_feature_dim=config.feature_dim,
             extra_context_dim=config.context_dim,
             corr_scale=config.corr_scale,
+            convex=config.refiner,
         )
 
     def train(self, mode: bool = True) -> DAFlow:
@@ -187,6 +215,28 @@ class DAFlow(nn.Module):
             sd = hybrid_state_dict_from_raft(sd, self.config.context_dim)
         load_strict(self.raft, sd, what=f"DA-Flow's hybrid RAFT-{self.config.raft}")
 
+    @classmethod
+    def from_refiner(
+        cls, config: DAFlowConfig | str, backbone: DiffusionBackbone, refiner_state_dict, *, seed: int = 0
+    ) -> DAFlow:
+        """The hybrid surgery on a trained DIS→RAFT refiner (``refiner_state_dict``: its ``raft.safetensors`` or
+        state dict): RAFT's weights with zero GRU columns for the diffusion context
+        (:func:`~daflow.models.raft_weights.hybrid_state_dict_from_raft`) and the key head's last convolution at
+        zero, so that ``F_k = 0`` and the extra correlation ``F_q · F_k`` vanishes: before training the model's flow
+        equals the refiner's bit for bit (the query head still learns: its gradient passes through ``F_k``'s). The
+        heads' other weights are drawn from ``seed``."""
+        with torch.random.fork_rng(devices=[]):  # the heads' initial weights from ``seed`` alone
+            torch.manual_seed(seed)
+            model = cls(config, backbone, seed=seed)
+        if not model.config.refiner or model.config.dpt_pos_embed:
+            raise ValueError("from_refiner needs a config with refiner=True and dpt_pos_embed=False (preset 'small')")
+        model.init_raft(refiner_state_dict)
+        last = model.dpt_k.scratch.output_conv1 if model.config.head == "dpt" else model.dpt_k.proj
+        nn.init.zeros_(last.weight)
+        if last.bias is not None:
+            nn.init.zeros_(last.bias)
+        return model
+
     def diffusion_features(self, taps: dict[int, dict[str, torch.Tensor]], image_size: tuple[int, int]):
         """Eq. 14 for one step's taps (``[B, F, h, w, C]`` per block): ``(F_q, F_k, F_c)``, each
         ``[B·(F−1), c or c′, H/8, W/8]`` for the pairs (k, k+1) in order."""
@@ -203,6 +253,70 @@ class DAFlow(nn.Module):
         fq, fk, ctx = features
         return self.raft(first, second, iters=iters, extra_features=(fq, fk), extra_context=ctx)
 
+    def pair_features(
+        self,
+        image1: torch.Tensor,
+        image2: torch.Tensor,
+        *,
+        step: int = 0,
+        num_steps: int = DEFAULT_STEPS,
+        shift: float = DEFAULT_SHIFT,
+        seed: int | Sequence[int] = 0,
+    ) -> dict:
+        """The hybrid RAFT's extra inputs (``extra_features``, ``extra_context``) for pairs of frames ``[B, 3, H, W]``
+        (sides multiples of 8, as RAFT takes them): each pair a 2-frame clip, replicate-padded at the bottom and right
+        to multiples of 16 for the DiT and denoised to ``step``; Eq. 14's features cropped back to the frames' 1/8
+        grid."""
+        b, _, h, w = image1.shape
+        ph, pw = (-h) % TOKEN_STRIDE, (-w) % TOKEN_STRIDE
+        pairs = torch.stack([image1, image2], 1).flatten(0, 1)
+        clip = F.pad(pairs, (0, pw, 0, ph), mode="replicate") if ph or pw else pairs
+        clip = clip.view(b, 2, 3, h + ph, w + pw)
+        spec = TapSpec(blocks=self.config.blocks, attention=self.config.attention, features=("q", "k"))
+        taps = None
+        for s in self.backbone.features(clip, taps=spec, steps=num_steps, shift=shift, stop_after=step, seed=seed):
+            taps = s.taps if s.index == step else taps
+        features = self.diffusion_features(taps, (h + ph, w + pw))
+        fq, fk, ctx = (f[..., : h // 8, : w // 8] for f in features)
+        return {"extra_features": (fq, fk), "extra_context": ctx}
+
+    def refine_pairs(
+        self,
+        image1: torch.Tensor,
+        image2: torch.Tensor,
+        *,
+        step: int = 0,
+        num_steps: int = DEFAULT_STEPS,
+        shift: float = DEFAULT_SHIFT,
+        seed: int | Sequence[int] = 0,
+        iters: int | None = None,
+        levels: int | None = None,
+        polish_rounds: int | None = None,
+        fallback: Fallback | None | str = "default",
+    ) -> torch.Tensor:
+        """``refiner=True``: the flow ``[B, 2, H, W]`` of pairs of frames ``[B, 3, H, W]`` (0..255, any size), by
+        :func:`~daflow.models.refine.refine_pyramid` with the diffusion features of denoising ``step`` at every level;
+        ``iters`` / ``levels`` / ``polish_rounds`` / ``fallback`` as the refiner's (its defaults when None /
+        ``"default"``)."""
+        from daflow.models.refine import DEFAULT_FALLBACK, DEFAULT_POLISH, refine_pyramid
+
+        if not self.config.refiner:
+            raise ValueError("refine_pairs needs a DA-Flow built with refiner=True")
+
+        def extras(a: torch.Tensor, b: torch.Tensor) -> dict:
+            return self.pair_features(a, b, step=step, num_steps=num_steps, shift=shift, seed=seed)
+
+        return refine_pyramid(
+            self.raft,
+            image1.to(self.device),
+            image2.to(self.device),
+            iters=iters,
+            levels=levels,
+            polish_rounds=DEFAULT_POLISH if polish_rounds is None else polish_rounds,
+            fallback=DEFAULT_FALLBACK if fallback == "default" else fallback,
+            extras=extras,
+        )
+
     def forward(
         self,
         frames: torch.Tensor,
@@ -210,20 +324,24 @@ class DAFlow(nn.Module):
         steps: Sequence[int] | None = None,
         num_steps: int = DEFAULT_STEPS,
         shift: float = DEFAULT_SHIFT,
-        iters: int = 20,
+        iters: int | None = None,
         seed: int | Sequence[int] = 0,
         return_predictions: bool = False,
     ) -> DAFlowOutput:
         """Flows of every consecutive pair of ``frames`` ``[B, F, 3, H, W]`` (RGB 0..255, F ≥ 2) for the denoising
         ``steps`` (0-based indices into a ``num_steps`` schedule; default all). Denoising stops after the last
-        requested step. ``iters``: refinement iterations (paper: 12 in training, 20 at inference). ``seed``: of the
-        starting noise, per clip or one for the batch (clip i: ``seed + i``)."""
+        requested step. ``iters``: refinement iterations (default: the paper's 20 at inference, 12 in its training;
+        with ``refiner=True`` the refiner's own a pyramid level). ``seed``: of the starting noise, per clip or one for
+        the batch (clip i: ``seed + i``)."""
         if frames.ndim != 5 or frames.shape[2] != 3 or frames.shape[1] < 2:
             raise ValueError(f"frames must be [B, F, 3, H, W] with F >= 2, got {tuple(frames.shape)}")
         wanted = sorted(set(range(num_steps) if steps is None else (int(s) for s in steps)))
         if not wanted or wanted[0] < 0 or wanted[-1] >= num_steps:
             raise ValueError(f"steps must lie in 0..{num_steps - 1}, got {list(steps) if steps is not None else None}")
         b, f = frames.shape[:2]
+        if self.config.refiner:
+            return self._forward_refiner(frames, wanted, num_steps=num_steps, shift=shift, seed=seed, iters=iters)
+        iters = DAFLOW_ITERS if iters is None else iters
         padder = InputPadder(frames.shape, multiple=TOKEN_STRIDE)
         padded = padder.pad_images(frames.flatten(0, 1).to(self.device))[0]
         padded = padded.view(b, f, *padded.shape[1:])
@@ -241,6 +359,21 @@ class DAFlow(nn.Module):
             out.timesteps[step.index] = step.timestep
             if return_predictions:
                 out.predictions[step.index] = result.flow_predictions
+        return out
+
+    def _forward_refiner(self, frames, wanted, *, num_steps, shift, seed, iters) -> DAFlowOutput:
+        """:meth:`forward` with ``refiner=True``: every pair (k, k+1) of every clip through :meth:`refine_pairs`
+        (clip ``i``'s pairs share its noise seed); no per-iteration predictions."""
+        b, f = frames.shape[:2]
+        seeds = [seed + i for i in range(b)] if isinstance(seed, int) else [int(v) for v in seed]
+        first, second = frames[:, :-1].flatten(0, 1).float(), frames[:, 1:].flatten(0, 1).float()
+        pair_seeds = [v for v in seeds for _ in range(f - 1)]
+        out = DAFlowOutput(flows={})
+        for step in wanted:
+            flow = self.refine_pairs(
+                first, second, step=step, num_steps=num_steps, shift=shift, seed=pair_seeds, iters=iters
+            )
+            out.flows[step] = flow.view(b, f - 1, *flow.shape[1:])
         return out
 
     # ------------------------------------------------------------------------------------------- files

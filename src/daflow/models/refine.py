@@ -24,6 +24,7 @@ refiner is fully described by its weights.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +60,11 @@ def dis_init(dis: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(dis, 8) / 8
 
 
+#: ``extras(image1, image2)`` of padded frames ``[B, 3, H, W]`` → the hybrid RAFT's extra inputs
+#: (``extra_features``, ``extra_context``): DA-Flow's diffusion features of the pair (:meth:`DAFlow.pair_features`)
+Extras = Callable[[torch.Tensor, torch.Tensor], dict]
+
+
 def refine(
     model: RAFT,
     image1: torch.Tensor,
@@ -66,17 +72,20 @@ def refine(
     dis: torch.Tensor | None = None,
     *,
     iters: int = DEFAULT_ITERS,
+    extras: Extras | None = None,
 ) -> RAFTOutput:
     """Run the refiner on frames ``[B, 3, H, W]`` (0..255, any size; padded here and cropped back).
 
     ``dis`` ``[B, 2, H, W]`` is the initial flow (computed here with DIS when None). The returned flows
-    (``flow``, ``flow_predictions``) are at the input size; ``flow_low`` stays at the padded 1/8 size.
+    (``flow``, ``flow_predictions``) are at the input size; ``flow_low`` stays at the padded 1/8 size. ``extras``:
+    the extra inputs of a hybrid RAFT (DA-Flow's), computed from the padded frames.
     """
     if dis is None:
         dis = dis_flows(image1, image2)
     padder = InputPadder(image1.shape)
     image1, image2, dis = padder.pad_images(image1, image2, dis)
-    out = model(image1, image2, iters=iters, flow_init=dis_init(dis))
+    more = extras(image1, image2) if extras is not None else {}
+    out = model(image1, image2, iters=iters, flow_init=dis_init(dis), **more)
     preds = [padder.unpad(p) for p in out.flow_predictions]
     return RAFTOutput(flow=preds[-1], flow_low=out.flow_low, flow_predictions=preds)
 
@@ -155,11 +164,13 @@ def refine_pyramid(
     levels: int | None = None,
     polish_rounds: int = 0,
     fallback: Fallback | None = None,
+    extras: Extras | None = None,
 ) -> torch.Tensor:
     """Coarse-to-fine refinement (module docstring): frames ``[B, 3, H, W]`` (0..255) → flow ``[B, 2, H, W]``.
     ``levels``: default :func:`pyramid_levels` of the frame size; ``iters`` a level: default
     :data:`SINGLE_LEVEL_ITERS` for one level, :data:`PYRAMID_ITERS` for more; ``fallback``:
-    :func:`keep_dis_where_better` before ``polish_rounds`` of :func:`polish`."""
+    :func:`keep_dis_where_better` before ``polish_rounds`` of :func:`polish`; ``extras``: see :func:`refine` (called
+    on every level's frames)."""
     if dis is None:
         dis = dis_flows(image1, image2)
     size = tuple(image1.shape[-2:])
@@ -176,7 +187,7 @@ def refine_pyramid(
         else:
             a, b = image1, image2
             init = flow if tuple(flow.shape[-2:]) == size else resize_flow(flow, size, "bilinear")
-        flow = refine(model, a, b, init, iters=iters).flow
+        flow = refine(model, a, b, init, iters=iters, extras=extras).flow
     if fallback is not None:
         flow = keep_dis_where_better(
             image1, image2, flow, dis, margin=fallback.margin, ratio=fallback.ratio, window=fallback.window

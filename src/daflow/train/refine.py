@@ -6,6 +6,11 @@ schedule, AdamW, exact resume (:mod:`daflow.train.loop`). Items are addressed by
 (:mod:`daflow.train.data`): clip, pair, crop and flips of item ``i`` come from ``SeedSequence([seed, i])``.
 Augmentation: random crop, horizontal and vertical flips (the flow's sign flipped with them).
 
+With ``hybrid`` (a :class:`~daflow.models.daflow.DAFlow` built with ``refiner=True``, e.g. by
+:meth:`~daflow.models.daflow.DAFlow.from_refiner`) the same loop trains DA-Flow's stage 2 on the same clips: its DPT
+heads and hybrid RAFT learn, the DiT stays frozen, and each pair's diffusion features come from denoising step 0
+(the single-step mode) with a fresh noise seed a sample.
+
     daflow train refine --cache MIX -o RUN --preset default      (MIX: daflow.train.mixture.build_cache)
 """
 
@@ -24,7 +29,7 @@ from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.data import epoch_clip_index
 from daflow.train.flow import one_cycle_lr
-from daflow.train.loop import SequenceLossSettings, Stage, saved_as, train_loop
+from daflow.train.loop import SequenceLossSettings, Stage, saved_as, step_seed, train_loop
 from daflow.train.losses import sequence_loss
 from daflow.train.mixture import MixtureCache
 from daflow.train.raft import WEIGHTS, save_raft
@@ -52,7 +57,20 @@ REFINE_PRESETS = {
     "default": RefineTrainConfig(),
     "tiny": RefineTrainConfig(steps=6, batch=2, crop=(64, 64), iters=3, save_every=3, log_every=1),
 }
-RUN_KEYS = ("batch", "crop", "lr", "weight_decay", "iters", "gamma", "max_flow", "seed", "steps", "cache", "init")
+RUN_KEYS = (
+    "batch",
+    "crop",
+    "lr",
+    "weight_decay",
+    "iters",
+    "gamma",
+    "max_flow",
+    "seed",
+    "steps",
+    "cache",
+    "init",
+    "hybrid",
+)
 
 
 class MixturePairs(torch.utils.data.Dataset):
@@ -104,43 +122,112 @@ def init_refiner(init: str | Path | None, *, seed: int = 0) -> RAFT:
     return load_raft(state, small=True, convex=True)
 
 
+def hybrid_refiner(
+    preset: str,
+    init: str | Path,
+    *,
+    dit4sr: str | Path | None = None,
+    vae: str | Path | None = None,
+    random_dit: bool = False,
+    seed: int = 0,
+):
+    """DA-Flow of ``preset`` (``refiner=True``) on the trained refiner ``init`` (:meth:`DAFlow.from_refiner`), its
+    backbone the DiT ``dit4sr`` and VAE ``vae`` (default: the bundled restorer's), the DiT at seeded random weights of
+    the same shape with ``random_dit`` (a control: the features' content against the extra capacity); returns
+    ``(model, record)``, the record naming what it was built from."""
+    from daflow.models.backbone import DiffusionBackbone
+    from daflow.models.daflow import DAFLOW_PRESETS, DAFlow
+    from daflow.models.dit4sr import DiT4SRTransformer
+
+    if preset not in DAFLOW_PRESETS or not DAFLOW_PRESETS[preset].refiner:
+        choices = [n for n, c in DAFLOW_PRESETS.items() if c.refiner]
+        raise ValueError(
+            f"--daflow must name a DA-Flow preset built on the refiner ({', '.join(choices)}), got {preset!r}"
+        )
+    if (dit4sr is None) != (vae is None):
+        raise ValueError("give --dit4sr and --vae together (or neither, for the bundled restorer's)")
+    if dit4sr is None:
+        from daflow.models.bundled import RESTORER, bundled_path, load_restorer
+
+        backbone, source = load_restorer(), str(bundled_path(RESTORER))
+        backbone.fidelity = None  # the restorer's fidelity head plays no part in the features
+    else:
+        backbone, source = DiffusionBackbone.from_pretrained(dit4sr, vae), f"{dit4sr} + {vae}"
+    if random_dit:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            backbone.transformer = DiT4SRTransformer(backbone.transformer.config)
+    model = DAFlow.from_refiner(preset, backbone, init, seed=seed)
+    return model, {"preset": preset, "backbone": source, "random_dit": random_dit}
+
+
 def train_refiner(
     cache: str | Path,
     run: str | Path,
     config: RefineTrainConfig,
     *,
     init: str | Path | None = None,
+    hybrid=None,
+    hybrid_info: dict | None = None,
     device: str | torch.device = "cpu",
     progress: bool = True,
     stop_at: int | None = None,
 ) -> dict:
     """Train (or resume) the refiner on the mixture clips in ``cache`` into ``run/model/raft.safetensors``.
-    ``init``: RAFT-small weights to start from (e.g. the bundled RAFT*-tiny); random otherwise."""
+    ``init``: RAFT-small weights to start from (e.g. the bundled RAFT*-tiny); random otherwise. ``hybrid``: train
+    this DA-Flow (``refiner=True``; module docstring) instead, into the DA-Flow folder ``run/model``; ``hybrid_info``
+    (what its backbone and starting weights are) is recorded and must agree on resume."""
     device = torch.device(device)
-    model = init_refiner(init, seed=config.seed)
+    if hybrid is not None and not hybrid.config.refiner:
+        raise ValueError("hybrid must be a DA-Flow built with refiner=True (DAFlow.from_refiner)")
+    model = init_refiner(init, seed=config.seed) if hybrid is None else hybrid
     model.to(device).train()
+    params = [p for n, p in model.named_parameters() if not n.startswith("backbone.")]
     total = config.steps + 100
 
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
         lq, dis = batch["lq"], batch["dis"]
-        out = module(lq[:, 0], lq[:, 1], iters=config.iters, flow_init=dis_init(dis))
+        a, b = lq[:, 0], lq[:, 1]
+        if hybrid is None:
+            out = module(a, b, iters=config.iters, flow_init=dis_init(dis))
+        else:
+            rng = np.random.default_rng(step_seed(config.seed, step, rank, 17))
+            seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=lq.shape[0])]
+            out = module.raft(
+                a, b, iters=config.iters, flow_init=dis_init(dis), **module.pair_features(a, b, seed=seeds)
+            )
         return sequence_loss(
             out.flow_predictions, batch["flow"], batch["valid"], gamma=config.gamma, max_flow=config.max_flow
         )
 
+    if hybrid is None:
+        files = saved_as(model, "model", save_raft, lambda folder: load_raft(folder / WEIGHTS, small=True, convex=True))
+    else:
+        from safetensors.torch import load_file
+
+        from daflow.models.daflow import WEIGHTS_FILE
+
+        files = {
+            "write_model": lambda module, folder: module.save(folder / "model", with_backbone=False),
+            "final_model": lambda module, folder: module.save(folder / "model"),
+            "read_model": lambda folder: model.load_state_dict(
+                load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False
+            ),
+        }
     stage = Stage(
         name="refine",
         module=model,
-        params=list(model.parameters()),
+        params=params,
         loss=loss,
         dataset=MixturePairs(MixtureCache(cache), config.crop, config.seed),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
-        **saved_as(model, "model", save_raft, lambda folder: load_raft(folder / WEIGHTS, small=True, convex=True)),
+        **files,
         record={
             **dataclasses.asdict(config),
             "cache": str(cache),
             "init": str(init) if init else None,
+            "hybrid": hybrid_info if hybrid is not None else None,
         },
         run_keys=RUN_KEYS,
     )
