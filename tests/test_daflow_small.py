@@ -108,3 +108,17 @@ def test_train_refine_daflow_options_are_checked(tmp_path, capsys, extra, messag
     assert main(["train", "refine", "-o", str(tmp_path / "r"), "--no-progress", *extra]) == 1
     assert message in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_a_saved_small_model_loads_by_folder_with_the_refiners_iterations(backbone, tmp_path):
+    import numpy as np
+
+    import daflow
+
+    DAFlow.from_refiner("small", backbone, REFINER_WEIGHTS).save(tmp_path / "small")
+    model = daflow.load_model(tmp_path / "small")
+    assert model.name == "daflow" and model.iters is None and "the refiner's iterations" in model.description
+    a, b = _frames(64, 72)
+    frames = torch.stack([a[0], b[0], a[0]]).permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+    # the same flows; to rounding only, as the chunk batches its two pairs where the pairwise model runs them singly
+    np.testing.assert_allclose(model(frames), daflow.load_model("dis-raft")(frames), rtol=0, atol=1e-5)

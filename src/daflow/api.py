@@ -63,7 +63,7 @@ class FlowModel:
         name: str = "daflow",
         step: int | str = 0,
         num_steps: int = DENOISE_STEPS,
-        iters: int = DAFLOW_ITERS,
+        iters: int | None = DAFLOW_ITERS,
         seed: int = 0,
         random_init: bool = False,
     ) -> FlowModel:
@@ -203,7 +203,7 @@ def load_model(
         model = _load_daflow(name, weights, dtype=dtype, preset=preset, **common, **backbone_files)
         if random_init:
             log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
-        n = MODELS[name].iters if iters is None else iters
+        n = (None if model.config.refiner else MODELS[name].iters) if iters is None else iters  # refiner: its own
         return FlowModel.from_daflow(
             model, name=name, step=step, num_steps=num_steps, iters=n, seed=seed, random_init=random_init
         )
