@@ -12,7 +12,10 @@ after a downscale to 176×144; EPE against the disparity (flow = (−d, 0)) and 
 Reference rows in the same run: zero flow and DIS on the same degraded frames.
 
     .venv/bin/python benchmarks/default_model.py [--weights RUN/model/raft.safetensors] [--iters 8]
-        [--with-daflow] [--sizes 256x256,384x512] [--json OUT.json]
+        [--with-daflow] [--extra LABEL=MODEL ...] [--sizes 256x256,384x512] [--json OUT.json]
+
+``--extra`` adds a row for any model ``daflow.load_model`` takes (a name, or a ``daflow train refine`` run's
+``model/`` folder, plain or ``--daflow``): the ablation rows of DA-Flow on the refiner and its controls.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from daflow.flow.metrics import flow_metrics
 from held_out import MIN_MOTION_EVIDENCE, SEEDS, held_out_clip, motion_evidence, motorcycle
 
 
-def estimators(weights: str | None, iters: int | None, with_daflow: bool, ablation: bool = False) -> dict:
+def estimators(
+    weights: str | None, iters: int | None, with_daflow: bool, ablation: bool = False, extra: tuple[str, ...] = ()
+) -> dict:
     import daflow
     from daflow.models.refine import Fallback
 
@@ -52,6 +57,11 @@ def estimators(weights: str | None, iters: int | None, with_daflow: bool, ablati
     out["DIS->RAFT (default)"] = daflow.load_model("dis-raft", weights=weights, iters=iters)
     if with_daflow:
         out["DA-Flow-tiny"] = daflow.load_model("daflow-tiny")  # single-step mode, 3-frame chunks
+    for item in extra:
+        label, sep, model = item.partition("=")
+        if not sep or not label or not model:
+            raise SystemExit(f"--extra takes LABEL=MODEL, got {item!r}")
+        out[label] = daflow.load_model(model)
     return out
 
 
@@ -70,12 +80,13 @@ def main() -> None:
     ap.add_argument("--iters", type=int)
     ap.add_argument("--with-daflow", action="store_true")
     ap.add_argument("--ablation", action="store_true", help="also the refiner with one level / without the polish")
+    ap.add_argument("--extra", action="append", default=[], metavar="LABEL=MODEL", help="another model's row")
     ap.add_argument("--sizes", default="256x256,384x512")
     ap.add_argument("--degrades", default="realbasicvsr,codec")
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     torch.set_num_threads(2)
-    ests = estimators(args.weights, args.iters, args.with_daflow, args.ablation)
+    ests = estimators(args.weights, args.iters, args.with_daflow, args.ablation, tuple(args.extra))
     record: dict = {"synthetic": {}, "real": {}}
     for degrade in args.degrades.split(","):
         for size in [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]:

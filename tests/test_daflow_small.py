@@ -118,6 +118,7 @@ def test_a_saved_small_model_loads_by_folder_with_the_refiners_iterations(backbo
     DAFlow.from_refiner("small", backbone, REFINER_WEIGHTS).save(tmp_path / "small")
     model = daflow.load_model(tmp_path / "small")
     assert model.name == "daflow" and model.iters is None and "the refiner's iterations" in model.description
+    assert model.chunk == 2  # the DiT sees one pair at a time
     a, b = _frames(64, 72)
     frames = torch.stack([a[0], b[0], a[0]]).permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
     # the same flows; to rounding only, as the chunk batches its two pairs where the pairwise model runs them singly

@@ -60,9 +60,10 @@ def pairwise(estimator) -> ClipEstimator:
 def daflow_estimator(
     model, *, step: int | str = 0, num_steps: int = 10, iters: int | None = 20, seed: int = 0
 ) -> ClipEstimator:
-    """DA-Flow on 3-frame chunks. ``step``: a step index (the denoising stops there; 0 = the fast single-step mode,
-    one DiT call per chunk) or ``"mean"`` (the mean of all ``num_steps`` steps' flows). ``iters`` None: the flow
-    network's own (a refiner-based DA-Flow's, per pyramid level)."""
+    """DA-Flow on 3-frame chunks (a refiner-based DA-Flow, whose DiT sees one pair at a time: 2-frame chunks).
+    ``step``: a step index (the denoising stops there; 0 = the fast single-step mode, one DiT call per chunk) or
+    ``"mean"`` (the mean of all ``num_steps`` steps' flows). ``iters`` None: the flow network's own (a refiner-based
+    DA-Flow's, per pyramid level)."""
     if step != "mean" and not (isinstance(step, int) and 0 <= step < num_steps):
         raise ValueError(f"step must be 'mean' or an integer in 0..{num_steps - 1}, got {step!r}")
 
@@ -78,7 +79,8 @@ def daflow_estimator(
 
     mode = "mean of all steps" if step == "mean" else f"step {step}" + (" (single-step mode)" if step == 0 else "")
     refinement = "the refiner's iterations" if iters is None else f"{iters} iterations"
-    return ClipEstimator("daflow", f"DA-Flow ({mode}, {num_steps}-step schedule, {refinement})", 3, run)
+    chunk = 2 if model.config.refiner else 3
+    return ClipEstimator("daflow", f"DA-Flow ({mode}, {num_steps}-step schedule, {refinement})", chunk, run)
 
 
 @dataclass
