@@ -123,3 +123,17 @@ def test_a_saved_small_model_loads_by_folder_with_the_refiners_iterations(backbo
     frames = torch.stack([a[0], b[0], a[0]]).permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
     # the same flows; to rounding only, as the chunk batches its two pairs where the pairwise model runs them singly
     np.testing.assert_allclose(model(frames), daflow.load_model("dis-raft")(frames), rtol=0, atol=1e-5)
+
+
+def test_the_random_dit_control_keeps_the_shape_and_the_surgery(backbone):
+    from daflow.train.refine import hybrid_refiner
+
+    model, record = hybrid_refiner("small", REFINER_WEIGHTS, random_dit=True, seed=3)
+    assert record["random_dit"] and record["preset"] == "small" and "restorer-tiny" in record["backbone"]
+    mine, shipped = dict(model.backbone.transformer.named_parameters()), dict(backbone.transformer.named_parameters())
+    assert mine.keys() == shipped.keys() and all(mine[k].shape == shipped[k].shape for k in mine)
+    assert not torch.equal(mine["pos_embed.proj.weight"], shipped["pos_embed.proj.weight"])
+    assert not any(p.requires_grad for p in model.backbone.parameters())
+    a, b = _frames(64, 72)
+    with torch.no_grad():  # still the refiner before training, whatever the DiT
+        assert torch.equal(model.refine_pairs(a, b), dis_raft_estimator()(a, b))
