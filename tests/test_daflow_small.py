@@ -86,6 +86,16 @@ def test_stage2_trains_the_heads_and_resumes_exactly(backbone, tmp_path):
     with torch.no_grad():
         fa, fb = loaded_a.refine_pairs(x, y), loaded_b.refine_pairs(x, y)
     assert torch.equal(fa, fb)  # an interrupted run ends where the uninterrupted one does
+    import json
+
+    from daflow.recipe.bundle import bundle_refiner
+
+    folder = bundle_refiner(tmp_path / "a", tmp_path / "weights", command="test")
+    assert folder.name == "daflow-small" and (folder / "transformer").is_dir() and (folder / "vae").is_dir()
+    record = json.loads((folder / "PROVENANCE.json").read_text())
+    assert record["command"] == "test" and record["training"]["hybrid"] == info
+    with torch.no_grad():
+        assert torch.equal(DAFlow.load(folder).eval().refine_pairs(x, y), fa)
     with pytest.raises(ValueError, match="hybrid"):  # another backbone is another run
         train_refiner(tmp_path / "m", tmp_path / "b", cfg, **{**kw, "hybrid": fresh(), "hybrid_info": {"x": 1}})
     with pytest.raises(ValueError, match="refiner=True"):
@@ -97,7 +107,6 @@ def test_stage2_trains_the_heads_and_resumes_exactly(backbone, tmp_path):
     [
         (["--random-dit"], "need --daflow"),
         (["--dit4sr", "x"], "need --daflow"),
-        (["--daflow", "small", "--bundle-into", "w"], "--bundle-into ships the plain refiner"),
         (["--daflow", "tiny"], "--daflow must name a DA-Flow preset built on the refiner (small)"),
         (["--daflow", "small", "--dit4sr", "x"], "give --dit4sr and --vae together"),
     ],

@@ -74,8 +74,6 @@ def _run_train_refine(args) -> int:
         raise ValueError(f"--clips must be >= 1, got {args.clips}")
     if not args.daflow and (args.dit4sr or args.vae or args.random_dit):
         raise ValueError("--dit4sr, --vae and --random-dit choose DA-Flow's backbone: they need --daflow")
-    if args.bundle_into and args.daflow:
-        raise ValueError("--bundle-into ships the plain refiner; a --daflow model is RUN/model (a DA-Flow folder)")
     init = args.init or bundled_path("dis-raft" if args.daflow else "raft-star-tiny") / "raft.safetensors"
     hybrid = info = None
     if args.daflow:
@@ -114,9 +112,14 @@ def _run_train_refine(args) -> int:
 
         command = (
             f"daflow train refine -o {out} --preset {args.preset} --clips {args.clips} --steps {config.steps} "
-            f"--seed {args.seed}" + (f" --init {args.init}" if args.init else "")
+            f"--seed {args.seed}"
+            + (f" --init {args.init}" if args.init else "")
+            + (f" --daflow {args.daflow}" if args.daflow else "")
+            + (f" --dit4sr {args.dit4sr} --vae {args.vae}" if args.dit4sr else "")
+            + (" --random-dit" if args.random_dit else "")
         )
-        print(f"bundled the DIS->RAFT refiner into {bundle_refiner(out, args.bundle_into, command=command)}")
+        what = "DA-Flow-small" if args.daflow else "the DIS->RAFT refiner"
+        print(f"bundled {what} into {bundle_refiner(out, args.bundle_into, command=command)}")
     return 0
 
 

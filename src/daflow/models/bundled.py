@@ -20,6 +20,7 @@ from pathlib import Path
 BUNDLE_DIR = Path(__file__).resolve().parent.parent / "weights"
 PROVENANCE = "PROVENANCE.json"
 REFINER = "dis-raft"
+DAFLOW_SMALL = "daflow-small"  # DA-Flow on the refiner and the restorer's DiT (`daflow train refine --daflow small`)
 RESTORER = "restorer-tiny"
 RESTORE_JSON = "restore.json"  # the sampler the bundled restorer was trained for
 NOTICE = (
@@ -32,7 +33,9 @@ def bundled_path(name: str, root: Path | None = None) -> Path:
     """The folder of bundled model ``name`` (``daflow-tiny`` or ``raft-star-tiny``); a clear error if absent."""
     folder = (root or BUNDLE_DIR) / name
     if not folder.is_dir():
-        how = "daflow train refine" if name == REFINER else "daflow train recipe tiny"
+        how = {REFINER: "daflow train refine", DAFLOW_SMALL: "daflow train refine --daflow small"}.get(
+            name, "daflow train recipe tiny"
+        )
         raise FileNotFoundError(
             f"the bundled model {name} is not in this installation ({folder}); train it with "
             f"`{how} -o RUN --bundle-into src/daflow/weights` or pass --weights"

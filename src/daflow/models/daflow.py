@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -97,29 +97,21 @@ class DAFlowConfig:
         return config_from_dict(cls, data, what="DA-Flow config")
 
 
+_TINY = DAFlowConfig(
+    backbone="tiny",
+    blocks=(0, 1, 2, 3),
+    feature_dim=32,
+    context_dim=16,
+    dpt_out_channels=(16, 32, 64, 64),
+    raft="small",
+)
 DAFLOW_PRESETS: dict[str, DAFlowConfig] = {
     "paper": DAFlowConfig(),
-    "tiny": DAFlowConfig(
-        backbone="tiny",
-        blocks=(0, 1, 2, 3),
-        feature_dim=32,
-        context_dim=16,
-        dpt_out_channels=(16, 32, 64, 64),
-        raft="small",
-    ),
-    # DA-Flow on the restorer's DiT (6 blocks, 4 heads x 16) and the default's DIS->RAFT refiner: the blocks ranked
-    # best by `daflow analyze` on that DiT (zero-shot, as §4.3 chooses {3, 13, 16, 17}); no position embedding in the
-    # DPT heads, so that a zero key head gives zero features (:meth:`DAFlow.from_refiner`)
-    "small": DAFlowConfig(
-        backbone="tiny",
-        blocks=(0, 2, 3, 5),
-        feature_dim=32,
-        context_dim=16,
-        dpt_out_channels=(16, 32, 64, 64),
-        dpt_pos_embed=False,
-        raft="small",
-        refiner=True,
-    ),
+    "tiny": _TINY,
+    # the tiny heads on the restorer's DiT (6 blocks, 4 heads x 16) and the default's DIS->RAFT refiner: the blocks
+    # ranked best by `daflow analyze` on that DiT (zero-shot, as §4.3 chooses {3, 13, 16, 17}); no position embedding
+    # in the DPT heads, so that a zero key head gives zero features (:meth:`DAFlow.from_refiner`)
+    "small": replace(_TINY, blocks=(0, 2, 3, 5), dpt_pos_embed=False, refiner=True),
 }
 
 
@@ -285,26 +277,23 @@ class DAFlow(nn.Module):
         image1: torch.Tensor,
         image2: torch.Tensor,
         *,
-        step: int = 0,
-        num_steps: int = DEFAULT_STEPS,
-        shift: float = DEFAULT_SHIFT,
-        seed: int | Sequence[int] = 0,
         iters: int | None = None,
         levels: int | None = None,
         polish_rounds: int | None = None,
         fallback: Fallback | None | str = "default",
+        **denoise,
     ) -> torch.Tensor:
         """``refiner=True``: the flow ``[B, 2, H, W]`` of pairs of frames ``[B, 3, H, W]`` (0..255, any size), by
-        :func:`~daflow.models.refine.refine_pyramid` with the diffusion features of denoising ``step`` at every level;
-        ``iters`` / ``levels`` / ``polish_rounds`` / ``fallback`` as the refiner's (its defaults when None /
-        ``"default"``)."""
+        :func:`~daflow.models.refine.refine_pyramid` with the diffusion features of :meth:`pair_features` (``denoise``:
+        its ``step``, ``num_steps``, ``shift``, ``seed``) at every level; ``iters`` / ``levels`` / ``polish_rounds`` /
+        ``fallback`` as the refiner's (its defaults when None / ``"default"``)."""
         from daflow.models.refine import DEFAULT_FALLBACK, DEFAULT_POLISH, refine_pyramid
 
         if not self.config.refiner:
             raise ValueError("refine_pairs needs a DA-Flow built with refiner=True")
 
         def extras(a: torch.Tensor, b: torch.Tensor) -> dict:
-            return self.pair_features(a, b, step=step, num_steps=num_steps, shift=shift, seed=seed)
+            return self.pair_features(a, b, **denoise)
 
         return refine_pyramid(
             self.raft,

@@ -1,5 +1,6 @@
 """Copying a finished run's models into the package's ``weights/`` folder with their provenance: the tiny recipe's
-DA-Flow-tiny and RAFT*-tiny (``bundle_recipe``), the DIS→RAFT refiner (``bundle_refiner``) and the tiny restorer
+DA-Flow-tiny and RAFT*-tiny (``bundle_recipe``), the DIS→RAFT refiner and DA-Flow-small on it (``bundle_refiner``)
+and the tiny restorer
 (``bundle_restorer``). Each writes into ``DEST.partial`` first and then moves its entries over those of ``DEST``;
 other bundled models are left as they are. Every bundle carries ``PROVENANCE.json``: the command, the code version
 and commit, the settings and the held-out scores of the run.
@@ -11,7 +12,7 @@ import json
 import shutil
 from pathlib import Path
 
-from daflow.models.bundled import BUNDLE_DIR, PROVENANCE, REFINER, RESTORER
+from daflow.models.bundled import BUNDLE_DIR, DAFLOW_SMALL, PROVENANCE, REFINER, RESTORER
 from daflow.recipe.layout import RunLayout
 
 
@@ -124,21 +125,28 @@ def _git_commit() -> str | None:
 def bundle_refiner(
     run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: str = "", scores: dict | None = None
 ) -> Path:
-    """Copy a finished ``daflow train refine`` run's model into ``dest/dis-raft`` with its ``PROVENANCE.json``
-    (command, commit, training settings, mixture settings, and ``scores`` when given)."""
+    """Copy a finished ``daflow train refine`` run's model into ``dest/dis-raft`` (for a ``--daflow`` run: its DA-Flow
+    folder, with its DiT and VAE, into ``dest/daflow-small``) with its ``PROVENANCE.json`` (command, commit, training
+    settings, mixture settings, and ``scores`` when given)."""
     import daflow
+    from daflow.models.daflow import WEIGHTS_FILE
 
     run, dest = Path(run), Path(dest)
-    model = run / "model" / "raft.safetensors"
-    if not model.is_file():
+    folder = run / "model"
+    hybrid = (folder / WEIGHTS_FILE).is_file()
+    model, name = (folder / WEIGHTS_FILE, DAFLOW_SMALL) if hybrid else (folder / "raft.safetensors", REFINER)
+    if not model.is_file() or (hybrid and not (folder / "transformer").is_dir()):
         raise FileNotFoundError(f"{run} has no finished model ({model}); run `daflow train refine` to the end first")
     tmp = dest.with_name(dest.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / REFINER).mkdir(parents=True)
-    shutil.copy2(model, tmp / REFINER / "raft.safetensors")
-    (tmp / REFINER / "config.json").write_text(
-        json.dumps({"_class_name": "DISRefiner", "small": True, "init": "dis-medium"}, indent=2)
-    )
+    if hybrid:
+        shutil.copytree(folder, tmp / name)
+    else:
+        (tmp / name).mkdir(parents=True)
+        shutil.copy2(model, tmp / name / "raft.safetensors")
+        (tmp / name / "config.json").write_text(
+            json.dumps({"_class_name": "DISRefiner", "small": True, "init": "dis-medium"}, indent=2)
+        )
     record = {
         "command": command or f"daflow train refine -o {run}",
         "daflow": daflow.__version__,
@@ -149,6 +157,6 @@ def bundle_refiner(
         else None,
         "scores": scores or {},
     }
-    (tmp / REFINER / PROVENANCE).write_text(json.dumps(record, indent=2))
+    (tmp / name / PROVENANCE).write_text(json.dumps(record, indent=2))
     _replace_entries(tmp, dest)
-    return dest / REFINER
+    return dest / name
