@@ -146,3 +146,19 @@ def test_the_random_dit_control_keeps_the_shape_and_the_surgery(backbone):
     a, b = _frames(64, 72)
     with torch.no_grad():  # still the refiner before training, whatever the DiT
         assert torch.equal(model.refine_pairs(a, b), dis_raft_estimator()(a, b))
+
+
+def test_the_bundled_daflow_small_loads_by_name_with_its_provenance():
+    import daflow
+
+    model = daflow.load_model("daflow-small")
+    assert model.name == "daflow-small" and model.chunk == 2 and model.iters is None
+    assert model.module.config == DAFLOW_PRESETS["small"]
+    record = bundled.provenance(bundled.BUNDLE_DIR / bundled.DAFLOW_SMALL)
+    assert record["training"]["hybrid"]["preset"] == "small" and record["training"]["init"].endswith("raft.safetensors")
+    a, b = _frames(64, 72)
+    frames = torch.stack([a[0], b[0]]).permute(0, 2, 3, 1).round().clamp(0, 255).to(torch.uint8).numpy()
+    flow, ref = model(frames), daflow.load_model("dis-raft")(frames)
+    assert flow.shape == ref.shape == (1, 64, 72, 2) and abs(flow - ref).max() > 1e-3  # trained: no longer the refiner
+    with pytest.raises(ValueError, match="random weights do not apply"):
+        daflow.load_model("daflow-small", random_init=True)

@@ -214,10 +214,10 @@ def load_model(
 
 
 def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, preset, seed, dit4sr, vae, null_prompt):
-    """The DA-Flow module itself (:class:`~daflow.models.daflow.DAFlow`): ``daflow-tiny`` (bundled), ``daflow`` with
-    ``weights`` (a ``daflow train flow`` model folder; ``dit4sr``/``vae``/``null_prompt`` override its backbone), or
-    random weights at ``preset`` size. ``dtype`` is the DiT's (default: bfloat16 on CUDA, else float32; the VAE
-    stays float32); ``corr_mode`` RAFT's."""
+    """The DA-Flow module itself (:class:`~daflow.models.daflow.DAFlow`): ``daflow-tiny`` or ``daflow-small``
+    (bundled), ``daflow`` with ``weights`` (a ``daflow train flow`` model folder; ``dit4sr``/``vae``/``null_prompt``
+    override its backbone), or random weights at ``preset`` size. ``dtype`` is the DiT's (default: bfloat16 on CUDA,
+    else float32; the VAE stays float32); ``corr_mode`` RAFT's."""
     from daflow.models import bundled
     from daflow.models.daflow import DAFlow
 
@@ -225,6 +225,8 @@ def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, p
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     if name == "daflow-tiny":
         model = bundled.load_daflow_tiny(device=device)
+    elif MODELS[name].bundled:
+        model = DAFlow.load(bundled.bundled_path(MODELS[name].bundled), device=device)
     elif random_init:
         with device:  # built where it runs (a paper-size model on a GPU never passes through host memory)
             model = DAFlow(preset, seed=seed)

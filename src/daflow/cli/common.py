@@ -128,7 +128,6 @@ def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
     """The model of ``--model`` (or ``name``) with the command's options, through :func:`daflow.load_model` (the
     one loader: the same policy and checks as the library). ``step``: DA-Flow's denoising step (or ``"mean"``)."""
     from daflow.api import load_model
-    from daflow.models.catalog import entry
 
     args.device = resolve_device(args.device)
     name = name or args.model
@@ -154,7 +153,7 @@ def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
         device=args.device,
         **options,
     )  # with --random-init the library has logged a warning and the description says so
-    if entry(name).family == "daflow" and entry(name).bundled:
+    if name == "daflow-tiny":
         from daflow.models.bundled import NOTICE
 
         print(f"note: {NOTICE}", file=sys.stderr)
@@ -298,8 +297,8 @@ def model_record(args) -> dict:
         return {"weights": None, "random_init": False}
     from daflow.models import bundled
 
-    # the refiner records its own provenance; the tiny recipe's models share one at the bundle's root
-    own = folder == bundled.REFINER
+    # the refiner and DA-Flow-small record their own provenance; the tiny recipe's models share one at the bundle's root
+    own = folder in (bundled.REFINER, bundled.DAFLOW_SMALL)
     prov = bundled.provenance(bundled.BUNDLE_DIR / folder if own else None)
     keys = ("command", "daflow", "git_commit") + (() if own else ("stages",))
     return {

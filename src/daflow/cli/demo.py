@@ -52,6 +52,8 @@ def _run_demo(args) -> int:
     results, flows = {}, {}
     if (bundled.BUNDLE_DIR / bundled.REFINER).is_dir():
         flows["DIS->RAFT (default)"] = load_model("dis-raft")(lq[:2])[0]
+    if (bundled.BUNDLE_DIR / bundled.DAFLOW_SMALL).is_dir():
+        flows["DA-Flow-small"] = load_model("daflow-small")(lq[:2])[0]
     if bundled.available():
         print(f"daflow demo: {bundled.NOTICE}")
         flows["DA-Flow-tiny"] = load_model("daflow-tiny")(lq)[0]

@@ -72,6 +72,13 @@ MODELS: dict[str, ModelEntry] = {
         padded_min=64,
         multiple=16,
     ),
+    "daflow-small": ModelEntry(
+        "DA-Flow-small, bundled (the restorer's DiT features in the default's DIS->RAFT refiner, trained by "
+        "`daflow train refine --daflow small`)",
+        "daflow",
+        bundled="daflow-small",
+        **_RAFT_SIZE,
+    ),
     "daflow": ModelEntry(
         "DA-Flow (the paper's model): --weights FOLDER from `daflow train flow`",
         "daflow",
