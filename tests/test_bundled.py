@@ -86,6 +86,7 @@ def test_demo_with_the_shipped_weights(tmp_path, capsys):
     assert main(["demo", "-o", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "| DIS->RAFT (default) (LQ) |" in out and "| DA-Flow-tiny (LQ) |" in out and "| RAFT*-tiny (LQ) |" in out
+    assert "| DA-Flow-small (LQ) |" in out  # the demo shows DA-Flow on the refiner beside the default
     assert (tmp_path / "demo.png").stat().st_size > 10_000
     record = json.loads((tmp_path / "metrics.json").read_text())
     metrics = record["metrics"]
