@@ -1,5 +1,7 @@
 """DA-Flow (paper §4.4, Eq. 13–17): DPT heads, the hybrid network, per-step flows, zero-init surgery, files."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -105,14 +107,7 @@ def test_tiny_daflow_on_a_7_frame_clip(tiny):
 
 def test_daflow_equals_raft_when_the_diffusion_features_are_zero():
     torch.manual_seed(0)
-    config = DAFlowConfig(
-        backbone="tiny",
-        blocks=(0, 1, 2, 3),
-        feature_dim=32,
-        context_dim=16,
-        dpt_out_channels=(16, 32, 64, 64),
-        raft="large",
-    )
+    config = dataclasses.replace(DAFLOW_PRESETS["tiny"], raft="large")  # the tiny heads on RAFT-large
     raft = RAFT().eval()
     model = DAFlow(config).eval()
     model.init_raft(raft.state_dict())  # RAFT-large weights, GRU widened with zero columns

@@ -223,9 +223,7 @@ def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, p
 
     if dtype is None:
         dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    if name == "daflow-tiny":
-        model = bundled.load_daflow_tiny(device=device)
-    elif MODELS[name].bundled:
+    if MODELS[name].bundled:
         model = DAFlow.load(bundled.bundled_path(MODELS[name].bundled), device=device)
     elif random_init:
         with device:  # built where it runs (a paper-size model on a GPU never passes through host memory)

@@ -119,6 +119,21 @@ def flow_loss(
     return sequence_loss(out.predictions[step_index], gt, valid, gamma=config.gamma, max_flow=config.max_flow)
 
 
+def saved_daflow(model: DAFlow, *, with_backbone: bool) -> dict:
+    """The ``write_model`` / ``read_model`` / ``final_model`` of a :class:`~daflow.train.loop.Stage` that trains
+    ``model``'s flow network: checkpoints hold ``model/`` without the frozen backbone, the final ``RUN/model`` holds it
+    too when ``with_backbone``."""
+    from safetensors.torch import load_file
+
+    return {
+        "write_model": lambda module, folder: module.save(folder / "model", with_backbone=False),
+        "final_model": lambda module, folder: module.save(folder / "model", with_backbone=with_backbone),
+        "read_model": lambda folder: model.load_state_dict(
+            load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False
+        ),
+    }
+
+
 def train_flow(
     model: DAFlow,
     source: ClipSource,
@@ -133,8 +148,6 @@ def train_flow(
     """Train (or resume) stage 2 into ``run``; returns a summary. ``model`` comes initialised (RAFT surgery).
     ``stop_at`` ends the session after that step (as an interruption would; the schedule still spans
     ``config.steps``)."""
-    from safetensors.torch import load_file
-
     model.train()
     if model.config.raft == "large":
         model.raft.freeze_bn()
@@ -157,9 +170,7 @@ def train_flow(
         dataset=TrainingClips(source, crop=config.crop, seed=config.seed, require=("lq", "flow")),
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
-        write_model=lambda module, folder: module.save(folder / "model", with_backbone=False),
-        final_model=lambda module, folder: module.save(folder / "model", with_backbone=save_backbone),
-        read_model=lambda folder: model.load_state_dict(load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False),
+        **saved_daflow(model, with_backbone=save_backbone),
         record={
             **dataclasses.asdict(config),
             "data": source.spec,

@@ -28,7 +28,7 @@ from daflow.models.raft import RAFT
 from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
 from daflow.train.data import epoch_clip_index
-from daflow.train.flow import one_cycle_lr
+from daflow.train.flow import one_cycle_lr, saved_daflow
 from daflow.train.loop import SequenceLossSettings, Stage, saved_as, step_seed, train_loop
 from daflow.train.losses import sequence_loss
 from daflow.train.mixture import MixtureCache
@@ -191,17 +191,7 @@ def train_refiner(
     if hybrid is None:
         files = saved_as(model, "model", save_raft, lambda folder: load_raft(folder / WEIGHTS, small=True, convex=True))
     else:
-        from safetensors.torch import load_file
-
-        from daflow.models.daflow import WEIGHTS_FILE
-
-        files = {
-            "write_model": lambda module, folder: module.save(folder / "model", with_backbone=False),
-            "final_model": lambda module, folder: module.save(folder / "model"),
-            "read_model": lambda folder: model.load_state_dict(
-                load_file(str(folder / "model" / WEIGHTS_FILE)), strict=False
-            ),
-        }
+        files = saved_daflow(model, with_backbone=True)
     stage = Stage(
         name="refine",
         module=model,
