@@ -138,6 +138,10 @@ def test_forward_shapes_warm_start_and_input_checks():
         out = model(x1, x2, iters=3)
     assert out.flow.shape == (1, 2, 64, 80) and out.flow_low.shape == (1, 2, 8, 10) and len(out.flow_predictions) == 3
     assert torch.equal(out.flow, out.flow_predictions[-1])
+    with torch.no_grad():  # inference mode: only the last iteration upsampled, the same final flow to the bit
+        last = model(x1, x2, iters=3, all_predictions=False)
+    assert len(last.flow_predictions) == 1
+    assert torch.equal(last.flow, out.flow) and torch.equal(last.flow_low, out.flow_low)
     init = torch.randn(1, 2, 8, 10)
     model.update_block.flow_head.conv2.weight.data.zero_()
     model.update_block.flow_head.conv2.bias.data.zero_()  # zero updates: the flow stays at its initialisation

@@ -11,7 +11,7 @@ from daflow.data.degrade.ops import video_compress
 from daflow.data.degrade.params import CodecParams
 from daflow.data.synthetic import SyntheticConfig, available_photos
 from daflow.models.classical import classical_flow
-from daflow.models.raft import RAFT
+from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.models.refine import dis_init, refine
 from daflow.train.mixture import MIXTURE_PRESETS, MixtureCache, MixtureConfig, build_cache, render_mixture_clip
@@ -104,7 +104,11 @@ def test_refiner_starts_at_dis_and_upsamples_convexly():
     dis = torch.randn(1, 2, 70, 90)
     with torch.no_grad():
         out = refine(model, a, a, dis, iters=2)
-    assert out.flow.shape == (1, 2, 70, 90) and len(out.flow_predictions) == 2
+        padder = InputPadder(a.shape)
+        pa, pd = padder.pad_images(a, dis)
+        every = model(pa, pa, iters=2, flow_init=dis_init(pd))  # every iteration upsampled (training's call)
+    assert out.flow.shape == (1, 2, 70, 90) and len(out.flow_predictions) == 1  # the final flow alone (inference)
+    assert len(every.flow_predictions) == 2 and torch.equal(out.flow, padder.unpad(every.flow))
 
 
 def test_init_from_plain_raft_small_zeroes_the_mask_head(tmp_path):

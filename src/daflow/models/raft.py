@@ -216,9 +216,10 @@ class BasicUpdateBlock(nn.Module):
             nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1)
         )
 
-    def forward(self, net, inp, corr, flow):
+    def forward(self, net, inp, corr, flow, *, mask: bool = True):
+        """``(net, 0.25·mask or None when not ``mask``, Δflow)``."""
         net = self.gru(net, torch.cat([inp, self.encoder(flow, corr)], dim=1))
-        return net, 0.25 * self.mask(net), self.flow_head(net)
+        return net, 0.25 * self.mask(net) if mask else None, self.flow_head(net)
 
 
 class SmallUpdateBlock(nn.Module):
@@ -235,9 +236,10 @@ class SmallUpdateBlock(nn.Module):
                 nn.Conv2d(hidden_dim, 256, 3, padding=1), nn.ReLU(inplace=True), nn.Conv2d(256, 64 * 9, 1)
             )
 
-    def forward(self, net, inp, corr, flow):
+    def forward(self, net, inp, corr, flow, *, mask: bool = True):
+        """``(net, 0.25·mask or None without the convex head or when not ``mask``, Δflow)``."""
         net = self.gru(net, torch.cat([inp, self.encoder(flow, corr)], dim=1))
-        mask = 0.25 * self.mask(net) if hasattr(self, "mask") else None
+        mask = 0.25 * self.mask(net) if mask and hasattr(self, "mask") else None
         return net, mask, self.flow_head(net)
 
 
@@ -338,11 +340,15 @@ class RAFT(nn.Module):
         *,
         extra_features: tuple[torch.Tensor, torch.Tensor] | None = None,
         extra_context: torch.Tensor | None = None,
+        all_predictions: bool = True,
     ) -> RAFTOutput:
         """Images ``[B, 3, H, W]`` in 0..255 with H, W multiples of 8 (see :class:`InputPadder`).
 
         ``flow_init`` ``[B, 2, H/8, W/8]`` warm-starts; ``extra_features`` = (f1, f2) each
         ``[B, extra_feature_dim, H/8, W/8]``; ``extra_context`` ``[B, extra_context_dim, H/8, W/8]``.
+        ``all_predictions=False`` (inference: official RAFT's ``test_mode``) upsamples only the last iteration's flow,
+        so the upsampling-mask head runs once instead of every iteration; ``flow_predictions`` then holds the final
+        flow alone, which is the same as with ``True``.
         """
         if image1.shape != image2.shape or image1.ndim != 4 or image1.shape[1] != 3:
             raise ValueError(f"images must both be [B, 3, H, W], got {tuple(image1.shape)} and {tuple(image2.shape)}")
@@ -396,16 +402,18 @@ class RAFT(nn.Module):
         if flow_init is not None:
             coords1 = coords1 + flow_init
         predictions = []
-        for _ in range(iters):
+        for k in range(iters):
+            upsample = all_predictions or k == iters - 1
             coords1 = coords1.detach()
             corr = corr_fn(coords1)
             flow = coords1 - coords0
             with self._autocast(image1):
-                net, mask, delta = self.update_block(net, inp, corr, flow)
+                net, mask, delta = self.update_block(net, inp, corr, flow, mask=upsample)
             coords1 = coords1 + delta.to(coords1.dtype)
-            mask = None if mask is None else mask.to(coords1.dtype)
-            flow_low = coords1 - coords0
-            predictions.append(upflow(flow_low) if mask is None else convex_upsample(flow_low, mask))
+            if upsample:
+                mask = None if mask is None else mask.to(coords1.dtype)
+                flow_low = coords1 - coords0
+                predictions.append(upflow(flow_low) if mask is None else convex_upsample(flow_low, mask))
         return RAFTOutput(flow=predictions[-1], flow_low=coords1 - coords0, flow_predictions=predictions)
 
     def _autocast(self, ref: torch.Tensor):

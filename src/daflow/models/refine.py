@@ -77,15 +77,16 @@ def refine(
     """Run the refiner on frames ``[B, 3, H, W]`` (0..255, any size; padded here and cropped back).
 
     ``dis`` ``[B, 2, H, W]`` is the initial flow (computed here with DIS when None). The returned flows
-    (``flow``, ``flow_predictions``) are at the input size; ``flow_low`` stays at the padded 1/8 size. ``extras``:
-    the extra inputs of a hybrid RAFT (DA-Flow's), computed from the padded frames.
+    (``flow``, ``flow_predictions``: the final flow alone, RAFT's ``all_predictions=False``) are at the input size;
+    ``flow_low`` stays at the padded 1/8 size. ``extras``: the extra inputs of a hybrid RAFT (DA-Flow's), computed
+    from the padded frames.
     """
     if dis is None:
         dis = dis_flows(image1, image2)
     padder = InputPadder(image1.shape)
     image1, image2, dis = padder.pad_images(image1, image2, dis)
     more = extras(image1, image2) if extras is not None else {}
-    out = model(image1, image2, iters=iters, flow_init=dis_init(dis), **more)
+    out = model(image1, image2, iters=iters, flow_init=dis_init(dis), all_predictions=False, **more)
     preds = [padder.unpad(p) for p in out.flow_predictions]
     return RAFTOutput(flow=preds[-1], flow_low=out.flow_low, flow_predictions=preds)
 

@@ -46,7 +46,7 @@ def _raft_fn(model: RAFT, iters: int):
     def run(a, b):
         padder = InputPadder(a.shape)
         a, b = padder.pad_images(a, b)
-        return padder.unpad(model(a, b, iters=iters).flow)
+        return padder.unpad(model(a, b, iters=iters, all_predictions=False).flow)
 
     return run
 
