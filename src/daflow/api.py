@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from daflow.models.catalog import DAFLOW_ITERS, DAFLOW_NAMES, DENOISE_STEPS, MODELS, entry
+from daflow.models.catalog import DAFLOW_NAMES, DENOISE_STEPS, MODELS, entry
 
 log = logging.getLogger(__name__)
 
@@ -63,14 +63,16 @@ class FlowModel:
         name: str = "daflow",
         step: int | str = 0,
         num_steps: int = DENOISE_STEPS,
-        iters: int | None = DAFLOW_ITERS,
+        iters: int | None = None,
         seed: int = 0,
         random_init: bool = False,
     ) -> FlowModel:
         """A :class:`~daflow.models.daflow.DAFlow` module (loaded, or being trained) as a flow model: its flows at
         denoising ``step`` (0: the single-step mode; ``"mean"``: the mean of all steps) of a ``num_steps`` schedule,
-        on 3-frame chunks."""
+        on 3-frame chunks, with ``iters`` refinement iterations (None: the module's ``default_iters``)."""
         from daflow.inference import daflow_estimator
+
+        iters = module.default_iters if iters is None else iters
 
         clip = daflow_estimator(module, step=step, num_steps=num_steps, iters=iters, seed=seed)
         description = clip.description + (" [random weights]" if random_init else "")
@@ -203,9 +205,8 @@ def load_model(
         model = _load_daflow(name, weights, dtype=dtype, preset=preset, **common, **backbone_files)
         if random_init:
             log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
-        n = (None if model.config.refiner else MODELS[name].iters) if iters is None else iters  # refiner: its own
         return FlowModel.from_daflow(
-            model, name=name, step=step, num_steps=num_steps, iters=n, seed=seed, random_init=random_init
+            model, name=name, step=step, num_steps=num_steps, iters=iters, seed=seed, random_init=random_init
         )
     estimator = build_flow_model(name, weights, iters=iters, scale=scale, refiner=refiner, **common)
     return FlowModel(

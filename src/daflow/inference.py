@@ -58,12 +58,13 @@ def pairwise(estimator) -> ClipEstimator:
 
 
 def daflow_estimator(
-    model, *, step: int | str = 0, num_steps: int = 10, iters: int | None = 20, seed: int = 0
+    model, *, step: int | str = 0, num_steps: int = 10, iters: int | None = None, seed: int = 0
 ) -> ClipEstimator:
     """DA-Flow on 3-frame chunks (a refiner-based DA-Flow, whose DiT sees one pair at a time: 2-frame chunks).
     ``step``: a step index (the denoising stops there; 0 = the fast single-step mode, one DiT call per chunk) or
-    ``"mean"`` (the mean of all ``num_steps`` steps' flows). ``iters`` None: the flow network's own (a refiner-based
-    DA-Flow's, per pyramid level)."""
+    ``"mean"`` (the mean of all ``num_steps`` steps' flows). ``iters`` None: the model's ``default_iters`` (None again
+    for a refiner-based DA-Flow: its pyramid's own a level)."""
+    iters = model.default_iters if iters is None else iters
     if step != "mean" and not (isinstance(step, int) and 0 <= step < num_steps):
         raise ValueError(f"step must be 'mean' or an integer in 0..{num_steps - 1}, got {step!r}")
 

@@ -238,6 +238,12 @@ class DAFlow(nn.Module):
         q, k = [t.to(dtype) for t in q], [t.to(dtype) for t in k]
         return self.dpt_q(q, image_size), self.dpt_k(k, image_size), self.dpt_ctx(q, image_size)
 
+    @property
+    def default_iters(self) -> int | None:
+        """Refinement iterations when none are asked for: the paper's 20 at inference (12 in its training); None with
+        ``refiner=True``, which leaves them to :func:`~daflow.models.refine.refine_pyramid` (a pyramid level's own)."""
+        return None if self.config.refiner else DAFLOW_ITERS
+
     def refine(self, frames: torch.Tensor, features, *, iters: int):
         """Hybrid RAFT (Eq. 15–17) on the pairs of padded ``frames`` ``[B, F, 3, H, W]`` with the diffusion
         ``features`` ``(F_q, F_k, F_c)`` of :meth:`diffusion_features`; returns RAFT's output for ``B·(F−1)`` pairs."""
@@ -328,9 +334,9 @@ class DAFlow(nn.Module):
         if not wanted or wanted[0] < 0 or wanted[-1] >= num_steps:
             raise ValueError(f"steps must lie in 0..{num_steps - 1}, got {list(steps) if steps is not None else None}")
         b, f = frames.shape[:2]
+        iters = self.default_iters if iters is None else iters
         if self.config.refiner:
             return self._forward_refiner(frames, wanted, num_steps=num_steps, shift=shift, seed=seed, iters=iters)
-        iters = DAFLOW_ITERS if iters is None else iters
         padder = InputPadder(frames.shape, multiple=TOKEN_STRIDE)
         padded = padder.pad_images(frames.flatten(0, 1).to(self.device))[0]
         padded = padded.view(b, f, *padded.shape[1:])
