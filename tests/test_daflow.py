@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from daflow.models.catalog import DAFLOW_ITERS
 from daflow.models.daflow import DAFLOW_PRESETS, DAFlow, DAFlowConfig
 from daflow.models.dpt import BilinearHead, DPTConfig, DPTHead, uv_position_embedding
 from daflow.models.raft import RAFT
@@ -208,6 +209,8 @@ def test_estimate_writes_every_pair_and_resumes_identically(tmp_path, tiny):
         )
     with pytest.raises(ValueError, match="step must be"):
         daflow_estimator(tiny, step=12)
+    # no iterations asked for: the module's default, the paper's 20 (a refiner-based DA-Flow leaves them to its pyramid)
+    assert tiny.default_iters == DAFLOW_ITERS and f"{DAFLOW_ITERS} iterations" in daflow_estimator(tiny).description
 
 
 def test_estimate_cli_with_a_pairwise_model_and_bad_input(tmp_path, capsys, monkeypatch):
