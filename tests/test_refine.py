@@ -170,6 +170,29 @@ def test_pyramid_levels_and_coarse_to_fine_recovers_a_translation():
         refine_pyramid(model, a, a, torch.zeros(1, 2, 390, 400), levels=0)
 
 
+@pytest.mark.parametrize(
+    ("size", "iters", "expected"),
+    [((200, 256), None, [8]), ((390, 400), None, [2, 1]), ((800, 800), None, [2, 2, 1]), ((390, 400), 3, [3, 3])],
+)
+def test_pyramid_iterations_a_level(monkeypatch, size, iters, expected):
+    """Default: 8 on one level; on a pyramid 2 on each coarser level and 1 on the finest (coarse first); an explicit
+    count applies to every level."""
+    import daflow.models.refine as refine_module
+
+    calls = []
+
+    def spy(model, image1, image2, dis=None, *, iters, extras=None):
+        calls.append((iters, tuple(image1.shape[-2:])))
+        return refine(model, image1, image2, dis, iters=iters, extras=extras)
+
+    monkeypatch.setattr(refine_module, "refine", spy)
+    model = init_refiner(None).eval()
+    a = torch.rand(1, 3, *size) * 255
+    with torch.no_grad():
+        refine_module.refine_pyramid(model, a, a, torch.zeros(1, 2, *size), iters=iters)
+    assert [n for n, _ in calls] == expected and calls[-1][1] == size
+
+
 def test_mixture_clips_are_the_same_in_two_processes(tmp_path):
     import subprocess
     import sys

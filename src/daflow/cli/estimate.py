@@ -42,8 +42,8 @@ def _add_estimate(sub) -> None:
     )
     add_model_args(
         p,
-        default_iters_help="refinement iterations (default: dis-raft 8 on one pyramid level, 2 a level on more; "
-        "DA-Flow 20; RAFT 12)",
+        default_iters_help="refinement iterations a level (default: dis-raft 8 on one pyramid level; on more, 2 on "
+        "each coarser level and 1 on the finest; DA-Flow 20; RAFT 12)",
     )
     add_daflow_args(p)
     p.add_argument(

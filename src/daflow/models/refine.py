@@ -35,11 +35,12 @@ from daflow.flow.warp import resize_flow
 from daflow.models.raft import RAFT, InputPadder, RAFTOutput
 
 # refinement iterations at inference: a frame small enough for one pyramid level keeps the training's 8 (the time is
-# small there, and 2 cost 0.4% of EPE at 256x256); a pyramid runs 2 a level, which gives the held-out EPE of 8 (within
-# 0.5% on every set, the real pair no worse) at half the time: DIS's start and the coarse level leave little to
-# correct (BENCHMARKS.md, "The default at video speed")
+# small there, and 2 cost 0.4% of EPE at 256x256); a pyramid runs 2 on each coarser level and 1 on the finest, which
+# gives the held-out EPE of 8 (within 0.5% on every set, the real pair no worse) in a third of the time: DIS's start
+# and the coarse levels leave little to correct (BENCHMARKS.md, "The default at video speed")
 SINGLE_LEVEL_ITERS = 8
-PYRAMID_ITERS = 2
+PYRAMID_ITERS = 2  # each level of a pyramid but the finest
+FINEST_ITERS = 1  # the finest level of a pyramid
 DEFAULT_ITERS = SINGLE_LEVEL_ITERS  # refine()'s, one level
 DEFAULT_FALLBACK_MARGIN = 16.0  # keep DIS where its 9x9 photometric error is lower by 16 grey levels (BENCHMARKS.md)
 DEFAULT_POLISH = 2  # variational polish rounds after the network (measured: see BENCHMARKS.md "The bundled default")
@@ -169,7 +170,8 @@ def refine_pyramid(
 ) -> torch.Tensor:
     """Coarse-to-fine refinement (module docstring): frames ``[B, 3, H, W]`` (0..255) → flow ``[B, 2, H, W]``.
     ``levels``: default :func:`pyramid_levels` of the frame size; ``iters`` a level: default
-    :data:`SINGLE_LEVEL_ITERS` for one level, :data:`PYRAMID_ITERS` for more; ``fallback``:
+    :data:`SINGLE_LEVEL_ITERS` for one level, on a pyramid :data:`PYRAMID_ITERS` on each coarser level and
+    :data:`FINEST_ITERS` on the finest; ``fallback``:
     :func:`keep_dis_where_better` before ``polish_rounds`` of :func:`polish`; ``extras``: see :func:`refine` (called
     on every level's frames)."""
     if dis is None:
@@ -178,17 +180,18 @@ def refine_pyramid(
     levels = pyramid_levels(size) if levels is None else levels
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    if iters is None:
-        iters = SINGLE_LEVEL_ITERS if levels == 1 else PYRAMID_ITERS
     flow = dis
     for level in reversed(range(levels)):
+        n = iters
+        if n is None:
+            n = SINGLE_LEVEL_ITERS if levels == 1 else (PYRAMID_ITERS if level else FINEST_ITERS)
         if level:
             a, b = (F.interpolate(x, scale_factor=1 / 2**level, mode="area") for x in (image1, image2))
             init = resize_flow(flow, tuple(a.shape[-2:]), "area")
         else:
             a, b = image1, image2
             init = flow if tuple(flow.shape[-2:]) == size else resize_flow(flow, size, "bilinear")
-        flow = refine(model, a, b, init, iters=iters, extras=extras).flow
+        flow = refine(model, a, b, init, iters=n, extras=extras).flow
     if fallback is not None:
         flow = keep_dis_where_better(
             image1, image2, flow, dis, margin=fallback.margin, ratio=fallback.ratio, window=fallback.window

@@ -179,11 +179,19 @@ def dis_raft_estimator(
     ``model/raft.safetensors``). ``levels`` / ``polish_rounds`` / ``fallback`` (a :class:`~daflow.models.refine.Fallback`,
     None for never, ``"default"``): those of :mod:`daflow.models.refine`."""
     from daflow.models.bundled import REFINER, bundled_path
-    from daflow.models.refine import DEFAULT_FALLBACK, DEFAULT_POLISH, PYRAMID_ITERS, SINGLE_LEVEL_ITERS, refine_pyramid
+    from daflow.models.refine import (
+        DEFAULT_FALLBACK,
+        DEFAULT_POLISH,
+        FINEST_ITERS,
+        PYRAMID_ITERS,
+        SINGLE_LEVEL_ITERS,
+        refine_pyramid,
+    )
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
-    n = f"{SINGLE_LEVEL_ITERS} (one level) or {PYRAMID_ITERS} a level" if iters is None else iters
+    n = f"{SINGLE_LEVEL_ITERS} (one level) or {PYRAMID_ITERS} a coarse level and {FINEST_ITERS} at the finest"
+    n = n if iters is None else iters
     rounds = DEFAULT_POLISH if polish_rounds is None else polish_rounds
     keep = DEFAULT_FALLBACK if fallback == "default" else fallback
     source = "bundled" if weights is None else str(weights)
