@@ -271,3 +271,14 @@ def test_lean_tiles_and_their_fallback_equal_all_pairs():
     spread = (tiles.amax((2, 4)) - tiles.amin((2, 4))).amax(-1)
     assert (spread <= corr.TILE - 1 + corr.TILE_MARGIN).any() and (spread > corr.TILE - 1 + corr.TILE_MARGIN).any()
     torch.testing.assert_close(lean(coords), AllPairsCorr(f1, f2)(coords), atol=2e-5, rtol=1e-5)
+
+
+def test_instance_norm_is_torchs_instance_normalisation():
+    """The encoders' instance normalisation (group normalisation with one group a channel) equals torch's
+    ``InstanceNorm2d`` (no affine parameters, no running statistics) to float rounding, and carries no state."""
+    from daflow.models.raft import InstanceNorm
+
+    x = torch.randn(2, 6, 17, 23) * 5 + 3
+    norm = InstanceNorm(6)
+    torch.testing.assert_close(norm(x), torch.nn.InstanceNorm2d(6)(x), rtol=0, atol=1e-5)
+    assert norm(x).mean((2, 3)).abs().max() < 1e-5 and not norm.state_dict()

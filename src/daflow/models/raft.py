@@ -24,9 +24,23 @@ from daflow.flow.warp import coords_grid
 from daflow.models.corr import build_corr, default_norm
 
 
+class InstanceNorm(nn.Module):
+    """Instance normalisation without affine parameters or running statistics (``nn.InstanceNorm2d``'s defaults, what
+    RAFT's feature encoder uses), computed as group normalisation with one group a channel: the same function (equal
+    to float rounding, ~1e-6) and no state, but 3-4× faster on a CPU, where ``instance_norm`` goes through a reshaped
+    batch normalisation (BENCHMARKS.md, "The default at video speed")."""
+
+    def __init__(self, channels: int, eps: float = 1e-5):
+        super().__init__()
+        self.channels, self.eps = channels, eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.group_norm(x, self.channels, eps=self.eps)
+
+
 def _norm(norm_fn: str, channels: int, groups: int = 8) -> nn.Module:
     if norm_fn == "instance":
-        return nn.InstanceNorm2d(channels)
+        return InstanceNorm(channels)
     if norm_fn == "batch":
         return nn.BatchNorm2d(channels)
     if norm_fn == "group":
