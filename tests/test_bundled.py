@@ -144,7 +144,7 @@ def test_the_shipped_restorer_improves_its_input(tmp_path):
     from held_out import motorcycle
 
     backbone = bundled.load_restorer()
-    assert backbone.one_step_sigma is not None and backbone.fidelity is not None
+    assert backbone.one_step_sigma is not None and backbone.fidelity is not None and backbone.gate is not None
     flow_model = daflow.load_model("dis-raft")
     clean, lq, _, _ = motorcycle("realbasicvsr")
     codec_clean, codec_lq, _, _ = motorcycle("codec")

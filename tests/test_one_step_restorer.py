@@ -158,13 +158,15 @@ def test_restore_smoke_recipe_bundles_the_one_step_restorer(tmp_path):
     backbone = load_restorer(root=weights)
     assert backbone.one_step_sigma == json.loads((run / "one_step" / "train_one_step.json").read_text())["sigma"]
     assert isinstance(backbone.fidelity, FidelityHead)
+    # the gate stage: fitted on the realbasicvsr and h264 mirrors, bundled beside the head
+    assert json.loads((run / "gate" / "done.json").read_text())["codec_only"] == 4 and backbone.gate is not None
     # the head trained on the LQ frames as restore's default prefilter gives them (fidelity_prefilter)
     assert sorted(p.name for p in (run / "fidelity").glob("prepared_*.pt")) == [
         "prepared_lq_h264_prefiltered_r2_h32.pt",
         "prepared_lq_prefiltered_r2_h32.pt",
     ]
     record = json.loads((weights / RESTORER / "PROVENANCE.json").read_text())
-    assert {"lift", "one_step", "fidelity"} <= set(record["stages"])
+    assert {"lift", "one_step", "fidelity", "gate"} <= set(record["stages"])
     assert record["recipe"]["config"]["vae_preset"] == "small"
     frames = np.random.default_rng(3).integers(0, 256, (3, 32, 32, 3), dtype=np.uint8)
     assert restore_clip(backbone, frames, sampler="one-step", sigma=0.5).shape == (3, 16, 4, 4)

@@ -84,6 +84,14 @@ def _add_diffusion_options(p) -> None:
         help="diffusion, one-step: skip the restorer's fidelity head (the DiT's output alone)",
     )
     p.add_argument(
+        "--gate",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="diffusion, one-step: weight the DiT's output that the fidelity head sees by the restorer's degradation "
+        "gate, which trusts it less the more the input looks like codec damage alone (default on; --no-gate trusts "
+        "it fully)",
+    )
+    p.add_argument(
         "--ensemble",
         type=int,
         default=ENSEMBLE,
@@ -149,6 +157,7 @@ def _run_restore(args) -> int:
         radius=args.radius,
         strength=args.strength,
         fidelity=not args.no_fidelity,
+        gate=args.gate,
         ensemble=args.ensemble,
         prefilter=args.prefilter,
         guidance=args.guidance,

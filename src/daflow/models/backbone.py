@@ -39,6 +39,7 @@ class DiffusionBackbone(nn.Module):
         self.origin = "given"  # where the weights came from, for records (e.g. "bundled:daflow-tiny")
         self.one_step_sigma: float | None = None  # σ* when the DiT was fine-tuned for the one-step restoration call
         self.fidelity = None  # the restorer's fidelity head (daflow.models.fidelity), when it has one
+        self.gate = None  # the restorer's degradation gate (daflow.models.gate), when it has one
 
     @classmethod
     def from_preset(cls, name: str = "tiny", *, seed: int = 0) -> DiffusionBackbone:

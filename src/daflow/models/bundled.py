@@ -78,6 +78,10 @@ def load_restorer(*, device="cpu", root: Path | None = None):
         from daflow.models.fidelity import load_fidelity
 
         backbone.fidelity = load_fidelity(folder / "fidelity")
+    from daflow.models.gate import GATE_FILE, load_gate
+
+    if (folder / GATE_FILE).is_file():
+        backbone.gate = load_gate(folder)
     return backbone.to(device).eval()
 
 

@@ -35,6 +35,10 @@ def bundle_restorer(run: str | Path, dest: str | Path = BUNDLE_DIR, *, command: 
     shutil.copytree(vae, tmp / RESTORER / "vae")
     if layout.is_done("fidelity"):
         shutil.copytree(run / "fidelity" / "fidelity", tmp / RESTORER / "fidelity")
+    if layout.is_done("gate"):
+        from daflow.models.gate import GATE_FILE
+
+        shutil.copy2(run / "gate" / GATE_FILE, tmp / RESTORER / GATE_FILE)
     if stage == "one_step":
         sigma = json.loads((run / stage / "train_one_step.json").read_text())["sigma"]
         (tmp / RESTORER / RESTORE_JSON).write_text(json.dumps({"sampler": "one-step", "sigma": sigma}, indent=2))

@@ -18,6 +18,7 @@ NEEDS: dict[str, tuple[str, ...]] = {
     "lift": ("data", "vae", "dit0"),
     "one_step": ("data", "vae", "lift"),
     "fidelity": ("data", "vae", "one_step"),
+    "gate": ("data",),
     "raft": ("data",),
     "pseudo_gt": ("data", "raft"),
     "analyze": ("data", "vae", "dit0", "lift", "pseudo_gt"),

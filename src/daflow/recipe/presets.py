@@ -14,6 +14,7 @@ STAGES = (
     "lift",
     "one_step",
     "fidelity",
+    "gate",
     "raft",
     "pseudo_gt",
     "analyze",
@@ -23,7 +24,7 @@ STAGES = (
     "baseline",
     "report",
 )
-RESTORER_STAGES = ("one_step", "fidelity")  # the restore preset's own stages, after data, vae, dit0 and lift
+RESTORER_STAGES = ("one_step", "fidelity", "gate")  # the restore preset's own stages, after data, vae, dit0 and lift
 FLOW_STAGES = tuple(s for s in STAGES if s not in RESTORER_STAGES)  # the tiny recipe's stages
 
 

@@ -17,6 +17,8 @@ Stages, each in ``RUN/<stage>/`` and skipped once its ``done.json`` exists (each
                 the DiT's output and the neighbours aligned by ``fidelity_flow`` computed once per clip
                 (``fidelity/prepared_<mirror>.pt``; with ``fidelity_prefilter`` the LQ frames first pass
                 ``daflow restore``'s temporal prefilter, ``prepared_<mirror>_prefiltered_r<radius>_h<strength>.pt``)
+``gate``        the restorer's degradation gate (:mod:`daflow.models.gate`): a logistic regression on statistics
+                of the LQ training clips of every mirror, codec damage alone against the rest (``gate/gate.json``)
 ``raft``        RAFT on clean frames with exact ground truth: the "RAFT" baseline and a teacher candidate
 ``pseudo_gt``   the teacher's flow on the HQ frames of the training and validation clips (``daflow pseudo-gt``); the
                 teacher is the candidate (``teacher``: the ``raft`` stage's model, OpenCV's ``dis``, or ``best``
@@ -337,6 +339,29 @@ class Recipe:
         return train_raft(
             source, self.layout.stage(stage), config, init=init, device=self.device, progress=self.progress
         )
+
+    def stage_gate(self) -> dict:
+        from daflow.models.gate import CODEC_ONLY_PRESETS, fit_gate
+        from daflow.train.data import build_clip_source
+
+        c = self.config
+        clips, labels = [], []
+        for preset in c.degrades:
+            mirror = self.data("train", self.mirror(preset))
+            source = build_clip_source(f"youhq:{self.data('train', 'hq')}?lq={mirror}", num_frames=c.frames)
+            for index in range(len(source.clips)):
+                clips.append(np.ascontiguousarray(source.lq_mirror[index].frames))
+                labels.append(int(preset in CODEC_ONLY_PRESETS))
+        if len(set(labels)) < 2:
+            raise ValueError(
+                f"the gate stage needs LQ mirrors of both kinds, codec damage alone ({', '.join(CODEC_ONLY_PRESETS)}) "
+                f"and other damage; this recipe's are {', '.join(c.degrades)}"
+            )
+        gate, accuracy = fit_gate(clips, labels)
+        folder = self.layout.stage("gate")
+        folder.mkdir(parents=True, exist_ok=True)
+        gate.save(folder)
+        return {"clips": len(clips), "codec_only": sum(labels), "presets": list(c.degrades), "accuracy": accuracy}
 
     def stage_raft(self) -> dict:
         return self._raft("raft", self.spec("train", "hq:gt"), self.config.raft_steps, None)

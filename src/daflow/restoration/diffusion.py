@@ -230,7 +230,11 @@ def restore_chunk(
                 elif video_head:
                     nbr = align_neighbours(x_ext, flows.fw.cpu(), flows.bw.cpu(), range(lo + n_anchor, lo + f))
                     nbr = nbr.to(images.device)
-                images = apply_head(head, new.to(images.device), images, nbr, ensemble=settings.ensemble)
+                lq_new = new.to(images.device)
+                gate = getattr(backbone, "gate", None)
+                if settings.gate and gate is not None:  # the prior's hint weighted by the gate (its docstring)
+                    images = lq_new + gate.hint_weight(frames) * (images - lq_new)
+                images = apply_head(head, lq_new, images, nbr, ensemble=settings.ensemble)
         else:
             images = decode_differentiable(backbone.vae, latents[n_anchor:])
     images = images.round().clamp(0, 255).byte().permute(0, 2, 3, 1).cpu().numpy()

@@ -45,8 +45,9 @@ class RestoreSettings:
     :data:`~daflow.restoration.diffusion.ONE_STEP_SIGMA`), ``guidance`` weight w (0 = none) in ``space`` (``latent`` or
     ``image``), ``chunk``/``overlap``, ``fidelity`` (one-step: pass the output through the restorer's fidelity head
     when it has one, :mod:`daflow.models.fidelity`; ``ensemble``: its geometric self-ensemble of 1, 2, 4 or 8
-    transforms, :func:`~daflow.models.fidelity.apply_head`), ``prefilter`` (run the temporal filter first and restore its
-    output). Temporal: ``radius``, ``strength``. ``flow_model``: any ``daflow evaluate``
+    transforms, :func:`~daflow.models.fidelity.apply_head`; ``gate``: weight the diffusion output the head sees by the
+    restorer's degradation gate when it has one, :mod:`daflow.models.gate`), ``prefilter`` (run the temporal
+    filter first and restore its output). Temporal: ``radius``, ``strength``. ``flow_model``: any ``daflow evaluate``
     model name (guidance and temporal flows)."""
 
     method: str = "diffusion"
@@ -61,6 +62,7 @@ class RestoreSettings:
     radius: int = 2
     strength: float = 32.0
     fidelity: bool = True
+    gate: bool = True
     ensemble: int = 8
     prefilter: bool = True
     scale: int = 1
