@@ -364,20 +364,8 @@ class RAFT(nn.Module):
         so the upsampling-mask head runs once instead of every iteration; ``flow_predictions`` then holds the final
         flow alone, which is the same as with ``True``.
         """
-        if image1.shape != image2.shape or image1.ndim != 4 or image1.shape[1] != 3:
-            raise ValueError(f"images must both be [B, 3, H, W], got {tuple(image1.shape)} and {tuple(image2.shape)}")
-        h, w = image1.shape[-2:]
-        if h % 8 or w % 8:
-            raise ValueError(
-                f"image sides must be multiples of 8, got {w}x{h}; pad with daflow.models.raft.InputPadder"
-            )
-        min_side = 8 * 2 ** (self.corr_levels - 1)
-        if h < min_side or w < min_side:
-            raise ValueError(
-                f"images must be at least {min_side}x{min_side} (a {self.corr_levels}-level correlation pyramid at "
-                f"1/8), got {w}x{h}"
-            )
-        b, h8, w8 = image1.shape[0], h // 8, w // 8
+        self._check_images(image1, image2)
+        b, h8, w8 = image1.shape[0], image1.shape[-2] // 8, image1.shape[-1] // 8
         image1, image2 = 2 * (image1 / 255.0) - 1, 2 * (image2 / 255.0) - 1
         with self._autocast(image1):
             fmaps = self.fnet(torch.cat([image1, image2], dim=0))
@@ -429,6 +417,23 @@ class RAFT(nn.Module):
                 flow_low = coords1 - coords0
                 predictions.append(upflow(flow_low) if mask is None else convex_upsample(flow_low, mask))
         return RAFTOutput(flow=predictions[-1], flow_low=coords1 - coords0, flow_predictions=predictions)
+
+    def _check_images(self, image1: torch.Tensor, image2: torch.Tensor) -> None:
+        """One clear error for images RAFT cannot take: other shapes, sides not multiples of 8, or too small for the
+        correlation pyramid."""
+        if image1.shape != image2.shape or image1.ndim != 4 or image1.shape[1] != 3:
+            raise ValueError(f"images must both be [B, 3, H, W], got {tuple(image1.shape)} and {tuple(image2.shape)}")
+        h, w = image1.shape[-2:]
+        if h % 8 or w % 8:
+            raise ValueError(
+                f"image sides must be multiples of 8, got {w}x{h}; pad with daflow.models.raft.InputPadder"
+            )
+        min_side = 8 * 2 ** (self.corr_levels - 1)
+        if h < min_side or w < min_side:
+            raise ValueError(
+                f"images must be at least {min_side}x{min_side} (a {self.corr_levels}-level correlation pyramid at "
+                f"1/8), got {w}x{h}"
+            )
 
     def _autocast(self, ref: torch.Tensor):
         dtype = torch.float16 if ref.device.type == "cuda" else torch.bfloat16
