@@ -47,3 +47,15 @@ def test_no_module_imports_from_a_floor_above_its_own():
 def test_every_unit_has_a_floor():
     units = {_unit(p) for p in PACKAGE.rglob("*.py")} - {"__init__", "__main__"}
     assert units <= set().union(*FLOORS), units - set().union(*FLOORS)
+
+
+def test_no_function_is_longer_than_80_lines():
+    """One screen a function: a longer one is split where its parts have names (``daflow``'s house style)."""
+    long = []
+    for path in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 80:
+                long.append(
+                    f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1})"
+                )
+    assert long == []
