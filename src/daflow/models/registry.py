@@ -190,8 +190,8 @@ def dis_raft_estimator(
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
-    n = f"{SINGLE_LEVEL_ITERS} (one level) or {PYRAMID_ITERS} a coarse level and {FINEST_ITERS} at the finest"
-    n = n if iters is None else iters
+    default = f"{SINGLE_LEVEL_ITERS} (one level) or {PYRAMID_ITERS} a coarse level and {FINEST_ITERS} at the finest"
+    n = default if iters is None else iters
     rounds = DEFAULT_POLISH if polish_rounds is None else polish_rounds
     keep = DEFAULT_FALLBACK if fallback == "default" else fallback
     source = "bundled" if weights is None else str(weights)
