@@ -15,7 +15,14 @@ from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.models.refine import dis_init, refine
 from daflow.train.mixture import MIXTURE_PRESETS, MixtureCache, MixtureConfig, build_cache, render_mixture_clip
-from daflow.train.refine import REFINE_PRESETS, MixturePairs, init_refiner, train_refiner
+from daflow.train.refine import (
+    REFINE_PRESETS,
+    MixturePairs,
+    RefineTrainConfig,
+    coarse_batch,
+    init_refiner,
+    train_refiner,
+)
 
 
 def test_all_photo_sources_load():
@@ -88,6 +95,35 @@ def test_pairs_flip_keeps_flow_consistent(tmp_path):
     assert torch.equal(ds[4]["lq"], ds[4]["lq"])  # a pure function of the counter
 
 
+def test_coarse_batch_is_what_the_pyramid_gives_a_coarser_level():
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    flow = torch.randn(2, 2, 32, 48, generator=g) * 5
+    valid = torch.ones(2, 32, 48)
+    valid[0, 3, 5] = 0
+    batch = {"lq": torch.rand(2, 2, 3, 32, 48, generator=g) * 255, "flow": flow, "dis": flow + 1, "valid": valid}
+    out = coarse_batch(batch)
+    assert out["lq"].shape == (2, 2, 3, 16, 24) and out["flow"].shape == out["dis"].shape == (2, 2, 16, 24)
+    # frames area-downsampled as refine_pyramid's coarser level downsamples them, pixel values unchanged
+    assert torch.allclose(out["lq"][1, 0], F.interpolate(batch["lq"][1, :1], scale_factor=0.5, mode="area")[0])
+    # a 2x2 block's mean motion in half-size pixels
+    assert torch.allclose(out["flow"][0, :, 0, 0], flow[0, :, :2, :2].mean((-1, -2)) / 2)
+    assert torch.allclose(out["dis"] - out["flow"], torch.full_like(out["flow"], 0.5))
+    assert out["valid"][0, 1, 2] == 0 and out["valid"].sum() == 2 * 16 * 24 - 1
+
+
+def test_coarse_steps_train_and_need_halvable_crops(tmp_path):
+    with pytest.raises(ValueError, match="multiples of 16"):
+        RefineTrainConfig(crop=(64, 64), coarse_prob=0.5)
+    with pytest.raises(ValueError, match="coarse_prob"):
+        RefineTrainConfig(coarse_prob=1.5)
+    build_cache(tmp_path / "m", 2, config=MixtureConfig(sizes=((128, 128),), num_frames=3), progress=False)
+    cfg = RefineTrainConfig(steps=2, batch=1, crop=(128, 128), iters=2, save_every=2, log_every=1, coarse_prob=1.0)
+    summary = train_refiner(tmp_path / "m", tmp_path / "r", cfg, progress=False)
+    assert summary["steps"] == 2 and np.isfinite(summary["last_loss"])
+
+
 def test_dis_init_is_the_area_mean_in_eighth_pixels():
     f = torch.arange(2 * 16 * 24, dtype=torch.float32).view(1, 2, 16, 24)
     init = dis_init(f)
@@ -140,6 +176,30 @@ def test_train_resume_and_load_as_estimator(tmp_path):
     est = dis_raft_estimator(iters=2, root=tmp_path / "weights")
     frames = torch.rand(2, 3, 64, 72) * 255
     assert est(frames[:1], frames[1:]).shape == (1, 2, 64, 72)
+
+
+def test_fallback_keeps_dis_only_where_it_is_photometrically_much_better():
+    import torch.nn.functional as F
+
+    from daflow.models.refine import box_mean, keep_dis_where_better
+
+    g = torch.Generator().manual_seed(0)
+    for shape in ((2, 1, 48, 64), (1, 1, 5, 7)):  # the box mean is avg_pool2d's, frames smaller than the window too
+        x = torch.rand(*shape, generator=g) * 255
+        ref = F.avg_pool2d(x, 9, stride=1, padding=4, count_include_pad=False)
+        assert torch.allclose(box_mean(x, 9), ref, atol=1e-3)
+    a = F.avg_pool2d(torch.rand(1, 3, 48, 64, generator=g) * 255, 3, stride=1, padding=1)
+    b = torch.roll(a, shifts=2, dims=-1)  # frame 2 = frame 1 moved 2 px right: the true flow is (2, 0)
+    true = torch.zeros(1, 2, 48, 64)
+    true[:, 0] = 2.0
+    wrong = true.clone()
+    wrong[:, 0, :, :32] = 2.3  # the refined flow a little off on the left half (DIS better by far less than 16)
+    wrong[..., :, 32:] = -3.0  # and far off on the right half
+    out = keep_dis_where_better(a, b, wrong, true, margin=16.0)
+    inner = (slice(None), slice(None), slice(8, 40), slice(44, 60))
+    assert torch.equal(out[inner], true[inner])  # DIS kept where the refined flow is far off
+    assert torch.equal(out[..., :, :24], wrong[..., :, :24])  # a small advantage: the refined flow stays
+    assert torch.equal(keep_dis_where_better(a, b, wrong, true, margin=1e6), wrong)  # no margin met: never DIS
 
 
 def test_pyramid_levels_and_coarse_to_fine_recovers_a_translation():

@@ -50,6 +50,13 @@ def add_train_refine(stages) -> None:
         help="with --daflow: the DiT at seeded random weights of the same shape (the control for the features)",
     )
     p.add_argument("--steps", type=int, help="optimisation steps (default 2500)")
+    p.add_argument("--lr", type=float, help="peak learning rate of the one-cycle schedule (default 4e-4)")
+    p.add_argument(
+        "--coarse-prob",
+        type=float,
+        help="share of steps whose batch is area-downsampled by 2, as the coarser levels of the coarse-to-fine "
+        "inference see their frames (default 0; crops must then be multiples of 16, at least 128)",
+    )
     p.add_argument("--workers", type=int, default=2, help="processes rendering the clips (default 2)")
     p.add_argument(
         "--bundle-into",
@@ -83,7 +90,8 @@ def _run_train_refine(args) -> int:
             args.daflow, init, dit4sr=args.dit4sr, vae=args.vae, random_dit=args.random_dit, seed=args.seed
         )
     out = output_dir(args.output)
-    overrides = {"seed": args.seed} | ({"steps": args.steps} if args.steps is not None else {})
+    given = {"steps": args.steps, "lr": args.lr, "coarse_prob": args.coarse_prob}
+    overrides = {"seed": args.seed} | {k: v for k, v in given.items() if v is not None}
     config = dataclasses.replace(REFINE_PRESETS[args.preset], **overrides)
     cache = build_cache(
         out / "mixture",
@@ -113,6 +121,8 @@ def _run_train_refine(args) -> int:
         command = (
             f"daflow train refine -o {out} --preset {args.preset} --clips {args.clips} --steps {config.steps} "
             f"--seed {args.seed}"
+            + (f" --lr {args.lr}" if args.lr is not None else "")
+            + (f" --coarse-prob {args.coarse_prob}" if args.coarse_prob is not None else "")
             + (f" --init {args.init}" if args.init else "")
             + (f" --daflow {args.daflow}" if args.daflow else "")
             + (f" --dit4sr {args.dit4sr} --vae {args.vae}" if args.dit4sr else "")

@@ -4,7 +4,9 @@ Loss: RAFT's sequence loss (Eq. 18) on every iteration's flow against the exact 
 the degraded frames and DIS run on them (on the whole frame, before cropping, as at inference). One-cycle
 schedule, AdamW, exact resume (:mod:`daflow.train.loop`). Items are addressed by the running sample counter
 (:mod:`daflow.train.data`): clip, pair, crop and flips of item ``i`` come from ``SeedSequence([seed, i])``.
-Augmentation: random crop, horizontal and vertical flips (the flow's sign flipped with them).
+Augmentation: random crop, horizontal and vertical flips (the flow's sign flipped with them). With ``coarse_prob``
+a share of the steps sees its whole batch area-downsampled by 2 (frames, DIS and the target flow, whose values halve):
+the frames :func:`~daflow.models.refine.refine_pyramid` gives the network on its coarser levels.
 
 With ``hybrid`` (a :class:`~daflow.models.daflow.DAFlow` built with ``refiner=True``, e.g. by
 :meth:`~daflow.models.daflow.DAFlow.from_refiner`) the same loop trains DA-Flow's stage 2 on the same clips: its DPT
@@ -23,7 +25,9 @@ from typing import ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
+from daflow.flow.warp import resize_flow
 from daflow.models.raft import RAFT
 from daflow.models.raft_weights import load_raft, read_state_dict
 from daflow.models.refine import dis_init
@@ -48,16 +52,26 @@ class RefineTrainConfig(SequenceLossSettings):
     iters: int = 8
     save_every: int = 250
     workers: int = 0
+    coarse_prob: float = 0.0  # share of steps on batches area-downsampled by 2 (module docstring)
 
     crop_multiple: ClassVar[int] = 8  # RAFT's 1/8 features and its 4-level pyramid
     min_crop: ClassVar[int] = 64
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not 0.0 <= self.coarse_prob <= 1.0:
+            raise ValueError(f"coarse_prob must be in [0, 1], got {self.coarse_prob}")
+        if self.coarse_prob and (any(c % 16 for c in self.crop) or min(self.crop) < 128):
+            raise ValueError(
+                f"coarse steps halve the crop: it must be multiples of 16 and at least 128, got {self.crop}"
+            )
 
 
 REFINE_PRESETS = {
     "default": RefineTrainConfig(),
     "tiny": RefineTrainConfig(steps=6, batch=2, crop=(64, 64), iters=3, save_every=3, log_every=1),
 }
-RUN_KEYS = ("batch", "crop", "lr", "weight_decay", "iters", "gamma", "max_flow", "seed", "steps")
+RUN_KEYS = ("batch", "crop", "lr", "weight_decay", "iters", "gamma", "max_flow", "seed", "steps", "coarse_prob")
 RUN_KEYS += ("cache", "init", "hybrid")  # the clips, the starting weights, DA-Flow's backbone
 
 
@@ -91,6 +105,24 @@ class MixturePairs(torch.utils.data.Dataset):
             lq, flow, dis = lq.flip(-2), flow.flip(-2), dis.flip(-2)
             flow[1], dis[1] = -flow[1], -dis[1]
         return {"lq": lq, "flow": flow, "dis": dis, "valid": torch.ones(ch, cw)}
+
+
+def coarse_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A :class:`MixturePairs` batch area-downsampled by 2 as :func:`~daflow.models.refine.refine_pyramid` does on a
+    coarser level: frames ``[B, 2, 3, h, w]`` → ``[B, 2, 3, h/2, w/2]``, flows (target and DIS) resized with their
+    values halved, a pixel valid where its four source pixels all are."""
+    b, n, c, h, w = batch["lq"].shape
+    lq = F.interpolate(batch["lq"].reshape(b * n, c, h, w), scale_factor=0.5, mode="area").reshape(
+        b, n, c, h // 2, w // 2
+    )
+    size = (h // 2, w // 2)
+    valid = F.avg_pool2d(batch["valid"][:, None], 2)[:, 0] >= 1.0
+    return {
+        "lq": lq,
+        "flow": resize_flow(batch["flow"], size, "area"),
+        "dis": resize_flow(batch["dis"], size, "area"),
+        "valid": valid.to(batch["valid"].dtype),
+    }
 
 
 def init_refiner(init: str | Path | None, *, seed: int = 0) -> RAFT:
@@ -174,6 +206,11 @@ def train_refiner(
     total = config.steps + 100
 
     def loss(module, batch, step: int, rank: int) -> torch.Tensor:
+        if (
+            config.coarse_prob
+            and np.random.default_rng(step_seed(config.seed, step, rank, 23)).random() < config.coarse_prob
+        ):
+            batch = coarse_batch(batch)
         lq, dis = batch["lq"], batch["dis"]
         a, b = lq[:, 0], lq[:, 1]
         if hybrid is None:
