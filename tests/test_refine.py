@@ -272,3 +272,44 @@ def test_train_refine_refuses_no_clips(tmp_path, capsys):
     assert main(["train", "refine", "-o", str(tmp_path / "r"), "--clips", "0", "--no-progress"]) == 1
     assert "--clips must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+
+
+def test_feature_memo_lends_a_shared_frame_and_changes_no_flow():
+    from daflow.models.refine import FeatureMemo, refine_pyramid
+
+    model = init_refiner(None).eval()
+    encoded = []
+    features = model.features
+    model.features = lambda x: encoded.append(x.shape[0]) or features(x)
+    g = torch.Generator().manual_seed(0)
+    frames = torch.rand(4, 3, 64, 72, generator=g) * 255
+    zero = torch.zeros(1, 2, 64, 72)
+    memo = FeatureMemo()
+    with torch.no_grad():
+        shared = [refine_pyramid(model, frames[k : k + 1], frames[k + 1 : k + 2], zero, memo=memo) for k in range(3)]
+        assert sum(encoded) == 4  # each of the 4 frames encoded once
+        alone = [
+            refine_pyramid(model, frames[k : k + 1], frames[k + 1 : k + 2], zero, memo=FeatureMemo()) for k in range(3)
+        ]
+        assert sum(encoded) == 4 + 6
+        assert all(torch.equal(a, b) for a, b in zip(shared, alone))  # lent features: the same flows to the bit
+        # a caller that reuses its frame's memory for the next frame gets that frame's features, not stale ones
+        buffer = frames[1:2].clone()
+        memo = FeatureMemo()
+        refine_pyramid(model, frames[:1], buffer, zero, memo=memo)
+        buffer.copy_(frames[3:4])
+        reused = refine_pyramid(model, frames[1:2], buffer, zero, memo=memo)
+        assert torch.equal(reused, refine_pyramid(model, frames[1:2], frames[3:4], zero, memo=FeatureMemo()))
+        # batches of pairs are encoded as RAFT does, without the memo
+        both = refine_pyramid(model, frames[:2], frames[1:3], zero.expand(2, -1, -1, -1), memo=memo)
+        assert both.shape == (2, 2, 64, 72)
+
+
+def test_raft_takes_precomputed_features():
+    model = RAFT(small=True).eval()
+    g = torch.Generator().manual_seed(1)
+    a, b = (torch.rand(1, 3, 64, 64, generator=g) * 255 for _ in range(2))
+    with torch.no_grad():
+        plain = model(a, b, iters=2).flow
+        lent = model(a, b, iters=2, fmaps=(model.features(a), model.features(b))).flow
+    assert torch.allclose(plain, lent, atol=1e-4)

@@ -355,6 +355,7 @@ class RAFT(nn.Module):
         extra_features: tuple[torch.Tensor, torch.Tensor] | None = None,
         extra_context: torch.Tensor | None = None,
         all_predictions: bool = True,
+        fmaps: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> RAFTOutput:
         """Images ``[B, 3, H, W]`` in 0..255 with H, W multiples of 8 (see :class:`InputPadder`).
 
@@ -362,15 +363,13 @@ class RAFT(nn.Module):
         ``[B, extra_feature_dim, H/8, W/8]``; ``extra_context`` ``[B, extra_context_dim, H/8, W/8]``.
         ``all_predictions=False`` (inference: official RAFT's ``test_mode``) upsamples only the last iteration's flow,
         so the upsampling-mask head runs once instead of every iteration; ``flow_predictions`` then holds the final
-        flow alone, which is the same as with ``True``.
+        flow alone, which is the same as with ``True``. ``fmaps``: the two frames' :meth:`features` when already
+        computed (consecutive pairs of a video share a frame).
         """
         self._check_images(image1, image2)
         b, h8, w8 = image1.shape[0], image1.shape[-2] // 8, image1.shape[-1] // 8
-        image1, image2 = 2 * (image1 / 255.0) - 1, 2 * (image2 / 255.0) - 1
-        with self._autocast(image1):
-            fmaps = self.fnet(torch.cat([image1, image2], dim=0))
-        fmaps = fmaps.to(image1.dtype)
-        fmap1, fmap2 = fmaps[:b], fmaps[b:]
+        fmap1, fmap2 = fmaps if fmaps is not None else self.features(torch.cat([image1, image2], dim=0)).split(b)
+        image1 = 2 * (image1 / 255.0) - 1
         if self.extra_feature_dim:
             if extra_features is None:
                 raise ValueError(f"this hybrid RAFT needs extra_features=(f1, f2) of {self.extra_feature_dim} channels")
@@ -417,6 +416,13 @@ class RAFT(nn.Module):
                 flow_low = coords1 - coords0
                 predictions.append(upflow(flow_low) if mask is None else convex_upsample(flow_low, mask))
         return RAFTOutput(flow=predictions[-1], flow_low=coords1 - coords0, flow_predictions=predictions)
+
+    def features(self, images: torch.Tensor) -> torch.Tensor:
+        """The feature encoder (Eq. 15's RAFT part) on frames ``[N, 3, H, W]`` (0..255) → ``[N, feature_dim, H/8,
+        W/8]``; each frame's features depend on that frame alone."""
+        x = 2 * (images / 255.0) - 1
+        with self._autocast(x):
+            return self.fnet(x).to(x.dtype)
 
     def _check_images(self, image1: torch.Tensor, image2: torch.Tensor) -> None:
         """One clear error for images RAFT cannot take: other shapes, sides not multiples of 8, or too small for the

@@ -185,6 +185,7 @@ def dis_raft_estimator(
         FINEST_ITERS,
         PYRAMID_ITERS,
         SINGLE_LEVEL_ITERS,
+        FeatureMemo,
         refine_pyramid,
     )
 
@@ -196,10 +197,13 @@ def dis_raft_estimator(
     keep = DEFAULT_FALLBACK if fallback == "default" else fallback
     source = "bundled" if weights is None else str(weights)
     shape = f"{levels} level(s)" if levels else "coarse to fine"
+    memo = FeatureMemo()  # consecutive pairs of a video share their middle frame's features
     return FlowEstimator(
         "dis-raft",
         f"DIS->RAFT refiner ({source}), {n} iterations, {shape}, {rounds} polish round(s)",
-        lambda a, b: refine_pyramid(model, a, b, iters=iters, levels=levels, polish_rounds=rounds, fallback=keep),
+        lambda a, b: refine_pyramid(
+            model, a, b, iters=iters, levels=levels, polish_rounds=rounds, fallback=keep, memo=memo
+        ),
         torch.device(device),
         module=model,
     )
