@@ -142,7 +142,8 @@ def test_refiner_starts_at_dis_and_upsamples_convexly():
         out = refine(model, a, a, dis, iters=2)
         padder = InputPadder(a.shape)
         pa, pd = padder.pad_images(a, dis)
-        every = model(pa, pa, iters=2, flow_init=dis_init(pd))  # every iteration upsampled (training's call)
+        fmaps = (model.features(pa), model.features(pa))  # each frame encoded alone, as refine() encodes them
+        every = model(pa, pa, iters=2, flow_init=dis_init(pd), fmaps=fmaps)  # every iteration upsampled (training's)
     assert out.flow.shape == (1, 2, 70, 90) and len(out.flow_predictions) == 1  # the final flow alone (inference)
     assert len(every.flow_predictions) == 2 and torch.equal(out.flow, padder.unpad(every.flow))
 
@@ -241,9 +242,9 @@ def test_pyramid_iterations_a_level(monkeypatch, size, iters, expected):
 
     calls = []
 
-    def spy(model, image1, image2, dis=None, *, iters, extras=None):
+    def spy(model, image1, image2, dis=None, *, iters, extras=None, memo=None):
         calls.append((iters, tuple(image1.shape[-2:])))
-        return refine(model, image1, image2, dis, iters=iters, extras=extras)
+        return refine(model, image1, image2, dis, iters=iters, extras=extras, memo=memo)
 
     monkeypatch.setattr(refine_module, "refine", spy)
     model = init_refiner(None).eval()

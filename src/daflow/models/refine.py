@@ -83,15 +83,15 @@ def refine(
     (``flow``, ``flow_predictions``: the final flow alone, RAFT's ``all_predictions=False``) are at the input size;
     ``flow_low`` stays at the padded 1/8 size. ``extras``: the extra inputs of a hybrid RAFT (DA-Flow's), computed
     from the padded frames. ``memo``: a :class:`FeatureMemo` that lends frame 1 its features when it is the frame 2 of
-    the previous call (consecutive pairs of a video).
+    the previous call (consecutive pairs of a video); without one the frames are encoded as a fresh memo encodes them,
+    so that the flows are the same either way.
     """
     if dis is None:
         dis = dis_flows(image1, image2)
     padder = InputPadder(image1.shape)
     image1, image2, dis = padder.pad_images(image1, image2, dis)
     more = extras(image1, image2) if extras is not None else {}
-    if memo is not None:
-        more["fmaps"] = memo.features(model, image1, image2)
+    more["fmaps"] = (memo if memo is not None else FeatureMemo()).features(model, image1, image2)
     out = model(image1, image2, iters=iters, flow_init=dis_init(dis), all_predictions=False, **more)
     preds = [padder.unpad(p) for p in out.flow_predictions]
     return RAFTOutput(flow=preds[-1], flow_low=out.flow_low, flow_predictions=preds)
