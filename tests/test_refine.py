@@ -122,6 +122,10 @@ def test_coarse_steps_train_and_need_halvable_crops(tmp_path):
     cfg = RefineTrainConfig(steps=2, batch=1, crop=(128, 128), iters=2, save_every=2, log_every=1, coarse_prob=1.0)
     summary = train_refiner(tmp_path / "m", tmp_path / "r", cfg, progress=False)
     assert summary["steps"] == 2 and np.isfinite(summary["last_loss"])
+    import dataclasses
+
+    with pytest.raises(ValueError, match="coarse_prob"):  # the run refuses to go on without its coarse steps
+        train_refiner(tmp_path / "m", tmp_path / "r", dataclasses.replace(cfg, coarse_prob=0.0), progress=False)
 
 
 def test_dis_init_is_the_area_mean_in_eighth_pixels():

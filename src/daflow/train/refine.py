@@ -238,8 +238,8 @@ def train_refiner(
         make_optimizer=lambda ps: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay, eps=1e-8),
         lr=lambda step: one_cycle_lr(step, total, config.lr),
         **files,
-        record={
-            **dataclasses.asdict(config),
+        record={  # coarse_prob recorded only when used: a run without coarse steps keeps the record it always had
+            **{k: v for k, v in dataclasses.asdict(config).items() if k != "coarse_prob" or v},
             "cache": str(cache),
             "init": str(init) if init else None,
             "hybrid": hybrid_info if hybrid is not None else None,
