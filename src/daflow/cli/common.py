@@ -24,6 +24,16 @@ def add_input_output(p, input_help: str) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder")
 
 
+def add_device_arg(p) -> None:
+    """``--device``, the same for every command (:func:`resolve_device` reads it)."""
+    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
+
+
+def add_progress_arg(p) -> None:
+    """``--no-progress``, the one spelling every command uses to turn its progress bars off."""
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
 def resolve_device(name: str) -> str:
     """``--device``: ``auto`` is cuda when available, else cpu; anything else as given, if torch knows it."""
     import torch
@@ -108,7 +118,7 @@ def add_model_args(p, *, default_iters_help: str) -> None:
         help="SEA-RAFT input resize exponent: -1 runs at half resolution "
         "and scales the flow back (SEA-RAFT's Spring protocol); default: the preset's",
     )
-    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
+    add_device_arg(p)
     p.add_argument(
         "--corr",
         default="auto",
@@ -121,7 +131,7 @@ def add_model_args(p, *, default_iters_help: str) -> None:
         action="store_true",
         help="random weights instead of --weights: smoke tests only, the flow is meaningless and every output says so",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_arg(p)
 
 
 def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
@@ -200,8 +210,8 @@ def add_diffusion_args(p) -> None:
         help="random weights at --preset size instead of --dit4sr/--vae "
         "(smoke tests: the features carry no learned correspondence)",
     )
-    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_arg(p)
+    add_progress_arg(p)
 
 
 def device_and_dtype(args):

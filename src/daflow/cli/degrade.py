@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from daflow.cli.common import add_range_args
+from daflow.cli.common import add_progress_arg, add_range_args
 
 
 def _add_degrade(sub) -> None:
@@ -58,7 +58,7 @@ def _add_degrade(sub) -> None:
         help="frames/video: also write the clean frames of the same range and names to OUT/clean/, for `daflow "
         "evaluate --data video:OUT?clean=OUT/clean`",
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_arg(p)
     p.add_argument(
         "--shard",
         metavar="K/N",

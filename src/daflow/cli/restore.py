@@ -9,6 +9,7 @@ from pathlib import Path
 
 from daflow.cli.common import (
     add_denoise_steps,
+    add_device_arg,
     add_diffusion_args,
     add_input_output,
     build_backbone,
@@ -236,7 +237,7 @@ def _add_evaluate_restoration(sub) -> None:
     p.add_argument("--reference", type=Path, help="the HQ video or frame folder (same length and size)")
     p.add_argument("--flow-model", default="dis", help="flow model for E_warp (default dis; any `evaluate` model)")
     p.add_argument("--flow-weights", type=Path, help="weights of --flow-model where it needs them")
-    p.add_argument("--device", default="auto", help="torch device (default auto)")
+    add_device_arg(p)
     p.add_argument("-o", "--output", type=Path, help="write the result as JSON here")
     p.set_defaults(func=_run_evaluate_restoration)
 

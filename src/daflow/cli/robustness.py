@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daflow.cli.common import command_parser, int_list, output_dir, resolve_device
+from daflow.cli.common import add_device_arg, add_progress_arg, command_parser, int_list, output_dir, resolve_device
 
 
 def _add_robustness(sub) -> None:
@@ -40,8 +40,8 @@ def _add_robustness(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the corruptions' random draws (default 0)")
     p.add_argument("--max-samples", type=int, help="the first N samples of each dataset (quick checks)")
     p.add_argument("--shard", metavar="K/N", help="compute only every N-th row from K (0-based)")
-    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_device_arg(p)
+    add_progress_arg(p)
     p.set_defaults(func=_run_robustness)
 
 

@@ -6,7 +6,9 @@ import argparse
 from pathlib import Path
 
 from daflow.cli.common import (
+    add_device_arg,
     add_diffusion_args,
+    add_progress_arg,
     add_settings_arg,
     build_backbone,
     command_parser,
@@ -296,9 +298,9 @@ def _add_train_raft(stages) -> None:
     )
     p.add_argument("--init", type=Path, help="RAFT weights to start from")
     p.add_argument("--iters", type=int, help="refinement iterations")
-    p.add_argument("--device", default="auto", help="torch device (default auto)")
+    add_device_arg(p)
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_progress_arg(p)
     p.set_defaults(func=_run_train_raft)
 
 

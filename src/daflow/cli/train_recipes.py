@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daflow.cli.common import command_parser, output_dir, resolve_device
+from daflow.cli.common import add_device_arg, add_progress_arg, command_parser, output_dir, resolve_device
 
 
 def add_train_refine(stages) -> None:
@@ -64,9 +64,9 @@ def add_train_refine(stages) -> None:
         help="after training, copy the model with its provenance into this "
         "folder (src/daflow/weights ships it with the package)",
     )
-    p.add_argument("--device", default="auto", help="torch device (default auto)")
+    add_device_arg(p)
     p.add_argument("--seed", type=int, default=0, help="run seed (default 0)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arg(p)
     p.set_defaults(func=_run_train_refine)
 
 
@@ -166,7 +166,7 @@ def add_train_recipe(stages) -> None:
     p.add_argument(
         "--device", default="auto", help="torch device for every stage (default auto: cuda if available, else cpu)"
     )
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arg(p)
     g = p.add_argument_group("paper preset inputs (never downloaded)")
     g.add_argument("--youhq", type=Path, help="YouHQ training clips (videos or frame folders)")
     g.add_argument("--sintel", type=Path, help="MPI-Sintel root")
@@ -248,9 +248,9 @@ def add_train_report(stages) -> None:
         "RUN/report/report.md and results.json (Table 1, 2 and 3 layouts, the step modes); prints the report.",
     )
     p.add_argument("run", type=Path, help="the recipe's run folder (daflow train recipe tiny -o RUN)")
-    p.add_argument("--device", default="auto", help="torch device (default auto: cuda if available, else cpu)")
+    add_device_arg(p)
     p.add_argument("--max-chunks", type=int, help="evaluate only the first N 3-frame chunks (default all)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_progress_arg(p)
     p.set_defaults(func=_run_train_report)
 
 
