@@ -305,6 +305,13 @@ def test_feature_memo_lends_a_shared_frame_and_changes_no_flow():
         buffer.copy_(frames[3:4])
         reused = refine_pyramid(model, frames[1:2], buffer, zero, memo=memo)
         assert torch.equal(reused, refine_pyramid(model, frames[1:2], frames[3:4], zero, memo=FeatureMemo()))
+        # a pair and then its backward pair (daflow estimate --backward): the second encodes nothing
+        memo, before = FeatureMemo(), sum(encoded)
+        forward = refine_pyramid(model, frames[:1], frames[1:2], zero, memo=memo)
+        backward = refine_pyramid(model, frames[1:2], frames[:1], zero, memo=memo)
+        assert sum(encoded) == before + 2
+        assert torch.equal(forward, alone[0])
+        assert torch.equal(backward, refine_pyramid(model, frames[1:2], frames[:1], zero, memo=FeatureMemo()))
         # batches of pairs are encoded as RAFT does, without the memo
         both = refine_pyramid(model, frames[:2], frames[1:3], zero.expand(2, -1, -1, -1), memo=memo)
         assert both.shape == (2, 2, 64, 72)

@@ -98,25 +98,29 @@ def refine(
 
 
 class FeatureMemo:
-    """The feature maps of the last frame 2 the refiner saw, one per frame size (pyramid level): when the next pair's
-    frame 1 is that frame (the pairs of a video, in order), its features are lent instead of computed again, which
-    saves a tenth of the refiner's time at 640×480. Exact: every frame is encoded alone (a batch of one, whose
-    rounding does not depend on any other frame), and a lent frame's pixels are compared in full. One pair at a time
-    (batches of one); other batches are encoded as RAFT does."""
+    """The feature maps of the two frames of the last pair the refiner saw, one entry per frame size (pyramid level):
+    a frame of the next pair that is one of them (the pairs of a video in order, or a pair and then its backward pair)
+    gets its features lent instead of computed again, which saves a tenth of the refiner's time at 640×480. Exact:
+    every frame is encoded alone (a batch of one, whose rounding does not depend on any other frame), and a lent
+    frame's pixels are compared in full. One pair at a time (batches of one); other batches are encoded as RAFT
+    does."""
 
     def __init__(self) -> None:
-        self._last: dict[tuple[int, ...], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._last: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def features(self, model: RAFT, image1: torch.Tensor, image2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(fmap1, fmap2)`` of padded frames ``[B, 3, H, W]``; with B = 1 frame 2's are kept for the next call."""
+        """``(fmap1, fmap2)`` of padded frames ``[B, 3, H, W]``; with B = 1 both frames' are kept for the next call."""
         if image1.shape[0] != 1:
             return model.features(torch.cat([image1, image2])).split(image1.shape[0])
         key = tuple(image1.shape)
-        last = self._last.get(key)
-        # each frame encoded alone, lent or not: the convolutions' rounding follows the batch size
-        fmap1 = last[1] if last is not None and torch.equal(last[0], image1) else model.features(image1)
-        fmap2 = model.features(image2)
-        self._last[key] = (image2.clone(), fmap2)  # a copy: the caller may reuse its frame's memory
+        kept = self._last.get(key, [])
+
+        def encode(image: torch.Tensor) -> torch.Tensor:  # alone, lent or not: a batch's rounding follows its size
+            lent = next((f for frame, f in kept if torch.equal(frame, image)), None)
+            return lent if lent is not None else model.features(image)
+
+        fmap1, fmap2 = encode(image1), encode(image2)
+        self._last[key] = [(image1.clone(), fmap1), (image2.clone(), fmap2)]  # copies: callers may reuse the memory
         return fmap1, fmap2
 
 
