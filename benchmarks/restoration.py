@@ -8,8 +8,8 @@ Three sets, each clip restored by ``daflow.restoration.restore_video`` (the code
 - ``codec``: the same real footage at 176×144 through H.264 at 800 bits a frame (real codec damage only).
 
 Rows: the LQ input, each restorer setting (the default, ``RestoreSettings()``; with a self-ensemble of 1 and 4
-instead of 8; unguided; without the degradation gate; without the temporal prefilter; the one-step DiT alone; the full 10-step sampler; the
-temporal filter alone, with the default flow), the control (the same fidelity head trained blind to the diffusion
+instead of 8; unguided; without the degradation gate; without the temporal prefilter; the one-step DiT alone; the
+full 10-step sampler; the temporal filter alone, with the default flow), the control (the same fidelity head trained blind to the diffusion
 output, ``--blind-head``, made by ``benchmarks/fidelity_control.py``, run in the default's path unguided: compare it
 with "default, unguided" for what the diffusion prior adds), and the HQ clip. Scores: PSNR and SSIM against HQ, E*warp
 (Lai et al.; flow and occlusion of DIS on the HQ clip, the same pixels for every row), seconds per frame. The real

@@ -5,9 +5,9 @@
 
 Every (model, size) runs in a fresh process (so that its peak memory is its own): ``daflow.load_model`` (RAFT,
 RAFT-small and SEA-RAFT-S with random weights: the time does not depend on the values), one warm-up pair, then the
-best of ``--repeats`` runs over a 5-frame synthetic clip at that size, in seconds a pair (its 4 consecutive pairs, as
-in a video, where the default lends each frame's features to its second pair). Prints s/pair, pairs/s, the ratio to DIS measured the
-same way, and the peak resident memory above the process's size after loading the model.
+best of ``--repeats`` runs over a synthetic clip of :data:`PAIRS` consecutive pairs at that size, in seconds a pair
+(as in a video, where the default lends each frame's features to its second pair). Prints s/pair, pairs/s, the ratio
+to DIS measured the same way, and the peak resident memory above the process's size after loading the model.
 """
 
 from __future__ import annotations
@@ -20,22 +20,24 @@ import sys
 from pathlib import Path
 
 NEEDS_WEIGHTS = "raft,raft-small,sea-raft-s,sea-raft-m"  # measured with random weights
+PAIRS = 4  # consecutive pairs timed in one call, as in a video
 
 CHILD = r"""
 import json, resource, sys, time
 import cv2, torch
 threads, name, h, w, repeats = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5])
+pairs = int(sys.argv[7])
 random_init = name in sys.argv[6].split(",")
 torch.set_num_threads(threads); cv2.setNumThreads(threads)
 import daflow
 from daflow.data.synthetic import SyntheticConfig, render_clip
-frames = render_clip(SyntheticConfig(height=h, width=w, num_frames=int(sys.argv[7]) + 1), 0).frames
+frames = render_clip(SyntheticConfig(height=h, width=w, num_frames=pairs + 1), 0).frames
 model = daflow.load_model(name, random_init=random_init)
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 model(frames[:2])
 best = float("inf")
 for _ in range(repeats):
-    t = time.perf_counter(); model(frames); best = min(best, (time.perf_counter() - t) / int(sys.argv[7]))
+    t = time.perf_counter(); model(frames); best = min(best, (time.perf_counter() - t) / pairs)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 print(json.dumps({"seconds": best, "peak_mb": (peak - before) / 1024, "description": model.description}))
 """
@@ -44,7 +46,7 @@ print(json.dumps({"seconds": best, "peak_mb": (peak - before) / 1024, "descripti
 def measure(name: str, size: tuple[int, int], threads: int, repeats: int) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     out = subprocess.run(
-        [sys.executable, "-c", CHILD, str(threads), name, *map(str, (size[0], size[1], repeats)), NEEDS_WEIGHTS, "4"],
+        [sys.executable, "-c", CHILD, *map(str, (threads, name, size[0], size[1], repeats, NEEDS_WEIGHTS, PAIRS))],
         capture_output=True,
         text=True,
         env=env,
@@ -64,9 +66,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), "?")
-    print(
-        f"{cpu}, {args.threads} threads, best of {args.repeats} 4-pair clips after one warm-up, one process per row\n"
-    )
+    runs = f"best of {args.repeats} {PAIRS}-pair clips after one warm-up"
+    print(f"{cpu}, {args.threads} threads, {runs}, one process per row\n")
     print("| size | model | s/pair | pairs/s | × DIS | peak memory above the loaded model |")
     print("|---|---|---|---|---|---|")
     record = {"cpu": cpu, "threads": args.threads, "rows": []}

@@ -84,8 +84,10 @@ class CodecGate:
         return 1.0 - self.probability(frames)
 
     def save(self, folder: str | os.PathLike) -> Path:
+        from daflow.files import atomic_write_text
+
         path = Path(folder) / GATE_FILE
-        path.write_text(json.dumps({"statistics": list(STATISTICS), **asdict(self)}, indent=2))
+        atomic_write_text(path, json.dumps({"statistics": list(STATISTICS), **asdict(self)}, indent=2))
         return path
 
 
