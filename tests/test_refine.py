@@ -277,6 +277,9 @@ def test_train_refine_refuses_no_clips(tmp_path, capsys):
     assert main(["train", "refine", "-o", str(tmp_path / "r"), "--clips", "0", "--no-progress"]) == 1
     assert "--clips must be >= 1, got 0" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()
+    assert main(["train", "refine", "-o", str(tmp_path / "r"), "--coarse-prob", "2", "--no-progress"]) == 1
+    assert "coarse_prob must be in [0, 1], got 2.0" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_feature_memo_lends_a_shared_frame_and_changes_no_flow():
