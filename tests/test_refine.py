@@ -10,6 +10,7 @@ from daflow.data.degrade import degrade_clip, sample_params
 from daflow.data.degrade.ops import video_compress
 from daflow.data.degrade.params import CodecParams
 from daflow.data.synthetic import SyntheticConfig, available_photos
+from daflow.flow.warp import resize_flow
 from daflow.models.classical import classical_flow
 from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
@@ -246,9 +247,9 @@ def test_pyramid_iterations_a_level(monkeypatch, size, iters, expected):
 
     calls = []
 
-    def spy(model, image1, image2, dis=None, *, iters, extras=None, memo=None):
+    def spy(model, image1, image2, dis=None, *, iters, extras=None, memo=None, encodings=None):
         calls.append((iters, tuple(image1.shape[-2:])))
-        return refine(model, image1, image2, dis, iters=iters, extras=extras, memo=memo)
+        return refine(model, image1, image2, dis, iters=iters, extras=extras, memo=memo, encodings=encodings)
 
     monkeypatch.setattr(refine_module, "refine", spy)
     model = init_refiner(None).eval()
@@ -328,3 +329,59 @@ def test_raft_takes_precomputed_features():
         plain = model(a, b, iters=2).flow
         lent = model(a, b, iters=2, fmaps=(model.features(a), model.features(b))).flow
     assert torch.allclose(plain, lent, atol=1e-4)
+
+
+def test_raft_takes_precomputed_context_and_checks_both_shapes():
+    model = RAFT(small=True).eval()
+    g = torch.Generator().manual_seed(2)
+    a, b = (torch.rand(1, 3, 64, 64, generator=g) * 255 for _ in range(2))
+    with torch.no_grad():
+        plain = model(a, b, iters=2)
+        lent = model(a, b, iters=2, context=model.context(a))
+        assert torch.equal(plain.flow, lent.flow)
+        assert torch.equal(plain.encodings.context, model.context(a))
+        assert torch.allclose(plain.encodings.fmap2, model.features(b), atol=1e-3)  # a batch of two rounds apart
+        with pytest.raises(ValueError, match=r"context must be \(1, 160, 8, 8\)"):
+            model(a, b, iters=1, context=torch.zeros(1, 160, 4, 4))
+        with pytest.raises(ValueError, match=r"fmaps must be \(1, 128, 8, 8\)"):
+            model(a, b, iters=1, fmaps=(torch.zeros(1, 128, 9, 8), torch.zeros(1, 128, 9, 8)))
+
+
+def test_encodings_resize_bilinearly_and_keep_their_own_grid():
+    from daflow.models.raft import Encodings
+
+    ramp = torch.arange(4.0).view(1, 1, 1, 4).expand(1, 2, 3, 4)
+    enc = Encodings(ramp, ramp + 1, ramp + 2)
+    assert enc.resized((3, 4)).fmap1 is ramp
+    up = enc.resized((6, 8))
+    assert up.context.shape == (1, 2, 6, 8)
+    assert torch.allclose(up.fmap2[0, 0, 0], torch.tensor([1.0, 1.25, 1.75, 2.25, 2.75, 3.25, 3.75, 4.0]))
+
+
+def test_the_finest_level_reuses_the_coarser_levels_encodings(monkeypatch):
+    """On a pyramid the encoders run on the coarser levels only: the finest level of the refiner takes the next
+    coarser level's frame features and context, bilinearly resized (measured: BENCHMARKS.md, "The default at video
+    speed"); a coarser level that runs no iteration leaves the finest to encode its frames itself."""
+    import daflow.models.refine as refine_module
+
+    model = init_refiner(None).eval()
+    sizes = []
+    for name in ("features", "context"):
+        method = getattr(model, name)
+        monkeypatch.setattr(model, name, lambda x, m=method, n=name: sizes.append((n, tuple(x.shape[-2:]))) or m(x))
+    g = torch.Generator().manual_seed(3)
+    a, b = (torch.rand(1, 3, 390, 400, generator=g) * 255 for _ in range(2))
+    dis = torch.randn(1, 2, 390, 400, generator=g)
+    with torch.no_grad():
+        flow = refine_module.refine_pyramid(model, a, b, dis)
+        assert sorted(sizes) == [("context", (200, 200)), ("features", (200, 200)), ("features", (200, 200))]
+        # the same as refining the finest level by hand with the coarse level's encodings
+        half = [torch.nn.functional.interpolate(x, scale_factor=0.5, mode="area") for x in (a, b)]
+        coarse = refine(model, *half, resize_flow(dis, (195, 200), "area"), iters=refine_module.PYRAMID_ITERS)
+        init = resize_flow(coarse.flow, (390, 400), "bilinear")
+        fine = refine(model, a, b, init, iters=refine_module.FINEST_ITERS, encodings=coarse.encodings)
+        assert torch.equal(flow, fine.flow)
+        monkeypatch.setattr(refine_module, "PYRAMID_ITERS", 0)
+        sizes.clear()
+        refine_module.refine_pyramid(model, a, b, dis)
+        assert sorted(sizes) == [("context", (392, 400)), ("features", (392, 400)), ("features", (392, 400))]

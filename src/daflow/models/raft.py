@@ -278,14 +278,38 @@ def upflow(flow: torch.Tensor, factor: int = 8) -> torch.Tensor:
     return factor * F.interpolate(flow, size=(factor * h, factor * w), mode="bilinear", align_corners=True)
 
 
+@dataclass(frozen=True)
+class Encodings:
+    """What RAFT's two encoders give for a pair: both frames' features ``fmap1``, ``fmap2`` ``[B, feature_dim, h, w]``
+    (before any extra features are appended) and the context encoder's output ``context`` ``[B, hidden_dim +
+    context_dim, h, w]`` (before its tanh and ReLU), on the 1/8 grid of the frames."""
+
+    fmap1: torch.Tensor
+    fmap2: torch.Tensor
+    context: torch.Tensor
+
+    def resized(self, size: tuple[int, int]) -> Encodings:
+        """The same maps bilinearly resized to the 1/8 grid ``size`` = (h, w) of the same frames at another scale
+        (a finer pyramid level's: :func:`daflow.models.refine.refine_pyramid`)."""
+
+        def resize(x: torch.Tensor) -> torch.Tensor:
+            if tuple(x.shape[-2:]) == tuple(size):
+                return x
+            return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
+
+        return Encodings(resize(self.fmap1), resize(self.fmap2), resize(self.context))
+
+
 @dataclass
 class RAFTOutput:
-    """``flow`` ``[B, 2, H, W]`` (final, full resolution), ``flow_low`` ``[B, 2, H/8, W/8]``, and
-    ``flow_predictions``: every iteration's full-resolution flow (for the sequence loss, Eq. 18)."""
+    """``flow`` ``[B, 2, H, W]`` (final, full resolution), ``flow_low`` ``[B, 2, H/8, W/8]``,
+    ``flow_predictions``: every iteration's full-resolution flow (for the sequence loss, Eq. 18), and
+    ``encodings``: the :class:`Encodings` the call computed or was given."""
 
     flow: torch.Tensor
     flow_low: torch.Tensor
     flow_predictions: list[torch.Tensor]
+    encodings: Encodings | None = None
 
 
 class RAFT(nn.Module):
@@ -356,6 +380,7 @@ class RAFT(nn.Module):
         extra_context: torch.Tensor | None = None,
         all_predictions: bool = True,
         fmaps: tuple[torch.Tensor, torch.Tensor] | None = None,
+        context: torch.Tensor | None = None,
     ) -> RAFTOutput:
         """Images ``[B, 3, H, W]`` in 0..255 with H, W multiples of 8 (see :class:`InputPadder`).
 
@@ -364,11 +389,17 @@ class RAFT(nn.Module):
         ``all_predictions=False`` (inference: official RAFT's ``test_mode``) upsamples only the last iteration's flow,
         so the upsampling-mask head runs once instead of every iteration; ``flow_predictions`` then holds the final
         flow alone, which is the same as with ``True``. ``fmaps``: the two frames' :meth:`features` when already
-        computed (consecutive pairs of a video share a frame).
+        computed (consecutive pairs of a video share a frame); ``context``: frame 1's :meth:`context` when already
+        computed. Both on the frames' 1/8 grid; the call's ``encodings`` hold them.
         """
         self._check_images(image1, image2)
         b, h8, w8 = image1.shape[0], image1.shape[-2] // 8, image1.shape[-1] // 8
         fmap1, fmap2 = fmaps if fmaps is not None else self.features(torch.cat([image1, image2], dim=0)).split(b)
+        context = self.context(image1) if context is None else context
+        for name, x, channels in (("fmaps", fmap1, self.feature_dim), ("context", context, self.cnet_dim)):
+            if tuple(x.shape) != (b, channels, h8, w8):
+                raise ValueError(f"{name} must be {(b, channels, h8, w8)} for these frames, got {tuple(x.shape)}")
+        encodings = Encodings(fmap1, fmap2, context)
         image1 = 2 * (image1 / 255.0) - 1
         if self.extra_feature_dim:
             if extra_features is None:
@@ -389,7 +420,7 @@ class RAFT(nn.Module):
             fmap1, fmap2, mode=self.corr_mode, num_levels=self.corr_levels, radius=self.corr_radius, norm=norm
         )
         with self._autocast(image1):
-            net, inp = torch.split(self.cnet(image1), [self.hidden_dim, self.context_dim], dim=1)
+            net, inp = torch.split(context, [self.hidden_dim, self.context_dim], dim=1)
             net, inp = torch.tanh(net), torch.relu(inp)
         if self.extra_context_dim:
             if extra_context is None or tuple(extra_context.shape) != (b, self.extra_context_dim, h8, w8):
@@ -415,7 +446,21 @@ class RAFT(nn.Module):
                 mask = None if mask is None else mask.to(coords1.dtype)
                 flow_low = coords1 - coords0
                 predictions.append(upflow(flow_low) if mask is None else convex_upsample(flow_low, mask))
-        return RAFTOutput(flow=predictions[-1], flow_low=coords1 - coords0, flow_predictions=predictions)
+        return RAFTOutput(
+            flow=predictions[-1], flow_low=coords1 - coords0, flow_predictions=predictions, encodings=encodings
+        )
+
+    @property
+    def cnet_dim(self) -> int:
+        """Channels of the context encoder's output: the GRU's initial hidden state and its context input."""
+        return self.hidden_dim + self.context_dim
+
+    def context(self, images: torch.Tensor) -> torch.Tensor:
+        """The context encoder on frames 1 ``[B, 3, H, W]`` (0..255) → ``[B, hidden_dim + context_dim, H/8, W/8]``,
+        before the tanh (the GRU's initial hidden state) and the ReLU (its context input) of :meth:`forward`."""
+        x = 2 * (images / 255.0) - 1
+        with self._autocast(x):
+            return self.cnet(x)
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """The feature encoder (Eq. 15's RAFT part) on frames ``[N, 3, H, W]`` (0..255) → ``[N, feature_dim, H/8,

@@ -13,10 +13,13 @@ so every iteration looks up the correlation pyramid around DIS's answer and corr
 runs **coarse to fine** (:func:`refine_pyramid`): first on the frames area-downsampled by 2^(L−1), starting from DIS
 downsampled likewise, then on each finer level starting from the coarser answer (bilinear ×2, values ×2), with L
 the most levels whose coarsest frame keeps a side of at least 192 px (L = 1 at 256×256, 2 at 384×512, 3 at 1080p).
-Then DIS's own flow is kept where it is photometrically much better (:func:`keep_dis_where_better`, a margin of 16
-grey levels over a 9×9 window) and two rounds of variational refinement polish the result (:func:`polish`). Each
-step was chosen by measurement on held-out clips and a real stereo pair (BENCHMARKS.md, "The bundled default").
-On a video's pairs in order, each frame is encoded once for the two pairs it belongs to (:class:`FeatureMemo`).
+The finest level encodes nothing: it takes the next coarser level's frame features and context, bilinearly resized to
+its grid (:class:`~daflow.models.raft.Encodings`). That scores within 0.6% of its own encoders on every held-out set
+and real clip measured, and saves the two costliest encoder passes. Then DIS's own flow is kept where it is
+photometrically much better (:func:`keep_dis_where_better`, a margin of 16 grey levels over a 9×9 window) and two
+rounds of variational refinement polish the result (:func:`polish`). Each step was chosen by measurement on held-out
+clips, real pairs and real footage (BENCHMARKS.md, "The bundled default" and "The default at video speed"). On a
+video's pairs in order, each frame is encoded once for the two pairs it belongs to (:class:`FeatureMemo`).
 
 The network weights are a RAFT-small state dict with the convex-upsampling head (``raft.safetensors``); the DIS
 settings are fixed (medium preset on the grey frames, :func:`daflow.models.classical.classical_flow`), so a saved
@@ -33,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from daflow.flow.warp import resize_flow
-from daflow.models.raft import RAFT, InputPadder, RAFTOutput
+from daflow.models.raft import RAFT, Encodings, InputPadder, RAFTOutput
 
 # refinement iterations at inference: a frame small enough for one pyramid level keeps the training's 8 (the time is
 # small there, and 2 cost 0.4% of EPE at 256x256); a pyramid runs 2 on each coarser level and 1 on the finest, which
@@ -76,6 +79,7 @@ def refine(
     iters: int = DEFAULT_ITERS,
     extras: Extras | None = None,
     memo: FeatureMemo | None = None,
+    encodings: Encodings | None = None,
 ) -> RAFTOutput:
     """Run the refiner on frames ``[B, 3, H, W]`` (0..255, any size; padded here and cropped back).
 
@@ -84,26 +88,31 @@ def refine(
     ``flow_low`` stays at the padded 1/8 size. ``extras``: the extra inputs of a hybrid RAFT (DA-Flow's), computed
     from the padded frames. ``memo``: a :class:`FeatureMemo` that lends frame 1 its features when it is the frame 2 of
     the previous call (consecutive pairs of a video); without one the frames are encoded as a fresh memo encodes them,
-    so that the flows are the same either way.
+    so that the flows are the same either way. ``encodings``: the encoders' outputs for these frames at another scale
+    (a coarser pyramid level's, :func:`refine_pyramid`), resized to this call's grid instead of encoding the frames.
     """
     if dis is None:
         dis = dis_flows(image1, image2)
     padder = InputPadder(image1.shape)
     image1, image2, dis = padder.pad_images(image1, image2, dis)
     more = extras(image1, image2) if extras is not None else {}
-    more["fmaps"] = (memo if memo is not None else FeatureMemo()).features(model, image1, image2)
+    if encodings is not None:
+        given = encodings.resized((image1.shape[-2] // 8, image1.shape[-1] // 8))
+        more["fmaps"], more["context"] = (given.fmap1, given.fmap2), given.context
+    else:
+        more["fmaps"] = (memo if memo is not None else FeatureMemo()).features(model, image1, image2)
     out = model(image1, image2, iters=iters, flow_init=dis_init(dis), all_predictions=False, **more)
     preds = [padder.unpad(p) for p in out.flow_predictions]
-    return RAFTOutput(flow=preds[-1], flow_low=out.flow_low, flow_predictions=preds)
+    return RAFTOutput(flow=preds[-1], flow_low=out.flow_low, flow_predictions=preds, encodings=out.encodings)
 
 
 class FeatureMemo:
     """The feature maps of the two frames of the last pair the refiner saw, one entry per frame size (pyramid level):
     a frame of the next pair that is one of them (the pairs of a video in order, or a pair and then its backward pair)
-    gets its features lent instead of computed again, which saves a tenth of the refiner's time at 640×480. Exact:
-    every frame is encoded alone (a batch of one, whose rounding does not depend on any other frame), and a lent
-    frame's pixels are compared in full. One pair at a time (batches of one); other batches are encoded as RAFT
-    does."""
+    gets its features lent instead of computed again, which saves one feature-encoder pass a pair on each level that
+    encodes. Exact: every frame is encoded alone (a batch of one, whose rounding does not depend on any other frame),
+    and a lent frame's pixels are compared in full. One pair at a time (batches of one); other batches are encoded as
+    RAFT does."""
 
     def __init__(self) -> None:
         self._last: dict[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -218,7 +227,8 @@ def refine_pyramid(
     """Coarse-to-fine refinement (module docstring): frames ``[B, 3, H, W]`` (0..255) → flow ``[B, 2, H, W]``.
     ``levels``: default :func:`pyramid_levels` of the frame size; ``iters`` a level: default
     :data:`SINGLE_LEVEL_ITERS` for one level, on a pyramid :data:`PYRAMID_ITERS` on each coarser level and
-    :data:`FINEST_ITERS` on the finest; ``fallback``:
+    :data:`FINEST_ITERS` on the finest, which reuses the next coarser level's encodings (module docstring) when that
+    level ran; ``fallback``:
     :func:`keep_dis_where_better` before ``polish_rounds`` of :func:`polish`; ``extras``: see :func:`refine` (called
     on every level's frames); ``memo``: see :func:`refine`."""
     if dis is None:
@@ -227,7 +237,7 @@ def refine_pyramid(
     levels = pyramid_levels(size) if levels is None else levels
     if levels < 1:
         raise ValueError(f"levels must be >= 1, got {levels}")
-    flow = dis
+    flow, coarser = dis, None
     for level in reversed(range(levels)):
         n = iters
         if n is None:
@@ -238,7 +248,11 @@ def refine_pyramid(
         else:
             a, b = image1, image2
             init = flow if tuple(flow.shape[-2:]) == size else resize_flow(flow, size, "bilinear")
-        flow = refine(model, a, b, init, iters=n, extras=extras, memo=memo).flow if n else init
+        if not n:
+            flow, coarser = init, None
+            continue
+        out = refine(model, a, b, init, iters=n, extras=extras, memo=memo, encodings=None if level else coarser)
+        flow, coarser = out.flow, out.encodings
     if fallback is not None:
         flow = keep_dis_where_better(
             image1, image2, flow, dis, margin=fallback.margin, ratio=fallback.ratio, window=fallback.window
