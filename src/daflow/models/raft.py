@@ -400,7 +400,7 @@ class RAFT(nn.Module):
             if tuple(x.shape) != (b, channels, h8, w8):
                 raise ValueError(f"{name} must be {(b, channels, h8, w8)} for these frames, got {tuple(x.shape)}")
         encodings = Encodings(fmap1, fmap2, context)
-        image1 = 2 * (image1 / 255.0) - 1
+        dtype = torch.result_type(image1, 255.0)  # the encoders' input dtype (0..255 / 255.0): the flow's too
         if self.extra_feature_dim:
             if extra_features is None:
                 raise ValueError(f"this hybrid RAFT needs extra_features=(f1, f2) of {self.extra_feature_dim} channels")
@@ -429,7 +429,7 @@ class RAFT(nn.Module):
             inp = torch.cat([inp, extra_context.to(inp.dtype)], dim=1)
         elif extra_context is not None:
             raise ValueError("extra_context given to a RAFT built with extra_context_dim=0")
-        coords0 = coords_grid(b, h8, w8, device=image1.device, dtype=image1.dtype)
+        coords0 = coords_grid(b, h8, w8, device=image1.device, dtype=dtype)
         coords1 = coords0.clone()
         if flow_init is not None:
             coords1 = coords1 + flow_init
