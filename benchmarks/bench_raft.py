@@ -21,18 +21,15 @@ from daflow.models.raft import InputPadder
 model_name, mode, iters, repeats, h, w, device, amp = sys.argv[1:9]
 iters, repeats, h, w, amp = int(iters), int(repeats), int(h), int(w), amp == "1"
 dev = torch.device(device)
-model = daflow.load_model(model_name, random_init=True, corr_mode=mode, device=dev).module.eval()
-if model_name == "raft":
-    model.mixed_precision = amp
+# mixed precision: official RAFT's float16 autocast for RAFT, bfloat16 for SEA-RAFT (its training's)
+dtype = ("float16" if model_name == "raft" else "bfloat16") if amp else "float32"
+model = daflow.load_model(model_name, random_init=True, corr_mode=mode, device=dev, dtype=dtype).module.eval()
 x1, x2 = torch.rand(1, 3, h, w, device=dev) * 255, torch.rand(1, 3, h, w, device=dev) * 255
 if model_name == "raft":
     x1, x2 = InputPadder(x1.shape).pad_images(x1, x2)
 
 def run():
-    if model_name == "raft":
-        return model(x1, x2, iters=iters)
-    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp):
-        return model(x1, x2, iters=iters)
+    return model(x1, x2, iters=iters)
 
 def sync():
     if dev.type == "cuda":

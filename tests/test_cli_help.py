@@ -42,6 +42,10 @@ def test_every_offered_choice_works(tmp_path):
         (tmp_path / kind).mkdir()
         with pytest.raises((DatasetLayoutError, FileNotFoundError)):
             plan_mirror(kind, tmp_path / kind / ("v.mp4" if kind == "video" else ""))
+    from daflow.models.precision import DTYPES, resolve_dtype
+
+    assert set(choices.DTYPE_CHOICES) == {"auto", *DTYPES}  # every --dtype resolves to a torch dtype
+    assert {resolve_dtype(name, "cpu") for name in choices.DTYPE_CHOICES} == set(DTYPES.values())
     import daflow.data.specs as datasets
 
     assert choices.module_doc("daflow.data.specs") == datasets.__doc__.strip()

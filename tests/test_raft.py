@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from daflow.models.corr import AllPairsCorr, LeanCorr, WindowedCorr, build_corr
+from daflow.models.precision import set_compute_dtype
 from daflow.models.raft import RAFT, InputPadder, convex_upsample
 from daflow.models.raft_weights import hybrid_state_dict_from_raft, load_raft
 from daflow.train.losses import sequence_loss
@@ -232,7 +233,7 @@ def test_mixed_precision_and_windowed_mode_agree():
         ref = load_raft(sd, corr_mode="all-pairs").eval()(x1, x2, iters=3).flow
         win = load_raft(sd, corr_mode="windowed").eval()(x1, x2, iters=3).flow
         lean = load_raft(sd, corr_mode="lean").eval()(x1, x2, iters=3).flow
-        amp = load_raft(sd, mixed_precision=True).eval()(x1, x2, iters=3).flow
+        amp = set_compute_dtype(load_raft(sd).eval(), torch.bfloat16)(x1, x2, iters=3).flow
     torch.testing.assert_close(win, ref, atol=1e-3, rtol=0)
     torch.testing.assert_close(lean, ref, atol=2e-4, rtol=0)  # the same sums in another order
     assert amp.dtype == torch.float32 and (amp - ref).abs().mean() < 0.05 * ref.abs().mean() + 0.05

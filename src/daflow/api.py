@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from daflow.models.catalog import DAFLOW_NAMES, DENOISE_STEPS, MODELS, entry
+from daflow.models.precision import resolve_dtype, set_compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -181,7 +182,7 @@ def load_model(
     step: int | str = 0,
     num_steps: int = DENOISE_STEPS,
     seed: int = 0,
-    dtype: torch.dtype | None = None,
+    dtype: torch.dtype | str | None = None,
     preset: str = "tiny",
     dit4sr=None,
     vae=None,
@@ -189,7 +190,10 @@ def load_model(
     refiner: dict | None = None,
 ) -> FlowModel:
     """Load any flow model (module docstring): the one way every command, recipe and benchmark builds one.
-    ``refiner``: the DIS→RAFT refiner's ``levels``, ``polish_rounds`` and ``fallback`` (ablations)."""
+    ``refiner``: the DIS→RAFT refiner's ``levels``, ``polish_rounds`` and ``fallback`` (ablations). ``dtype``
+    (``"auto"``/None, ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype): every network's compute dtype,
+    the DiT's weights and the RAFT family's autocast (:mod:`daflow.models.precision`); auto is bfloat16 on CUDA and
+    float32 on a CPU."""
     from daflow.inference import pairwise
     from daflow.models.registry import build_flow_model, check_weights
 
@@ -208,7 +212,7 @@ def load_model(
         return FlowModel.from_daflow(
             model, name=name, step=step, num_steps=num_steps, iters=iters, seed=seed, random_init=random_init
         )
-    estimator = build_flow_model(name, weights, iters=iters, scale=scale, refiner=refiner, **common)
+    estimator = build_flow_model(name, weights, iters=iters, scale=scale, refiner=refiner, dtype=dtype, **common)
     return FlowModel(
         name, estimator.description, estimator.device, pairwise(estimator), estimator.module, estimator, random_init
     )
@@ -217,13 +221,13 @@ def load_model(
 def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, preset, seed, dit4sr, vae, null_prompt):
     """The DA-Flow module itself (:class:`~daflow.models.daflow.DAFlow`): ``daflow-tiny`` or ``daflow-small``
     (bundled), ``daflow`` with ``weights`` (a ``daflow train flow`` model folder; ``dit4sr``/``vae``/``null_prompt``
-    override its backbone), or random weights at ``preset`` size. ``dtype`` is the DiT's (default: bfloat16 on CUDA,
-    else float32; the VAE stays float32); ``corr_mode`` RAFT's."""
+    override its backbone), or random weights at ``preset`` size. ``dtype``: the DiT's weights (the bundled models keep
+    theirs) and the flow network's compute dtype (:func:`~daflow.models.precision.resolve_dtype`, default bfloat16 on
+    CUDA, else float32; the VAE stays float32); ``corr_mode`` RAFT's."""
     from daflow.models import bundled
     from daflow.models.daflow import DAFlow
 
-    if dtype is None:
-        dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    dtype = resolve_dtype(dtype, device)
     if MODELS[name].bundled:
         model = DAFlow.load(bundled.bundled_path(MODELS[name].bundled), device=device)
     elif random_init:
@@ -234,6 +238,7 @@ def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, p
     else:
         model = DAFlow.load(weights, dit4sr=dit4sr, vae=vae, null_prompt=null_prompt, dtype=dtype, device=device)
     model.raft.corr_mode = corr_mode
+    set_compute_dtype(model.raft, dtype)
     return model.eval()
 
 

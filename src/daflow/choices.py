@@ -6,6 +6,7 @@ FLOW_FILE_FORMATS = ("flo", "npy", "png", "flo5")  # daflow estimate --format (d
 LABEL_FORMATS = ("flo", "flo5", "npy")  # daflow pseudo-gt --format (daflow.train.pseudo_gt)
 MIRROR_KINDS = ("frames", "video", "sintel", "spring", "tartanair", "youhq")  # daflow degrade KIND
 SYNTHETIC_PRESET_NAMES = ("default", "large-motion", "tiny")  # daflow.data.synthetic.SYNTHETIC_PRESETS
+DTYPE_CHOICES = ("auto", "float32", "bfloat16", "float16")  # --dtype (daflow.models.precision)
 
 
 def module_doc(name: str) -> str:

@@ -131,7 +131,20 @@ def add_model_args(p, *, default_iters_help: str) -> None:
         action="store_true",
         help="random weights instead of --weights: smoke tests only, the flow is meaningless and every output says so",
     )
+    add_dtype_arg(
+        p,
+        "compute dtype of every network: the RAFT family's encoders and update block under autocast (the "
+        "correlations, the flow and its upsampling stay float32) and DA-Flow's DiT weights (the VAE stays float32). "
+        "Default auto: bfloat16 on CUDA, float32 on a CPU (bfloat16 measured several times slower on CPUs without "
+        "bfloat16 arithmetic; try it on CPUs with AMX)",
+    )
     add_progress_arg(p)
+
+
+def add_dtype_arg(p, help_text: str) -> None:
+    from daflow.choices import DTYPE_CHOICES
+
+    p.add_argument("--dtype", default="auto", choices=DTYPE_CHOICES, help=help_text)
 
 
 def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
@@ -141,11 +154,10 @@ def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
 
     args.device = resolve_device(args.device)
     name = name or args.model
-    options = {}
+    options = {"dtype": device_and_dtype(args)}
     if hasattr(args, "denoise_steps"):  # a command with the DA-Flow options (add_daflow_args)
-        options = {
+        options |= {
             "num_steps": args.denoise_steps,
-            "dtype": device_and_dtype(args),
             "preset": args.preset,
             "seed": args.seed,
             "dit4sr": args.dit4sr,
@@ -170,9 +182,10 @@ def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
     return model
 
 
-def add_backbone_args(p, *, in_weights: bool = False) -> None:
+def add_backbone_args(p, *, in_weights: bool = False, dtype: bool = True) -> None:
     """The DiT4SR / VAE / null-prompt options every diffusion command shares (``in_weights``: a DA-Flow model
-    folder given with ``--weights`` already holds the DiT and VAE, so these only override it)."""
+    folder given with ``--weights`` already holds the DiT and VAE, so these only override it; ``dtype``: add
+    ``--dtype``, which a flow command has from :func:`add_model_args` already)."""
     dit_help, vae_help = (
         ("DiT4SR transformer (default: WEIGHTS/transformer)", "SD3.5 VAE (default: WEIGHTS/vae)")
         if in_weights
@@ -193,12 +206,8 @@ def add_backbone_args(p, *, in_weights: bool = False) -> None:
     p.add_argument(
         "--preset", default="tiny", choices=("tiny", "paper"), help="model size for --random-init (default tiny)"
     )
-    p.add_argument(
-        "--dtype",
-        default="auto",
-        choices=("auto", "float32", "bfloat16", "float16"),
-        help="DiT weights dtype (default auto: bfloat16 on CUDA, float32 on CPU); the VAE stays float32",
-    )
+    if dtype:
+        add_dtype_arg(p, "DiT weights dtype (default auto: bfloat16 on CUDA, float32 on a CPU); the VAE stays float32")
     p.add_argument("--seed", type=int, default=0, help="seed of the starting noise (default 0)")
 
 
@@ -215,16 +224,11 @@ def add_diffusion_args(p) -> None:
 
 
 def device_and_dtype(args):
-    """Resolve ``--device auto`` in place and return the DiT dtype of ``--dtype`` (auto: bf16 on CUDA, else fp32)."""
-    import torch
+    """Resolve ``--device auto`` in place and return the dtype of ``--dtype`` (auto: bf16 on CUDA, else fp32)."""
+    from daflow.models.precision import resolve_dtype
 
     args.device = resolve_device(args.device)
-    return {
-        "auto": torch.bfloat16 if str(args.device).startswith("cuda") else torch.float32,
-        "float32": torch.float32,
-        "bfloat16": torch.bfloat16,
-        "float16": torch.float16,
-    }[args.dtype]
+    return resolve_dtype(args.dtype, args.device)
 
 
 def build_backbone(args, *, bundled_fallback: bool = False, use: str = "the features carry no learned correspondence"):
@@ -255,7 +259,7 @@ def add_daflow_args(p) -> None:
         "--weights is the folder written by `daflow train flow` "
         "(config.json, flownet.safetensors, and transformer/ + vae/ unless given here)",
     )
-    add_backbone_args(g, in_weights=True)
+    add_backbone_args(g, in_weights=True, dtype=False)
     g.add_argument("--denoise-steps", type=int, default=10, help="denoising schedule length (default 10, the paper's)")
 
 
@@ -294,8 +298,16 @@ def flow_model(name: str, weights, device, *, seed: int = 0):
 
 
 def model_record(args) -> dict:
-    """What a command's JSON says about the model: its name and where its weights came from (the table's bundled
-    folder and its provenance for a shipped model)."""
+    """What a command's JSON says about the model: its name, its compute dtype and where its weights came from (the
+    table's bundled folder and its provenance for a shipped model)."""
+    if not hasattr(args, "dtype"):
+        return _weights_record(args)
+    from daflow.models.precision import dtype_name
+
+    return {"dtype": dtype_name(device_and_dtype(args)), **_weights_record(args)}
+
+
+def _weights_record(args) -> dict:
     from daflow.models.catalog import entry
 
     if args.random_init:

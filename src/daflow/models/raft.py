@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from daflow.flow.warp import coords_grid
 from daflow.models.corr import build_corr, default_norm
+from daflow.models.precision import autocast
 
 
 class InstanceNorm(nn.Module):
@@ -322,8 +323,10 @@ class RAFT(nn.Module):
         corr_scale: ``"raft"`` divides correlations by sqrt(C_raft) (default; what keeps hybrid = RAFT at
             initialisation) or ``"hybrid"`` by sqrt(C_raft + extra_feature_dim).
         corr_mode: ``"auto"``, ``"all-pairs"``, ``"windowed"`` or ``"lean"`` (:mod:`daflow.models.corr`).
-        mixed_precision: run the encoders and the update block under autocast (bf16 on CPU, fp16 on CUDA);
-            correlations and the flow stay in float32, as in official RAFT's ``--mixed_precision``.
+        compute_dtype: the encoders' and the update block's autocast dtype (:mod:`daflow.models.precision`; set it
+            with :func:`~daflow.models.precision.set_compute_dtype`, which also picks the weights' memory format):
+            float32 (default), or bfloat16 / float16 with the correlations, the flow and the convex upsampling kept
+            float32, as official RAFT's ``--mixed_precision`` (float16 on CUDA).
         convex: RAFT-small with RAFT-large's convex upsampling instead of bilinear (see :class:`SmallUpdateBlock`).
     """
 
@@ -335,11 +338,11 @@ class RAFT(nn.Module):
         extra_context_dim: int = 0,
         corr_scale: str = "raft",
         corr_mode: str = "auto",
-        mixed_precision: bool = False,
+        compute_dtype: torch.dtype = torch.float32,
         convex: bool = False,
     ):
         super().__init__()
-        self.mixed_precision = mixed_precision
+        self.compute_dtype = compute_dtype
         if corr_scale not in ("raft", "hybrid"):
             raise ValueError(f"corr_scale must be 'raft' or 'hybrid', got {corr_scale!r}")
         self.small = small
@@ -487,8 +490,7 @@ class RAFT(nn.Module):
             )
 
     def _autocast(self, ref: torch.Tensor):
-        dtype = torch.float16 if ref.device.type == "cuda" else torch.bfloat16
-        return torch.autocast(device_type=ref.device.type, dtype=dtype, enabled=self.mixed_precision)
+        return autocast(ref, self.compute_dtype)
 
 
 class InputPadder:

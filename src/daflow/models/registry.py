@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from daflow.models.catalog import MODELS, entry
+from daflow.models.precision import dtype_name, resolve_dtype, set_compute_dtype
 from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.models.sea_raft import SEARAFT, get_sea_raft_config, load_sea_raft
@@ -88,6 +89,7 @@ def build_flow_model(
     random_init: bool = False,
     seed: int = 0,
     refiner: dict | None = None,
+    dtype: str | torch.dtype | None = None,
 ) -> FlowEstimator:
     """Build the pairwise model ``name`` (a name of :data:`~daflow.models.catalog.MODELS` outside the ``daflow``
     family; :func:`daflow.load_model` is the public way in).
@@ -99,6 +101,8 @@ def build_flow_model(
         scale: SEA-RAFT's resize exponent (``-1`` = half resolution, its Spring protocol); default: the preset's.
         random_init: seeded random weights, for smoke tests only (logged as a warning).
         refiner: the DIS→RAFT refiner's ``levels`` / ``polish_rounds`` / ``fallback`` (:func:`dis_raft_estimator`).
+        dtype: a network's compute dtype (:func:`daflow.models.precision.resolve_dtype`: ``None``/``"auto"`` is
+            float32 on a CPU, bfloat16 on CUDA); a classical method has none and ignores it.
     """
     e = entry(name)
     if refiner and e.family != "refiner":
@@ -109,8 +113,11 @@ def build_flow_model(
     device = torch.device(device)
     if e.family == "classical":
         return FlowEstimator(name, e.description, _classical_fn(name), torch.device("cpu"))
+    dtype = resolve_dtype(dtype, device)
     if e.family == "refiner":
-        return dis_raft_estimator(weights, iters=iters, device=device, corr_mode=corr_mode, **(refiner or {}))
+        return dis_raft_estimator(
+            weights, iters=iters, device=device, corr_mode=corr_mode, dtype=dtype, **(refiner or {})
+        )
     description = e.description
     if random_init:
         log.warning("%s: RANDOM weights (--random-init): the flow is meaningless, for smoke tests only", name)
@@ -130,12 +137,15 @@ def build_flow_model(
             device=device,
             corr_mode=corr_mode,
             random_init=random_init,
+            dtype=dtype,
         )
 
 
-def _build_network(name, weights, description, *, iters, scale, device, corr_mode, random_init) -> FlowEstimator:
+def _build_network(name, weights, description, *, iters, scale, device, corr_mode, random_init, dtype) -> FlowEstimator:
     e = MODELS[name]
     n = e.iters if iters is None else iters
+    if dtype != torch.float32:
+        description += f", {dtype_name(dtype)}"
     if e.family == "raft":
         small = name != "raft"
         model = (
@@ -143,20 +153,22 @@ def _build_network(name, weights, description, *, iters, scale, device, corr_mod
             if random_init
             else load_raft(weights, small=small, corr_mode=corr_mode)
         )
-        model = model.eval().to(device)
+        model = set_compute_dtype(model.eval().to(device), dtype)
         return FlowEstimator(name, f"{description}, {n} iterations", _raft_fn(model, n), device, random_init, model)
     if e.family == "sea-raft":
         config = get_sea_raft_config(name)
         model = (
             SEARAFT(config, corr_mode=corr_mode) if random_init else load_sea_raft(weights, config, corr_mode=corr_mode)
         )
-        model = model.eval().to(device)
+        model = set_compute_dtype(model.eval().to(device), dtype)
         n = config.iters if iters is None else iters
         s = config.scale if scale is None else scale
         desc = f"{description}, {n} iterations" + (f", inputs resized by 2^{s}" if s else "")
         return FlowEstimator(
             name, desc, lambda a, b: model.estimate(a, b, iters=n, scale=s)[0], device, random_init, model
         )
+    if dtype != torch.float32:
+        raise ValueError(f"{name} runs in float32 only (ptlflow's code); --dtype {dtype_name(dtype)} applies to ours")
     from daflow.models.baselines import load_ptlflow  # flowseek-*: optional extra
 
     wrapped = load_ptlflow(name, None if random_init else weights, iters=n).to(device)
@@ -173,11 +185,13 @@ def dis_raft_estimator(
     levels: int | None = None,
     polish_rounds: int | None = None,
     fallback="default",
+    dtype: str | torch.dtype | None = None,
 ) -> FlowEstimator:
     """The DIS→RAFT refiner (:mod:`daflow.models.refine`, coarse to fine, then polished): the bundled weights (below
     ``root``, the package's ``weights/`` by default), or ``weights`` (a ``daflow train refine`` run's
     ``model/raft.safetensors``). ``levels`` / ``polish_rounds`` / ``fallback`` (a :class:`~daflow.models.refine.Fallback`,
-    None for never, ``"default"``): those of :mod:`daflow.models.refine`."""
+    None for never, ``"default"``): those of :mod:`daflow.models.refine`; ``dtype``: the network's compute dtype
+    (:func:`daflow.models.precision.resolve_dtype`; DIS, the fallback and the polish are float32 OpenCV/torch code)."""
     from daflow.models.bundled import REFINER, bundled_path
     from daflow.models.refine import (
         DEFAULT_FALLBACK,
@@ -190,7 +204,9 @@ def dis_raft_estimator(
     )
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
+    dtype = resolve_dtype(dtype, device)
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
+    set_compute_dtype(model, dtype)
     default = f"{SINGLE_LEVEL_ITERS} (one level) or {PYRAMID_ITERS} a coarse level and {FINEST_ITERS} at the finest"
     n = default if iters is None else iters
     rounds = DEFAULT_POLISH if polish_rounds is None else polish_rounds
@@ -200,7 +216,8 @@ def dis_raft_estimator(
     memo = FeatureMemo()  # consecutive pairs of a video share their middle frame's features
     return FlowEstimator(
         "dis-raft",
-        f"DIS->RAFT refiner ({source}), {n} iterations, {shape}, {rounds} polish round(s)",
+        f"DIS->RAFT refiner ({source}), {n} iterations, {shape}, {rounds} polish round(s)"
+        + ("" if dtype == torch.float32 else f", {dtype_name(dtype)}"),
         lambda a, b: refine_pyramid(
             model, a, b, iters=iters, levels=levels, polish_rounds=rounds, fallback=keep, memo=memo
         ),

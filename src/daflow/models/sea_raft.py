@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from daflow.files import read_json
 from daflow.flow.warp import coords_grid
 from daflow.models.corr import build_corr
+from daflow.models.precision import autocast
 from daflow.models.raft import BasicMotionEncoder, InputPadder, convex_upsample
 from daflow.models.weights import load_strict, read_state_dict
 
@@ -262,11 +263,15 @@ class SEARAFTOutput:
 class SEARAFT(nn.Module):
     """SEA-RAFT with the official attribute names. ``forward(image1, image2, iters)`` takes ``[B, 3, H, W]`` in
     0..255 of any size (replicate-padded to multiples of 8 inside, as officially); :meth:`estimate` adds the
-    ``scale`` resize protocol."""
+    ``scale`` resize protocol. ``compute_dtype``: the encoders', update block's and heads' autocast dtype
+    (:mod:`daflow.models.precision`); the correlations, the flow and its upsampling stay float32."""
 
-    def __init__(self, config: SEARAFTConfig = SEARAFTConfig(), *, corr_mode: str = "auto"):
+    def __init__(
+        self, config: SEARAFTConfig = SEARAFTConfig(), *, corr_mode: str = "auto", compute_dtype=torch.float32
+    ):
         super().__init__()
         self.config, self.corr_mode = config, corr_mode
+        self.compute_dtype = compute_dtype  # the networks' autocast dtype (daflow.models.precision)
         dim = config.dim
         self.corr_levels = 4
         cor_planes = self.corr_levels * (2 * config.radius + 1) ** 2
@@ -299,31 +304,37 @@ class SEARAFT(nn.Module):
         min_side = 8 * 2**self.corr_levels  # the official pyramid halves the 1/8 features 4 times (crashes below)
         if h < min_side or w < min_side:
             raise ValueError(f"SEA-RAFT needs inputs of at least {min_side}x{min_side} (after padding), got {w}x{h}")
-        b = image1.shape[0]
-        net, context = torch.split(
-            self.init_conv(self.cnet(torch.cat([image1, image2], dim=1))), [self.config.dim] * 2, dim=1
-        )
-        out = self.flow_head(net)
+        b, dtype = image1.shape[0], image1.dtype  # the flow, its upsampling and the correlations stay in this dtype
+        with autocast(image1, self.compute_dtype):
+            net, context = torch.split(
+                self.init_conv(self.cnet(torch.cat([image1, image2], dim=1))), [self.config.dim] * 2, dim=1
+            )
+            out = self.flow_head(net).to(dtype)
+            mask = self.upsample_weight(net).to(dtype)
+            # one fnet call per frame, as officially: in training, BatchNorm statistics are per frame
+            fmap1, fmap2 = self.fnet(image1).to(dtype), self.fnet(image2).to(dtype)
         flow8, info8 = out[:, :2], out[:, 2:]
         flows, infos = [], []
-        up = self._upsample(flow8, info8, 0.25 * self.upsample_weight(net))
+        up = self._upsample(flow8, info8, 0.25 * mask)
         flows.append(up[0]), infos.append(up[1])
-        # one fnet call per frame, as officially: in training, BatchNorm statistics are per frame
         corr_fn = build_corr(
-            self.fnet(image1),
-            self.fnet(image2),
+            fmap1,
+            fmap2,
             mode=self.corr_mode,
             num_levels=self.corr_levels,
             radius=self.config.radius,
             pyramid="features",
         )
-        grid = coords_grid(b, h // 8, w // 8, device=image1.device, dtype=image1.dtype)
+        grid = coords_grid(b, h // 8, w // 8, device=image1.device, dtype=dtype)
         for _ in range(iters):
             flow8 = flow8.detach()
-            net = self.update_block(net, context, corr_fn(grid + flow8), flow8)
-            out = self.flow_head(net)
+            corr = corr_fn(grid + flow8)
+            with autocast(image1, self.compute_dtype):
+                net = self.update_block(net, context, corr, flow8)
+                out = self.flow_head(net).to(dtype)
+                mask = self.upsample_weight(net).to(dtype)
             flow8, info8 = flow8 + out[:, :2], out[:, 2:]
-            up = self._upsample(flow8, info8, 0.25 * self.upsample_weight(net))
+            up = self._upsample(flow8, info8, 0.25 * mask)
             flows.append(up[0]), infos.append(up[1])
         flows = [padder.unpad(f) for f in flows]
         infos = [padder.unpad(i) for i in infos]

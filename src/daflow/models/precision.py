@@ -1,0 +1,62 @@
+"""The networks' compute dtype: float32, or bfloat16 / float16 for the convolutions, with float32 kept where it matters.
+
+One choice (``--dtype``, :func:`daflow.load_model`'s ``dtype``) for every network: the DiT's weights, and the RAFT
+family's (RAFT, RAFT-small, SEA-RAFT, the DIS→RAFT refiner, DA-Flow's flow network) compute dtype. A RAFT-family
+network in reduced precision runs its encoders and update block under ``torch.autocast`` with its weights in
+channels-last memory format (oneDNN's fast layout for bfloat16 convolutions on a CPU), as official RAFT's
+``--mixed_precision``; the correlation volumes and lookups, the flow state (the coordinates the GRU updates) and the
+convex upsampling stay float32 (:func:`daflow.models.corr` casts features up), so reduced precision rounds the
+network's features, not its geometry.
+
+Measured (BENCHMARKS.md, "The default at video speed"): on a CPU without bfloat16 arithmetic (AVX2 only) bfloat16
+is several times *slower* than float32, so ``auto`` keeps float32 on every CPU; on CUDA it takes bfloat16, the DiT's
+rule. The official-parity tests run float32.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from daflow.choices import DTYPE_CHOICES
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: str | torch.device) -> torch.dtype:
+    """``dtype`` as a torch dtype: a name of :data:`DTYPE_CHOICES` or a dtype; ``None``/``"auto"``: bfloat16 on CUDA,
+    float32 elsewhere."""
+    if dtype is None or dtype == "auto":
+        return torch.bfloat16 if torch.device(device).type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in DTYPES.values():
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype}")
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_CHOICES)}, got {dtype!r}")
+    return DTYPES[dtype]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` → ``"bfloat16"`` (for run records and descriptions)."""
+    return str(dtype).removeprefix("torch.")
+
+
+def autocast(ref: torch.Tensor, dtype: torch.dtype):
+    """``torch.autocast`` on ``ref``'s device type to ``dtype``, disabled for float32 (and float64)."""
+    return torch.autocast(device_type=ref.device.type, dtype=dtype, enabled=dtype not in (torch.float32, torch.float64))
+
+
+def set_compute_dtype(module: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Set a RAFT-family network's ``compute_dtype`` (its autocast dtype) and its weights' memory format: channels-last
+    for a reduced precision, contiguous for float32 (where channels-last measured slower on a CPU). The weights stay
+    float32 (autocast casts them per call), so the choice can be changed back without loss. Returns ``module``."""
+    if not hasattr(module, "compute_dtype"):
+        raise TypeError(f"{type(module).__name__} has no compute dtype (a RAFT-family network has)")
+    dtype = resolve_dtype(dtype, "cpu")
+    module.compute_dtype = dtype
+    reduced = dtype not in (torch.float32, torch.float64)
+    return module.to(memory_format=torch.channels_last if reduced else torch.contiguous_format)
+
+
+__all__ = ["DTYPES", "DTYPE_CHOICES", "autocast", "dtype_name", "resolve_dtype", "set_compute_dtype"]
