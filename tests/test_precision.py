@@ -11,7 +11,7 @@ import daflow
 from daflow.cli import main
 from daflow.data.synthetic import SyntheticConfig, render_clip
 from daflow.files import write_image
-from daflow.models.precision import DTYPE_CHOICES, dtype_name, resolve_dtype, set_compute_dtype
+from daflow.models.precision import DTYPE_CHOICES, dtype_name, flow_dtype, resolve_dtype, set_compute_dtype
 from daflow.models.raft import RAFT
 from daflow.models.registry import build_flow_model
 from daflow.models.sea_raft import SEARAFT, get_sea_raft_config
@@ -19,7 +19,9 @@ from daflow.models.sea_raft import SEARAFT, get_sea_raft_config
 
 def test_resolve_dtype():
     assert resolve_dtype(None, "cpu") is torch.float32 and resolve_dtype("auto", "cpu") is torch.float32
-    assert resolve_dtype("auto", "cuda") is torch.bfloat16  # the DiT's rule, for every network
+    assert resolve_dtype("auto", "cuda") is torch.bfloat16  # the DiT's rule
+    assert flow_dtype(None) is torch.float32 and flow_dtype("auto") is torch.float32  # the RAFT family's, everywhere
+    assert flow_dtype("bfloat16") is torch.bfloat16 and flow_dtype(torch.float16) is torch.float16
     assert resolve_dtype("bfloat16", "cpu") is torch.bfloat16 and resolve_dtype(torch.float16, "cpu") is torch.float16
     assert DTYPE_CHOICES == ("auto", "float32", "bfloat16", "float16") and dtype_name(torch.bfloat16) == "bfloat16"
     with pytest.raises(ValueError, match="dtype must be one of auto, float32, bfloat16, float16, got 'fp8'"):
@@ -122,3 +124,16 @@ def test_da_flow_flow_network_takes_the_dtype():
     assert model.module.raft.compute_dtype is torch.bfloat16
     out = np.asarray(model(frames))
     assert np.linalg.norm(out - ref, axis=-1).mean() < 0.05 * np.linalg.norm(ref, axis=-1).mean() + 0.05
+
+
+def test_run_records_name_each_networks_dtype():
+    from argparse import Namespace
+
+    from daflow.cli.common import model_record
+
+    args = Namespace(model="daflow-tiny", dtype="auto", device="cpu", random_init=False, weights=None)
+    record = model_record(args)
+    assert record["dtype"] == "float32" and record["dit_dtype"] == "float32"
+    args = Namespace(model="raft", dtype="bfloat16", device="cpu", random_init=True, weights=None)
+    record = model_record(args)
+    assert record["dtype"] == "bfloat16" and "dit_dtype" not in record

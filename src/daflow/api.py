@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from daflow.models.catalog import DAFLOW_NAMES, DENOISE_STEPS, MODELS, entry
-from daflow.models.precision import resolve_dtype, set_compute_dtype
+from daflow.models.precision import flow_dtype, resolve_dtype, set_compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -192,8 +192,8 @@ def load_model(
     """Load any flow model (module docstring): the one way every command, recipe and benchmark builds one.
     ``refiner``: the DIS→RAFT refiner's ``levels``, ``polish_rounds`` and ``fallback`` (ablations). ``dtype``
     (``"auto"``/None, ``"float32"``, ``"bfloat16"``, ``"float16"`` or a torch dtype): every network's compute dtype,
-    the DiT's weights and the RAFT family's autocast (:mod:`daflow.models.precision`); auto is bfloat16 on CUDA and
-    float32 on a CPU."""
+    the DiT's weights and the RAFT family's autocast (:mod:`daflow.models.precision`); auto is float32 for the RAFT
+    family and, for the DiT, bfloat16 on CUDA and float32 on a CPU."""
     from daflow.inference import pairwise
     from daflow.models.registry import build_flow_model, check_weights
 
@@ -222,11 +222,13 @@ def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, p
     """The DA-Flow module itself (:class:`~daflow.models.daflow.DAFlow`): ``daflow-tiny`` or ``daflow-small``
     (bundled), ``daflow`` with ``weights`` (a ``daflow train flow`` model folder; ``dit4sr``/``vae``/``null_prompt``
     override its backbone), or random weights at ``preset`` size. ``dtype``: the DiT's weights (the bundled models keep
-    theirs) and the flow network's compute dtype (:func:`~daflow.models.precision.resolve_dtype`, default bfloat16 on
-    CUDA, else float32; the VAE stays float32); ``corr_mode`` RAFT's."""
+    theirs; :func:`~daflow.models.precision.resolve_dtype`, auto: bfloat16 on CUDA, else float32; the VAE stays
+    float32) and the flow network's compute dtype (:func:`~daflow.models.precision.flow_dtype`, auto: float32);
+    ``corr_mode`` RAFT's."""
     from daflow.models import bundled
     from daflow.models.daflow import DAFlow
 
+    flow = flow_dtype(dtype)
     dtype = resolve_dtype(dtype, device)
     if MODELS[name].bundled:
         model = DAFlow.load(bundled.bundled_path(MODELS[name].bundled), device=device)
@@ -238,7 +240,7 @@ def _load_daflow(name: str, weights, *, device, dtype, corr_mode, random_init, p
     else:
         model = DAFlow.load(weights, dit4sr=dit4sr, vae=vae, null_prompt=null_prompt, dtype=dtype, device=device)
     model.raft.corr_mode = corr_mode
-    set_compute_dtype(model.raft, dtype)
+    set_compute_dtype(model.raft, flow)
     return model.eval()
 
 

@@ -135,8 +135,9 @@ def add_model_args(p, *, default_iters_help: str) -> None:
         p,
         "compute dtype of every network: the RAFT family's encoders and update block under autocast (the "
         "correlations, the flow and its upsampling stay float32) and DA-Flow's DiT weights (the VAE stays float32). "
-        "Default auto: bfloat16 on CUDA, float32 on a CPU (bfloat16 measured several times slower on CPUs without "
-        "bfloat16 arithmetic; try it on CPUs with AMX)",
+        "Default auto: float32 for the RAFT family (the official evaluations' arithmetic), and for the DiT bfloat16 "
+        "on CUDA, float32 on a CPU. bfloat16 measured 4-10x slower on CPUs without bfloat16 arithmetic; try it on "
+        "CPUs with AMX",
     )
     add_progress_arg(p)
 
@@ -154,7 +155,7 @@ def load_model_from_args(args, name: str | None = None, *, step: int | str = 0):
 
     args.device = resolve_device(args.device)
     name = name or args.model
-    options = {"dtype": device_and_dtype(args)}
+    options = {"dtype": args.dtype}  # "auto" resolves per network (daflow.models.precision)
     if hasattr(args, "denoise_steps"):  # a command with the DA-Flow options (add_daflow_args)
         options |= {
             "num_steps": args.denoise_steps,
@@ -302,9 +303,13 @@ def model_record(args) -> dict:
     table's bundled folder and its provenance for a shipped model)."""
     if not hasattr(args, "dtype"):
         return _weights_record(args)
-    from daflow.models.precision import dtype_name
+    from daflow.models.catalog import DAFLOW_NAMES
+    from daflow.models.precision import dtype_name, flow_dtype
 
-    return {"dtype": dtype_name(device_and_dtype(args)), **_weights_record(args)}
+    dtypes = {"dtype": dtype_name(flow_dtype(args.dtype))}
+    if args.model in DAFLOW_NAMES:
+        dtypes["dit_dtype"] = dtype_name(device_and_dtype(args))
+    return {**dtypes, **_weights_record(args)}
 
 
 def _weights_record(args) -> dict:

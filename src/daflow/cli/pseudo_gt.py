@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from daflow.cli.common import add_model_args, device_and_dtype, load_model_from_args, output_dir
+from daflow.cli.common import add_model_args, load_model_from_args, output_dir
 
 
 def _add_pseudo_gt(sub) -> None:
@@ -36,7 +36,7 @@ def _add_pseudo_gt(sub) -> None:
 
 
 def _run_pseudo_gt(args) -> int:
-    from daflow.models.precision import dtype_name
+    from daflow.models.precision import dtype_name, flow_dtype
     from daflow.shard import parse_shard
     from daflow.train.pseudo_gt import write_pseudo_gt
 
@@ -55,7 +55,7 @@ def _run_pseudo_gt(args) -> int:
         "iters": args.iters,
         "scale": args.scale,
         "weights": str(args.weights) if args.weights else None,
-        "dtype": dtype_name(device_and_dtype(args)),
+        "dtype": dtype_name(flow_dtype(args.dtype)),
     }
     report = write_pseudo_gt(
         args.clips,

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from daflow.models.catalog import MODELS, entry
-from daflow.models.precision import dtype_name, resolve_dtype, set_compute_dtype
+from daflow.models.precision import dtype_name, flow_dtype, set_compute_dtype
 from daflow.models.raft import RAFT, InputPadder
 from daflow.models.raft_weights import load_raft
 from daflow.models.sea_raft import SEARAFT, get_sea_raft_config, load_sea_raft
@@ -101,8 +101,8 @@ def build_flow_model(
         scale: SEA-RAFT's resize exponent (``-1`` = half resolution, its Spring protocol); default: the preset's.
         random_init: seeded random weights, for smoke tests only (logged as a warning).
         refiner: the DIS→RAFT refiner's ``levels`` / ``polish_rounds`` / ``fallback`` (:func:`dis_raft_estimator`).
-        dtype: a network's compute dtype (:func:`daflow.models.precision.resolve_dtype`: ``None``/``"auto"`` is
-            float32 on a CPU, bfloat16 on CUDA); a classical method has none and ignores it.
+        dtype: a network's compute dtype (:func:`daflow.models.precision.flow_dtype`: ``None``/``"auto"`` is
+            float32); a classical method has none and ignores it.
     """
     e = entry(name)
     if refiner and e.family != "refiner":
@@ -113,7 +113,7 @@ def build_flow_model(
     device = torch.device(device)
     if e.family == "classical":
         return FlowEstimator(name, e.description, _classical_fn(name), torch.device("cpu"))
-    dtype = resolve_dtype(dtype, device)
+    dtype = flow_dtype(dtype)
     if e.family == "refiner":
         return dis_raft_estimator(
             weights, iters=iters, device=device, corr_mode=corr_mode, dtype=dtype, **(refiner or {})
@@ -191,7 +191,7 @@ def dis_raft_estimator(
     ``root``, the package's ``weights/`` by default), or ``weights`` (a ``daflow train refine`` run's
     ``model/raft.safetensors``). ``levels`` / ``polish_rounds`` / ``fallback`` (a :class:`~daflow.models.refine.Fallback`,
     None for never, ``"default"``): those of :mod:`daflow.models.refine`; ``dtype``: the network's compute dtype
-    (:func:`daflow.models.precision.resolve_dtype`; DIS, the fallback and the polish are float32 OpenCV/torch code)."""
+    (:func:`daflow.models.precision.flow_dtype`; DIS, the fallback and the polish are float32 OpenCV/torch code)."""
     from daflow.models.bundled import REFINER, bundled_path
     from daflow.models.refine import (
         DEFAULT_FALLBACK,
@@ -204,7 +204,7 @@ def dis_raft_estimator(
     )
 
     path = weights if weights is not None else bundled_path(REFINER, root) / "raft.safetensors"
-    dtype = resolve_dtype(dtype, device)
+    dtype = flow_dtype(dtype)
     model = load_raft(path, small=True, convex=True, corr_mode=corr_mode).eval().to(torch.device(device))
     set_compute_dtype(model, dtype)
     default = f"{SINGLE_LEVEL_ITERS} (one level) or {PYRAMID_ITERS} a coarse level and {FINEST_ITERS} at the finest"
