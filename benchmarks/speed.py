@@ -21,7 +21,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+from daflow.models.catalog import names
+
 NEEDS_WEIGHTS = "raft,raft-small,sea-raft-s,sea-raft-m"  # measured with random weights
+CLASSICAL = names("classical")  # no network, so no compute dtype
 PAIRS = 4  # consecutive pairs timed in one call, as in a video
 
 CHILD = r"""
@@ -83,7 +86,7 @@ def main() -> None:
         w, h = (int(v) for v in text.lower().split("x"))
         dis = None
         for name in args.models.split(","):
-            for dtype in ["float32"] if name in ("dis", "farneback", "zero") else dtypes:
+            for dtype in ["float32"] if name in CLASSICAL else dtypes:
                 r = measure(name, (h, w), args.threads, args.repeats, dtype)
                 label = name if dtype == "float32" else f"{name} ({dtype})"
                 record["rows"].append({"size": text, "model": name, "dtype": dtype, **r})

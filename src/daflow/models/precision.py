@@ -50,9 +50,14 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
+def reduced(dtype: torch.dtype) -> bool:
+    """Whether ``dtype`` is a reduced precision (below float32), the one that turns autocast and channels-last on."""
+    return dtype not in (torch.float32, torch.float64)
+
+
 def autocast(ref: torch.Tensor, dtype: torch.dtype):
     """``torch.autocast`` on ``ref``'s device type to ``dtype``, disabled for float32 (and float64)."""
-    return torch.autocast(device_type=ref.device.type, dtype=dtype, enabled=dtype not in (torch.float32, torch.float64))
+    return torch.autocast(device_type=ref.device.type, dtype=dtype, enabled=reduced(dtype))
 
 
 def set_compute_dtype(module: nn.Module, dtype: str | torch.dtype | None) -> nn.Module:
@@ -63,8 +68,16 @@ def set_compute_dtype(module: nn.Module, dtype: str | torch.dtype | None) -> nn.
         raise TypeError(f"{type(module).__name__} has no compute dtype (a RAFT-family network has)")
     dtype = flow_dtype(dtype)
     module.compute_dtype = dtype
-    reduced = dtype not in (torch.float32, torch.float64)
-    return module.to(memory_format=torch.channels_last if reduced else torch.contiguous_format)
+    return module.to(memory_format=torch.channels_last if reduced(dtype) else torch.contiguous_format)
 
 
-__all__ = ["DTYPES", "DTYPE_CHOICES", "autocast", "dtype_name", "flow_dtype", "resolve_dtype", "set_compute_dtype"]
+__all__ = [
+    "DTYPES",
+    "DTYPE_CHOICES",
+    "autocast",
+    "dtype_name",
+    "flow_dtype",
+    "reduced",
+    "resolve_dtype",
+    "set_compute_dtype",
+]
